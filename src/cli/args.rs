@@ -1,0 +1,111 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build image-processing filter chains and run them fast, at any resolution.
+#[derive(Debug, Parser)]
+#[command(name = "opossum", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Settings that apply to every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by all commands; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: opossum.toml in the user config folder).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Render threads (0 = all cores); overrides max_cpu_cores.
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Memory budget, e.g. 512MiB or 4GB; overrides max_memory_usage.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Tile edge in pixels (16..=8192); overrides tile_size.
+    #[arg(long, global = true, value_name = "PX")]
+    pub tile_size: Option<u32>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply a chain file to one image and write the result.
+    Render(RenderArgs),
+    /// List every operation with its parameters, ranges and defaults.
+    Ops {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure performance.
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+/// `opossum render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The input image (JPEG, PNG, WebP, TIFF, GIF or BMP; detected by content).
+    pub input: PathBuf,
+    /// The chain file (TOML or JSON).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub chain: PathBuf,
+    /// Where to write the result.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Output format: png, jpeg, webp or tiff (default: from the output's extension).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Quality for JPEG and lossy WebP, 1..=100.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Lossless WebP.
+    #[arg(long)]
+    pub lossless: bool,
+    /// Allow the output to replace the input file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print a per-stage timing report.
+    #[arg(long)]
+    pub profile: bool,
+    /// Also save the profile as a .puffin capture (implies --profile).
+    #[arg(long, value_name = "FILE")]
+    pub profile_out: Option<PathBuf>,
+}
+
+/// `opossum bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time the peer-comparison operations at several sizes and print an op × size table.
+    Ops(BenchOpsArgs),
+}
+
+/// `opossum bench ops`.
+#[derive(Debug, Args)]
+pub struct BenchOpsArgs {
+    /// Square image sides to test, in px.
+    #[arg(long, value_delimiter = ',', default_values_t = [512u32, 1024, 2048, 4096])]
+    pub sizes: Vec<u32>,
+    /// Timed runs per cell (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Source photo (cropped square and resized to each size); default: a synthetic image.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Only these cases (blur3, blur20, bc, sobel, grey, resize, unsharp).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}

@@ -1,0 +1,270 @@
+//! The command line: parses arguments, loads config and chain, calls the engine, prints results
+//! and maps errors to exit codes (0 success, 1 an input failed, 2 usage or config error).
+//! `anyhow`-style context lives only here; the engine returns typed errors.
+
+pub mod args;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::bench;
+use crate::chain::Chain;
+use crate::config::{ByteSize, Config};
+use crate::engine::{Engine, catch_panics};
+use crate::error::{Category, Error, Result};
+use crate::io::decode::{self};
+use crate::io::encode::{EncodeOptions, OutputFormat};
+use crate::ops::{self};
+use crate::params::ParamKind;
+use crate::profile::Profiler;
+use args::{BenchCommand, BenchOpsArgs, Cli, Command, GlobalArgs, RenderArgs};
+
+/// Exit code for a failed input.
+const EXIT_INPUT: u8 = 1;
+/// Exit code for a usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+
+/// Run the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    // Panics are bugs; they are caught and reported as internal errors, without a backtrace dump.
+    std::panic::set_hook(Box::new(|_| {}));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match catch_panics(|| run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Which exit code an error maps to.
+pub fn exit_code(e: &Error) -> u8 {
+    match e.category() {
+        Category::Config | Category::Chain => EXIT_USAGE,
+        _ => EXIT_INPUT,
+    }
+}
+
+fn report_error(e: &Error) {
+    eprintln!("error: {e}");
+    eprintln!("  category: {}", e.category().name());
+    eprintln!("  hint: {}", e.hint());
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            println!(
+                "Opossum {} (built without the desktop app)\nRun `opossum --help` for the commands, e.g. `opossum render photo.jpg --chain chain.toml -o out.webp`.",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Some(Command::Ops { json }) => {
+            print!("{}", if json { ops_json() } else { ops_text() });
+            Ok(())
+        }
+        Some(Command::Render(args)) => render(&cli.global, &args),
+        Some(Command::Bench {
+            what: BenchCommand::Ops(args),
+        }) => bench_ops(&cli.global, &args),
+    }
+}
+
+/// Config from file plus command-line overrides.
+fn load_config(global: &GlobalArgs) -> Result<Config> {
+    let (mut config, _) = Config::load(global.config.as_deref())?;
+    if let Some(n) = global.threads {
+        config.performance.max_cpu_cores = n;
+    }
+    if let Some(text) = &global.max_memory {
+        config.performance.max_memory_usage = ByteSize::parse(text).ok_or_else(|| Error::Config {
+            reason: format!("--max-memory {text:?} is not a size; write e.g. 512MiB or 4GB"),
+            path: None,
+        })?;
+    }
+    if let Some(px) = global.tile_size {
+        config.performance.tile_size = px;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
+    let profiler = (args.profile || args.profile_out.is_some()).then(Profiler::start);
+    let engine = Engine::new(load_config(global)?)?;
+    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let format = match &args.format {
+        Some(name) => OutputFormat::from_name(name).ok_or_else(|| Error::Config {
+            reason: format!("--format {name:?} is not one of png, jpeg, webp, tiff"),
+            path: None,
+        })?,
+        None => OutputFormat::from_path(&args.output).ok_or_else(|| Error::Config {
+            reason: "cannot tell the output format from the file name; add --format png|jpeg|webp|tiff or a known extension".to_owned(),
+            path: Some(args.output.clone()),
+        })?,
+    };
+    let options = EncodeOptions {
+        format,
+        quality: args.quality,
+        lossless: args.lossless,
+    };
+    let report = engine.render_file(
+        &args.input,
+        &chain,
+        &args.output,
+        &options,
+        args.overwrite,
+        &Default::default(),
+    )?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "wrote {} ({}x{} px, {}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",
+        args.output.display(),
+        report.output_size.width,
+        report.output_size.height,
+        format.extension(),
+        ms(report.decode + report.render + report.encode),
+        ms(report.decode),
+        ms(report.render),
+        report.stats.tiles,
+        ms(report.encode),
+    );
+    if let Some(profiler) = profiler {
+        print!("\n{}", profiler.finish());
+        if let Some(path) = &args.profile_out {
+            profiler.save(path)?;
+            println!("profile saved to {} (open with puffin_viewer)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `opossum ops` as text.
+pub fn ops_text() -> String {
+    let mut out = String::new();
+    for def in ops::registry() {
+        out.push_str(&format!(
+            "{} (v{}, {}) - {}\n",
+            def.id, def.version, def.category, def.doc
+        ));
+        for spec in def.params {
+            let default = spec.default_value();
+            let spatial = if spec.is_spatial() { ", scales with resolution" } else { "" };
+            out.push_str(&format!(
+                "    {:<18} {} (default {}{})\n",
+                spec.key,
+                spec.range_text(),
+                default,
+                spatial
+            ));
+        }
+    }
+    out
+}
+
+/// `opossum ops --json`.
+pub fn ops_json() -> String {
+    let ops: Vec<serde_json::Value> = ops::registry()
+        .iter()
+        .map(|def| {
+            let params: Vec<serde_json::Value> = def
+                .params
+                .iter()
+                .map(|spec| {
+                    let mut p = serde_json::json!({
+                        "key": spec.key,
+                        "label": spec.label,
+                        "doc": spec.doc,
+                        "default": spec.default_value().to_raw().to_json(),
+                        "range": spec.range_text(),
+                        "spatial": spec.is_spatial(),
+                    });
+                    if let ParamKind::Choice { choices, .. } = spec.kind {
+                        p["choices"] = serde_json::json!(choices);
+                    }
+                    p
+                })
+                .collect();
+            serde_json::json!({
+                "id": def.id,
+                "version": def.version,
+                "label": def.label,
+                "category": def.category,
+                "doc": def.doc,
+                "params": params,
+            })
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&ops).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
+    let engine = Engine::new(load_config(global)?)?;
+    let photo = match &args.image {
+        Some(path) => Some(decode::decode_file(path, &engine.decode_limits())?.image),
+        None => None,
+    };
+    let cases: Vec<bench::BenchCase> = bench::peer_cases()
+        .into_iter()
+        .filter(|c| args.only.is_empty() || args.only.iter().any(|o| o == c.name))
+        .collect();
+    if cases.is_empty() {
+        return Err(Error::Config {
+            reason: "--only names no known case (blur3, blur20, bc, sobel, grey, resize, unsharp)"
+                .to_owned(),
+            path: None,
+        });
+    }
+    println!(
+        "opossum bench ops: median of {} runs, ms, {} threads, source {}",
+        args.runs,
+        engine.pool().current_num_threads(),
+        args.image
+            .as_deref()
+            .map_or("synthetic".to_owned(), |p: &Path| p.display().to_string())
+    );
+    print!("{:<10}", "op");
+    for s in &args.sizes {
+        print!(" {:>9}", format!("{s}px"));
+    }
+    println!("  description");
+    let mut results = Vec::new();
+    let sources: Vec<_> = args
+        .sizes
+        .iter()
+        .map(|&s| bench::source_for(&engine, photo.as_ref(), s))
+        .collect::<Result<_>>()?;
+    for case in &cases {
+        print!("{:<10}", case.name);
+        for (side, source) in args.sizes.iter().zip(&sources) {
+            let (median, min) =
+                bench::time_chain(&engine, source, &(case.chain)(*side), args.runs)?;
+            print!(" {:>9.1}", median.as_secs_f64() * 1000.0);
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            results.push(serde_json::json!({
+                "op": case.name, "size": side,
+                "median_ms": median.as_secs_f64() * 1000.0,
+                "min_ms": min.as_secs_f64() * 1000.0,
+            }));
+        }
+        println!("  {}", case.description);
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&results).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! A render plan: the enabled ops of a chain built into kernels for one input size and scale,
+//! with the size of every stage. EXIF orientation is planned as leading rotate/flip stages, so
+//! it is tiled like any op and never costs a full-image copy.
+
+use super::geom::Size;
+use crate::chain::{Chain, OutputLimits};
+use crate::error::{Error, Result};
+use crate::io::decode::Orientation;
+use crate::ops::{self, BuildCtx, Footprint, Kernel};
+
+/// One step of a plan.
+pub struct Stage {
+    /// Op id (or `exif_orientation`), for profiling and errors.
+    pub label: &'static str,
+    /// Index of the op in the chain, when the stage is a chain op.
+    pub op_index: Option<usize>,
+    /// The built kernel.
+    pub kernel: Kernel,
+    /// Input size of this stage.
+    pub input: Size,
+    /// Output size of this stage.
+    pub output: Size,
+}
+
+/// A chain built for one input.
+pub struct Plan {
+    /// Source size.
+    pub input: Size,
+    /// The steps in order.
+    pub stages: Vec<Stage>,
+    /// Final size.
+    pub output: Size,
+    /// Rendering scale (1.0 = full resolution).
+    pub scale: f64,
+}
+
+fn orientation_kernels(input: Size, orientation: Orientation) -> Vec<(Kernel, Size)> {
+    use ops::{flip, rotate};
+    let turned = Size::new(input.height, input.width);
+    match orientation {
+        Orientation::NoTransforms => vec![],
+        Orientation::Rotate90 => vec![(rotate::kernel(input, 1), turned)],
+        Orientation::Rotate180 => vec![(rotate::kernel(input, 2), input)],
+        Orientation::Rotate270 => vec![(rotate::kernel(input, 3), turned)],
+        Orientation::FlipHorizontal => vec![(flip::kernel(input, true, false), input)],
+        Orientation::FlipVertical => vec![(flip::kernel(input, false, true), input)],
+        Orientation::Rotate90FlipH => vec![
+            (rotate::kernel(input, 1), turned),
+            (flip::kernel(turned, true, false), turned),
+        ],
+        Orientation::Rotate270FlipH => vec![
+            (rotate::kernel(input, 3), turned),
+            (flip::kernel(turned, true, false), turned),
+        ],
+    }
+}
+
+impl Plan {
+    /// Build `chain` for a source of `input` pixels stored with `orientation`, at `scale`.
+    pub fn new(
+        chain: &Chain,
+        input: Size,
+        orientation: Orientation,
+        scale: f64,
+        limits: OutputLimits,
+    ) -> Result<Plan> {
+        puffin::profile_function!();
+        let mut stages = Vec::new();
+        let mut size = input;
+        for (kernel, output) in orientation_kernels(input, orientation) {
+            stages.push(Stage {
+                label: "exif_orientation",
+                op_index: None,
+                kernel,
+                input: size,
+                output,
+            });
+            size = output;
+        }
+        for (index, op) in chain.ops.iter().enumerate() {
+            if !op.enabled {
+                continue;
+            }
+            let ctx = BuildCtx {
+                input: size,
+                scale,
+                max_pixels: limits.max_pixels,
+                max_side_px: limits.max_side_px,
+            };
+            let kernel = (op.def.build)(&op.params, &ctx).map_err(|e| Error::Chain {
+                location: match e.field {
+                    Some(f) => format!("ops[{index}] ({}).{f}", op.def.id),
+                    None => format!("ops[{index}] ({})", op.def.id),
+                },
+                reason: e.reason,
+                path: None,
+            })?;
+            let output = match &kernel {
+                Kernel::Geometry { output, .. } => *output,
+                _ => size,
+            };
+            stages.push(Stage {
+                label: op.def.id,
+                op_index: Some(index),
+                kernel,
+                input: size,
+                output,
+            });
+            size = output;
+        }
+        Ok(Plan {
+            input,
+            stages,
+            output: size,
+            scale,
+        })
+    }
+
+    /// Footprint of each stage (for display and tests).
+    pub fn footprints(&self) -> Vec<Footprint> {
+        self.stages
+            .iter()
+            .map(|s| match &s.kernel {
+                Kernel::Pointwise(_) => Footprint::Pointwise,
+                Kernel::Area(k) => Footprint::Area {
+                    halo_px: {
+                        let probe = super::geom::Rect::new(
+                            s.input.width / 2,
+                            s.input.height / 2,
+                            1,
+                            1,
+                        );
+                        let r = k.input_rect(probe);
+                        (probe.x - r.x).max(r.right() - probe.right())
+                    },
+                },
+                Kernel::Geometry { .. } => Footprint::Geometry,
+                Kernel::Global(_) => Footprint::Global,
+            })
+            .collect()
+    }
+}

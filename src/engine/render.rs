@@ -1,0 +1,343 @@
+//! The tiled executor. The output is cut into a grid; for each tile the input rectangle of every
+//! stage is derived backwards from the footprints (halos and geometry maps, not hand-kept), the
+//! source rectangle is read, and the stages run forwards: runs of pointwise ops fused into one
+//! pass per row, area and geometry ops from tile to tile. At most as many tiles are in flight as
+//! the memory budget allows; workers pull tiles in row-major order from a shared counter on the
+//! engine's rayon pool. Global ops (Canny) split the plan: the part before is rendered into a
+//! full working image, the op runs on it, and rendering continues from its result.
+//!
+//! Every output pixel is computed from the same values in the same order whatever the tiling,
+//! so tiled and single-tile renders are bit-identical (tests/tiling.rs).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::geom::{Rect, Size};
+use super::plan::{Plan, Stage};
+use super::sink::{FullSink, TileSink};
+use super::source::{Source, TileSource};
+use super::tile::Tile;
+use crate::error::{Error, Result};
+use crate::ops::{Kernel, PointKernel};
+
+/// Cancellation and progress for one render.
+#[derive(Default, Clone, Copy)]
+pub struct RenderControl<'a> {
+    /// Set to stop the render as soon as the tiles in flight finish.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called with (tiles done, tiles total) after each tile.
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+}
+
+impl RenderControl<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Memory and tiling settings for one render.
+#[derive(Clone, Copy, Debug)]
+pub struct TileSettings {
+    /// Preferred tile edge in output pixels (shrunk automatically when a tile would not fit).
+    pub tile_px: u32,
+    /// Bytes the tiles in flight may use together.
+    pub budget_bytes: u64,
+}
+
+/// Statistics of a finished render.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenderStats {
+    /// Tiles rendered.
+    pub tiles: usize,
+    /// Most tiles in flight at once.
+    pub tiles_in_flight: usize,
+    /// Tile edge used in the last segment, px.
+    pub tile_px: u32,
+    /// Estimated peak bytes of the tiles in flight.
+    pub peak_tile_bytes: u64,
+}
+
+/// The input rectangle of every stage for output `out`: `rects[i]` is stage `i`'s input,
+/// `rects[n]` the output.
+fn stage_rects(stages: &[Stage], out: Rect) -> Vec<Rect> {
+    let mut rects = vec![Rect::EMPTY; stages.len() + 1];
+    rects[stages.len()] = out;
+    for (i, stage) in stages.iter().enumerate().rev() {
+        rects[i] = match &stage.kernel {
+            Kernel::Pointwise(_) => rects[i + 1],
+            Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => k.input_rect(rects[i + 1]),
+            Kernel::Global(_) => stage.input.rect(),
+        };
+    }
+    rects
+}
+
+/// Bytes the buffers of one tile need, at most (all stage buffers plus the largest scratch).
+fn tile_bytes(stages: &[Stage], out: Rect) -> u64 {
+    let rects = stage_rects(stages, out);
+    let buffers: u64 = rects.iter().map(|r| r.pixels() * 16).sum();
+    let scratch = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match &s.kernel {
+            Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } | Kernel::Global(k) => {
+                k.scratch_bytes(rects[i + 1])
+            }
+            Kernel::Pointwise(_) => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    buffers + scratch
+}
+
+/// Apply consecutive pointwise kernels to `tile`, row by row (one pass over memory).
+fn apply_fused(kernels: &[&dyn PointKernel], tile: &mut Tile) {
+    let (x0, y0) = (tile.rect.x, tile.rect.y);
+    for y in 0..tile.rect.height as usize {
+        let row = tile.row_mut(y);
+        for k in kernels {
+            k.apply_row(x0, y0 + y as u32, row);
+        }
+    }
+}
+
+/// Render one output tile of `stages` (no global stage among them).
+fn render_tile(source: &dyn Source, stages: &[Stage], out: Rect) -> Tile {
+    puffin::profile_scope!("tile");
+    let rects = stage_rects(stages, out);
+    let mut tile = if rects[0].is_empty() {
+        Tile::new(Rect::EMPTY)
+    } else {
+        source.read(rects[0])
+    };
+    let mut i = 0;
+    while i < stages.len() {
+        if let Kernel::Pointwise(_) = stages[i].kernel {
+            let mut run: Vec<&dyn PointKernel> = Vec::new();
+            let start = i;
+            while let Some(Stage {
+                kernel: Kernel::Pointwise(k),
+                ..
+            }) = stages.get(i)
+            {
+                run.push(k.as_ref());
+                i += 1;
+            }
+            puffin::profile_scope!("pointwise", fused_label(&stages[start..i]));
+            apply_fused(&run, &mut tile);
+            continue;
+        }
+        let stage = &stages[i];
+        puffin::profile_scope!("op", stage.label);
+        let mut dst = Tile::new(rects[i + 1]);
+        if !dst.rect.is_empty() {
+            match &stage.kernel {
+                Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => k.run(&tile, &mut dst),
+                Kernel::Global(_) | Kernel::Pointwise(_) => {}
+            }
+        }
+        tile = dst;
+        i += 1;
+    }
+    tile
+}
+
+fn fused_label(stages: &[Stage]) -> String {
+    stages.iter().map(|s| s.label).collect::<Vec<_>>().join("+")
+}
+
+/// Render `stages` over the whole `out_size` into `sink`, tiled.
+#[allow(clippy::too_many_arguments)]
+fn run_tiled(
+    pool: &rayon::ThreadPool,
+    source: &dyn Source,
+    stages: &[Stage],
+    out_size: Size,
+    settings: TileSettings,
+    control: &RenderControl<'_>,
+    progress_base: (usize, usize),
+    sink: &dyn TileSink,
+) -> Result<RenderStats> {
+    puffin::profile_function!();
+    let threads = pool.current_num_threads().max(1);
+    let mut tile_px = settings.tile_px.max(1);
+    let (tiles, per_tile, in_flight) = loop {
+        let tiles = Rect::grid(out_size, tile_px);
+        let per_tile = tiles
+            .iter()
+            .map(|t| tile_bytes(stages, *t))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let fit = (settings.budget_bytes / per_tile) as usize;
+        if fit >= 1 {
+            break (tiles, per_tile, fit.min(threads));
+        }
+        if tile_px <= 16 {
+            return Err(Error::Budget {
+                what: format!("rendering one {tile_px}x{tile_px} px tile of this chain"),
+                needed_bytes: per_tile,
+                limit_bytes: settings.budget_bytes,
+            });
+        }
+        tile_px = (tile_px / 2).max(16);
+    };
+
+    let total = tiles.len();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    pool.scope(|scope| {
+        for _ in 0..in_flight {
+            scope.spawn(|_| {
+                loop {
+                    if control.cancelled() {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(rect) = tiles.get(i) else {
+                        break;
+                    };
+                    let tile = render_tile(source, stages, *rect);
+                    sink.put(&tile);
+                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(progress) = control.progress {
+                        progress(progress_base.0 + finished, progress_base.1);
+                    }
+                }
+            });
+        }
+    });
+    if control.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    Ok(RenderStats {
+        tiles: total,
+        tiles_in_flight: in_flight,
+        tile_px,
+        peak_tile_bytes: per_tile * in_flight as u64,
+    })
+}
+
+/// Render `plan` from `source` into `sink`. `reserved_bytes` is memory already spoken for
+/// (decoded source, output buffer); the rest of `settings.budget_bytes` is for tiles and
+/// intermediates.
+pub fn render(
+    pool: &rayon::ThreadPool,
+    source: &dyn Source,
+    plan: &Plan,
+    settings: TileSettings,
+    reserved_bytes: u64,
+    control: &RenderControl<'_>,
+    sink: &dyn TileSink,
+) -> Result<RenderStats> {
+    puffin::profile_function!();
+    let over_budget = |what: String, needed: u64| Error::Budget {
+        what,
+        needed_bytes: needed,
+        limit_bytes: settings.budget_bytes,
+    };
+    if reserved_bytes > settings.budget_bytes {
+        return Err(over_budget(
+            format!(
+                "holding the {}x{} px source and the {}x{} px output",
+                plan.input.width, plan.input.height, plan.output.width, plan.output.height
+            ),
+            reserved_bytes,
+        ));
+    }
+    let globals: Vec<usize> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.kernel, Kernel::Global(_)))
+        .map(|(i, _)| i)
+        .collect();
+
+    // Progress counts the tiles of every segment.
+    let tile_count = |size: Size| Rect::grid(size, settings.tile_px.max(1)).len();
+    let mut segment_sizes: Vec<Size> = globals.iter().map(|&g| plan.stages[g].input).collect();
+    segment_sizes.push(plan.output);
+    let total: usize = segment_sizes.iter().map(|s| tile_count(*s)).sum();
+    let mut done = 0;
+
+    let mut intermediate: Option<TileSource> = None;
+    let mut start = 0;
+    let mut stats = RenderStats::default();
+    for &g in &globals {
+        let stage = &plan.stages[g];
+        let Kernel::Global(kernel) = &stage.kernel else {
+            continue;
+        };
+        let held = intermediate.as_ref().map_or(0, |s| s.bytes());
+        let input_bytes = stage.input.pixels() * 16;
+        // Live while tiling the segment: the previous intermediate and the collected input.
+        let tiling_live = reserved_bytes + held + input_bytes;
+        // Live while the global op runs: its input, its output and its scratch.
+        let op_live = reserved_bytes
+            + input_bytes
+            + stage.output.pixels() * 16
+            + kernel.scratch_bytes(stage.output.rect());
+        let needed = tiling_live.max(op_live);
+        if needed > settings.budget_bytes {
+            return Err(over_budget(
+                format!(
+                    "op {} on the whole {}x{} px image",
+                    stage.label, stage.input.width, stage.input.height
+                ),
+                needed,
+            ));
+        }
+        let collected = FullSink::new(stage.input);
+        {
+            let src: &dyn Source = intermediate.as_ref().map_or(source, |s| s as &dyn Source);
+            let segment_settings = TileSettings {
+                tile_px: settings.tile_px,
+                budget_bytes: settings.budget_bytes - tiling_live,
+            };
+            stats = run_tiled(
+                pool,
+                src,
+                &plan.stages[start..g],
+                stage.input,
+                segment_settings,
+                control,
+                (done, total),
+                &collected,
+            )?;
+            done += tile_count(stage.input);
+        }
+        let input = collected.finish();
+        // The previous intermediate is no longer needed; free it before the op allocates.
+        drop(intermediate.take());
+        let mut output = Tile::new(stage.output.rect());
+        {
+            puffin::profile_scope!("op", stage.label);
+            if control.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            kernel.run(&input, &mut output);
+        }
+        intermediate = Some(TileSource(output));
+        start = g + 1;
+    }
+    let held = intermediate.as_ref().map_or(0, |s| s.bytes());
+    let src: &dyn Source = intermediate.as_ref().map_or(source, |s| s as &dyn Source);
+    let last = run_tiled(
+        pool,
+        src,
+        &plan.stages[start..],
+        plan.output,
+        TileSettings {
+            tile_px: settings.tile_px,
+            budget_bytes: settings.budget_bytes.saturating_sub(reserved_bytes + held),
+        },
+        control,
+        (done, total),
+        sink,
+    )?;
+    Ok(RenderStats {
+        tiles: stats.tiles + last.tiles,
+        tiles_in_flight: last.tiles_in_flight.max(stats.tiles_in_flight),
+        tile_px: last.tile_px,
+        peak_tile_bytes: last.peak_tile_bytes.max(stats.peak_tile_bytes),
+    })
+}

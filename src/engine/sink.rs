@@ -1,0 +1,122 @@
+//! Where finished tiles go: an 8- or 16-bit output buffer (quantised with rounding), or a full
+//! working image (the input of a global op). Sinks are shared by the render workers.
+
+use std::sync::Mutex;
+
+use super::geom::Size;
+use super::tile::{CHANNELS, Tile};
+use crate::io::encode::{OutputImage, Pixels};
+
+/// Receives finished tiles from render workers (in any order).
+pub trait TileSink: Sync {
+    /// Store a finished tile.
+    fn put(&self, tile: &Tile);
+    /// Bytes the sink holds (for the memory budget).
+    fn bytes(&self) -> u64;
+}
+
+/// Quantise working values into an RGBA buffer of 8 or 16 bits.
+pub struct OutputSink {
+    size: Size,
+    pixels: Mutex<Pixels>,
+}
+
+impl OutputSink {
+    /// A sink for an image of `size`, 16-bit when `high_bit_depth`.
+    pub fn new(size: Size, high_bit_depth: bool) -> Self {
+        let n = size.pixels() as usize * CHANNELS;
+        let pixels = if high_bit_depth {
+            Pixels::U16(vec![0; n])
+        } else {
+            Pixels::U8(vec![0; n])
+        };
+        Self {
+            size,
+            pixels: Mutex::new(pixels),
+        }
+    }
+
+    /// Bytes an output of `size` needs.
+    pub fn bytes_for(size: Size, high_bit_depth: bool) -> u64 {
+        size.pixels() * CHANNELS as u64 * if high_bit_depth { 2 } else { 1 }
+    }
+
+    /// The finished image.
+    pub fn finish(self) -> OutputImage {
+        OutputImage {
+            size: self.size,
+            pixels: self.pixels.into_inner().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// Round a working value to 8 bits.
+#[inline]
+pub fn to_u8(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+}
+
+/// Round a working value to 16 bits.
+#[inline]
+pub fn to_u16(v: f32) -> u16 {
+    (v.clamp(0.0, 1.0) * 65_535.0 + 0.5) as u16
+}
+
+impl TileSink for OutputSink {
+    fn put(&self, tile: &Tile) {
+        let r = tile.rect;
+        let width = self.size.width as usize;
+        let mut guard = self.pixels.lock().unwrap_or_else(|e| e.into_inner());
+        for y in 0..r.height as usize {
+            let src = tile.row(y);
+            let start = ((r.y as usize + y) * width + r.x as usize) * CHANNELS;
+            match &mut *guard {
+                Pixels::U8(p) => {
+                    for (d, s) in p[start..start + src.len()].iter_mut().zip(src) {
+                        *d = to_u8(*s);
+                    }
+                }
+                Pixels::U16(p) => {
+                    for (d, s) in p[start..start + src.len()].iter_mut().zip(src) {
+                        *d = to_u16(*s);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match &*self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
+            Pixels::U8(p) => p.len() as u64,
+            Pixels::U16(p) => p.len() as u64 * 2,
+        }
+    }
+}
+
+/// Collect a whole image in working format.
+pub struct FullSink(pub Mutex<Tile>);
+
+impl FullSink {
+    /// A sink for an image of `size`.
+    pub fn new(size: Size) -> Self {
+        Self(Mutex::new(Tile::new(size.rect())))
+    }
+
+    /// The collected image.
+    pub fn finish(self) -> Tile {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl TileSink for FullSink {
+    fn put(&self, tile: &Tile) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .copy_from(tile);
+    }
+
+    fn bytes(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).data.len() as u64 * 4
+    }
+}

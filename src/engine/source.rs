@@ -1,0 +1,120 @@
+//! Where a render reads its pixels: a decoded image in its stored format (converted to working
+//! RGBA f32 one rectangle at a time, so the full image is never held as f32), or a full working
+//! image (the materialised input of a global op).
+
+use image::DynamicImage;
+
+use super::geom::{Rect, Size};
+use super::tile::{CHANNELS, Tile};
+
+/// A readable image.
+pub trait Source: Sync {
+    /// Its size.
+    fn size(&self) -> Size;
+    /// Working pixels of `rect` (which lies inside the image).
+    fn read(&self, rect: Rect) -> Tile;
+    /// Bytes it occupies in memory (for the budget).
+    fn bytes(&self) -> u64;
+}
+
+/// Convert `rect` of an interleaved buffer with `channels` samples per pixel into a tile.
+fn read_interleaved<T: Copy>(
+    data: &[T],
+    width: u32,
+    channels: usize,
+    rect: Rect,
+    to_f32: impl Fn(T) -> f32,
+) -> Tile {
+    let mut tile = Tile::new(rect);
+    for y in 0..rect.height as usize {
+        let row_start = ((rect.y as usize + y) * width as usize + rect.x as usize) * channels;
+        let src = &data[row_start..row_start + rect.width as usize * channels];
+        let dst = tile.row_mut(y);
+        match channels {
+            1 => {
+                for (d, &s) in dst.chunks_exact_mut(CHANNELS).zip(src) {
+                    let v = to_f32(s);
+                    d.copy_from_slice(&[v, v, v, 1.0]);
+                }
+            }
+            2 => {
+                for (d, s) in dst.chunks_exact_mut(CHANNELS).zip(src.chunks_exact(2)) {
+                    let v = to_f32(s[0]);
+                    d.copy_from_slice(&[v, v, v, to_f32(s[1])]);
+                }
+            }
+            3 => {
+                for (d, s) in dst.chunks_exact_mut(CHANNELS).zip(src.chunks_exact(3)) {
+                    d.copy_from_slice(&[to_f32(s[0]), to_f32(s[1]), to_f32(s[2]), 1.0]);
+                }
+            }
+            _ => {
+                for (d, s) in dst.chunks_exact_mut(CHANNELS).zip(src.chunks_exact(4)) {
+                    d.copy_from_slice(&[to_f32(s[0]), to_f32(s[1]), to_f32(s[2]), to_f32(s[3])]);
+                }
+            }
+        }
+    }
+    tile
+}
+
+/// 8-bit sample to working value, by table (exact and fast).
+fn u8_table() -> &'static [f32; 256] {
+    static TABLE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|i| i as f32 / 255.0))
+}
+
+impl Source for DynamicImage {
+    fn size(&self) -> Size {
+        Size::new(self.width(), self.height())
+    }
+
+    fn read(&self, rect: Rect) -> Tile {
+        puffin::profile_scope!("read_source");
+        let w = self.width();
+        let t8 = u8_table();
+        let from8 = |v: u8| t8[v as usize];
+        let from16 = |v: u16| f32::from(v) / 65_535.0;
+        let from32 = |v: f32| v;
+        match self {
+            DynamicImage::ImageLuma8(b) => read_interleaved(b.as_raw(), w, 1, rect, from8),
+            DynamicImage::ImageLumaA8(b) => read_interleaved(b.as_raw(), w, 2, rect, from8),
+            DynamicImage::ImageRgb8(b) => read_interleaved(b.as_raw(), w, 3, rect, from8),
+            DynamicImage::ImageRgba8(b) => read_interleaved(b.as_raw(), w, 4, rect, from8),
+            DynamicImage::ImageLuma16(b) => read_interleaved(b.as_raw(), w, 1, rect, from16),
+            DynamicImage::ImageLumaA16(b) => read_interleaved(b.as_raw(), w, 2, rect, from16),
+            DynamicImage::ImageRgb16(b) => read_interleaved(b.as_raw(), w, 3, rect, from16),
+            DynamicImage::ImageRgba16(b) => read_interleaved(b.as_raw(), w, 4, rect, from16),
+            DynamicImage::ImageRgb32F(b) => read_interleaved(b.as_raw(), w, 3, rect, from32),
+            DynamicImage::ImageRgba32F(b) => read_interleaved(b.as_raw(), w, 4, rect, from32),
+            other => {
+                // Formats added to `image` later: convert (rare, costs a copy).
+                let rgba = other.to_rgba32f();
+                read_interleaved(rgba.as_raw(), w, 4, rect, from32)
+            }
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.as_bytes().len() as u64
+    }
+}
+
+/// A whole image in working format.
+pub struct TileSource(pub Tile);
+
+impl Source for TileSource {
+    fn size(&self) -> Size {
+        Size::new(self.0.rect.width, self.0.rect.height)
+    }
+
+    fn read(&self, rect: Rect) -> Tile {
+        let mut t = Tile::new(rect);
+        t.copy_from(&self.0);
+        t
+    }
+
+    fn bytes(&self) -> u64 {
+        self.0.data.len() as u64 * 4
+    }
+}

@@ -1,0 +1,84 @@
+//! A rectangle of working pixels: RGBA, 32-bit float, straight (not premultiplied) alpha,
+//! sRGB-encoded values nominally in `0.0..=1.0`.
+//!
+//! Why f32 RGBA for every op: one layout keeps each kernel written once (no per-format copies,
+//! the bug class oculante's per-format arms invite), 16-bit sources keep their precision, and
+//! the inner loops over `[f32]` auto-vectorise. Tiles are small (a few MiB), so the 4× size
+//! over 8-bit costs cache, not memory.
+
+use super::geom::Rect;
+
+/// Channels per pixel.
+pub const CHANNELS: usize = 4;
+
+/// Working pixels of one rectangle of an image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tile {
+    /// Where these pixels sit in their stage's image.
+    pub rect: Rect,
+    /// `rect.width * rect.height * 4` values, row-major RGBA.
+    pub data: Vec<f32>,
+}
+
+impl Tile {
+    /// A tile of `rect` filled with zeros (transparent black).
+    pub fn new(rect: Rect) -> Self {
+        Self {
+            rect,
+            data: vec![0.0; rect.pixels() as usize * CHANNELS],
+        }
+    }
+
+    /// Floats per row.
+    pub fn stride(&self) -> usize {
+        self.rect.width as usize * CHANNELS
+    }
+
+    /// Row `y` (relative to the tile's top).
+    pub fn row(&self, y: usize) -> &[f32] {
+        let s = self.stride();
+        &self.data[y * s..(y + 1) * s]
+    }
+
+    /// Row `y` (relative to the tile's top), mutable.
+    pub fn row_mut(&mut self, y: usize) -> &mut [f32] {
+        let s = self.stride();
+        &mut self.data[y * s..(y + 1) * s]
+    }
+
+    /// The RGBA pixel at image coordinates clamped to this tile's rectangle: the edge-extension
+    /// rule every area kernel uses. Because a tile's input rectangle is its output grown by the
+    /// halo and clipped to the image, clamping to the tile is clamping to the image.
+    #[inline]
+    pub fn clamped(&self, x: i64, y: i64) -> [f32; 4] {
+        let cx = x.clamp(i64::from(self.rect.x), i64::from(self.rect.right()) - 1) as usize
+            - self.rect.x as usize;
+        let cy = y.clamp(i64::from(self.rect.y), i64::from(self.rect.bottom()) - 1) as usize
+            - self.rect.y as usize;
+        let i = (cy * self.rect.width as usize + cx) * CHANNELS;
+        [
+            self.data[i],
+            self.data[i + 1],
+            self.data[i + 2],
+            self.data[i + 3],
+        ]
+    }
+
+    /// Copy the part of `src` that overlaps this tile into it.
+    pub fn copy_from(&mut self, src: &Tile) {
+        let overlap = self.rect.intersect(src.rect);
+        if overlap.is_empty() {
+            return;
+        }
+        let w = overlap.width as usize * CHANNELS;
+        for y in overlap.y..overlap.bottom() {
+            let s0 = ((y - src.rect.y) as usize * src.rect.width as usize
+                + (overlap.x - src.rect.x) as usize)
+                * CHANNELS;
+            let d0 = ((y - self.rect.y) as usize * self.rect.width as usize
+                + (overlap.x - self.rect.x) as usize)
+                * CHANNELS;
+            self.data[d0..d0 + w].copy_from_slice(&src.data[s0..s0 + w]);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Decoding by content (never by extension), with the pixel caps and the memory budget checked
+//! against the header's declared size *before* any pixel buffer is allocated.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder as _, ImageError, ImageFormat, ImageReader};
+
+use crate::engine::geom::Size;
+use crate::error::{Error, Result};
+
+/// Limits applied while decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most pixels in one image (hard cap).
+    pub max_pixels: u64,
+    /// Longest side in pixels (hard cap).
+    pub max_side_px: u32,
+    /// Most bytes the decoded image may occupy.
+    pub max_alloc_bytes: u64,
+    /// ICC profiles larger than this are ignored.
+    pub max_icc_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 1 << 30,
+            max_side_px: 65_535,
+            max_alloc_bytes: 1 << 30,
+            max_icc_bytes: 4 << 20,
+        }
+    }
+}
+
+/// How the decoded pixels must be turned to display upright (from EXIF).
+pub type Orientation = image::metadata::Orientation;
+
+/// A decoded image and what was learned about it.
+pub struct Decoded {
+    /// The pixels as stored (before orientation).
+    pub image: DynamicImage,
+    /// The container format found by content.
+    pub format: ImageFormat,
+    /// EXIF orientation to apply.
+    pub orientation: Orientation,
+    /// The embedded ICC profile, if small enough.
+    pub icc_profile: Option<Vec<u8>>,
+}
+
+impl Decoded {
+    /// Stored size (before orientation).
+    pub fn size(&self) -> Size {
+        Size::new(self.image.width(), self.image.height())
+    }
+
+    /// Whether samples have more than 8 bits.
+    pub fn is_high_bit_depth(&self) -> bool {
+        self.image.color().bytes_per_pixel() / self.image.color().channel_count() > 1
+    }
+}
+
+/// Map a decoder error to our categories.
+fn decode_error(err: ImageError, path: &Path) -> Error {
+    let path = path.to_path_buf();
+    match err {
+        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Corrupt {
+                reason: "the file ends early (truncated)".to_owned(),
+                path,
+            }
+        }
+        ImageError::IoError(e) => Error::Io {
+            action: "reading the image",
+            source: e,
+            path,
+        },
+        ImageError::Unsupported(e) => Error::UnknownFormat {
+            detail: format!(" ({e})"),
+            path,
+        },
+        ImageError::Limits(e) => Error::TooLarge {
+            reason: format!("the image exceeds a decoding limit ({e})"),
+            path,
+        },
+        ImageError::Decoding(e) => Error::Corrupt {
+            reason: e.to_string(),
+            path,
+        },
+        other => Error::Corrupt {
+            reason: other.to_string(),
+            path,
+        },
+    }
+}
+
+/// Read only the header: format and stored size.
+pub fn probe(path: &Path) -> Result<(ImageFormat, Size)> {
+    let reader = open(path)?;
+    let format = reader.format().ok_or_else(|| unknown_format(path))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| decode_error(e, path))?;
+    Ok((format, Size::new(w, h)))
+}
+
+fn unknown_format(path: &Path) -> Error {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| format!(" (the name ends in .{e}, but the content is not an image)"))
+        .unwrap_or_default();
+    Error::UnknownFormat {
+        detail: ext,
+        path: path.to_path_buf(),
+    }
+}
+
+fn open(path: &Path) -> Result<ImageReader<BufReader<std::fs::File>>> {
+    let meta = super::check_regular_file(path, "reading the image")?;
+    if meta.len() == 0 {
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io("reading the image", path, e))?;
+    ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .map_err(|e| Error::io("reading the image", path, e))
+}
+
+/// Check a declared size against the caps and the memory budget.
+pub fn check_declared(
+    size: Size,
+    bytes_per_pixel: u64,
+    limits: &DecodeLimits,
+    path: &Path,
+) -> Result<()> {
+    if size.is_empty() {
+        return Err(Error::Corrupt {
+            reason: format!("the header declares a {}x{} image", size.width, size.height),
+            path: path.to_path_buf(),
+        });
+    }
+    if size.width > limits.max_side_px || size.height > limits.max_side_px {
+        return Err(Error::TooLarge {
+            reason: format!(
+                "the image declares {}x{} px; the longest side allowed is {} px",
+                size.width, size.height, limits.max_side_px
+            ),
+            path: path.to_path_buf(),
+        });
+    }
+    if size.pixels() > limits.max_pixels {
+        return Err(Error::TooLarge {
+            reason: format!(
+                "the image declares {}x{} px ({} Mpx); at most {} Mpx are allowed",
+                size.width,
+                size.height,
+                size.pixels() / 1_000_000,
+                limits.max_pixels / 1_000_000
+            ),
+            path: path.to_path_buf(),
+        });
+    }
+    let needed_bytes = size.pixels() * bytes_per_pixel;
+    if needed_bytes > limits.max_alloc_bytes {
+        return Err(Error::Budget {
+            what: format!(
+                "decoding {}x{} px ({})",
+                size.width,
+                size.height,
+                path.display()
+            ),
+            needed_bytes,
+            limit_bytes: limits.max_alloc_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Decode the first frame of the image at `path`.
+pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<Decoded> {
+    puffin::profile_function!();
+    let reader = open(path)?;
+    let Some(format) = reader.format() else {
+        return Err(unknown_format(path));
+    };
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
+    let (w, h) = decoder.dimensions();
+    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    check_declared(Size::new(w, h), bytes_per_pixel, limits, path)?;
+
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(limits.max_side_px);
+    image_limits.max_image_height = Some(limits.max_side_px);
+    image_limits.max_alloc = Some(limits.max_alloc_bytes);
+    decoder
+        .set_limits(image_limits)
+        .map_err(|e| decode_error(e, path))?;
+
+    let icc_profile = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|icc| icc.len() <= limits.max_icc_bytes);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(e, path))?;
+    Ok(Decoded {
+        image,
+        format,
+        orientation,
+        icc_profile,
+    })
+}

@@ -1,0 +1,101 @@
+//! Image and file I/O: decoding with limits checked before allocation, encoding, and atomic
+//! writes (temp file in the target folder, fsync, rename) so no half-written file ever appears
+//! under a final name.
+
+pub mod decode;
+pub mod encode;
+
+use std::fs::Metadata;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Prefix of temporary files this crate creates next to outputs (cleaned up on failure).
+pub const TEMP_PREFIX: &str = ".opossum-tmp-";
+
+/// A short word for what kind of file system object `meta` describes.
+pub fn file_kind(meta: &Metadata) -> &'static str {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if ft.is_fifo() {
+            return "a FIFO";
+        }
+        if ft.is_block_device() || ft.is_char_device() {
+            return "a device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_file() { "a file" } else { "not a regular file" }
+}
+
+/// Check `path` is an existing regular file (following symlinks) without opening it, so a FIFO
+/// or device is never opened. Returns its metadata.
+pub fn check_regular_file(path: &Path, action: &'static str) -> Result<Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(action, path, e))?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            kind: file_kind(&meta),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(meta)
+}
+
+/// Write a file atomically: `write` fills a temporary file in the same folder, which is flushed,
+/// fsynced and renamed over `path`. On any error the temporary file is removed and `path` is
+/// untouched.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let encode_err = |e: std::io::Error| Error::Encode {
+        reason: e.to_string(),
+        path: path.to_path_buf(),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(encode_err)?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut w).map_err(encode_err)?;
+        w.flush().map_err(encode_err)?;
+    }
+    tmp.as_file().sync_all().map_err(encode_err)?;
+    tmp.persist(path).map_err(|e| encode_err(e.error))?;
+    // Make the rename durable; failure here does not undo the write.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file (same device and inode on Unix).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        a.canonicalize().ok() == b.canonicalize().ok()
+    }
+}

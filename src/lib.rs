@@ -1,0 +1,29 @@
+//! Opossum: build image-processing filter chains and run them fast, at any resolution.
+//!
+//! The library is the engine shared by the command line (and the desktop app): operations
+//! ([`ops`]), chains and chain files ([`chain`]), image I/O ([`io`]), configuration
+//! ([`config`]) and the tiled renderer ([`engine`]). Nothing here depends on a UI toolkit.
+//!
+//! ```no_run
+//! use opossum::{chain::Chain, config::Config, engine::Engine};
+//! use opossum::io::encode::{EncodeOptions, OutputFormat};
+//! # fn main() -> opossum::error::Result<()> {
+//! let engine = Engine::new(Config::default())?;
+//! let chain = Chain::load("web.toml".as_ref(), engine.output_limits())?;
+//! let options = EncodeOptions { format: OutputFormat::Webp, quality: 85, lossless: false };
+//! engine.render_file("in.jpg".as_ref(), &chain, "out.webp".as_ref(), &options, false, &Default::default())?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod ops;
+pub mod params;
+pub mod profile;

@@ -1,0 +1,5 @@
+//! The `opossum` binary: the command line (the desktop app arrives behind the `gui` feature).
+
+fn main() -> std::process::ExitCode {
+    opossum::cli::main()
+}

@@ -1,0 +1,159 @@
+//! `gaussian_blur`: separable Gaussian blur with edge replication, alpha-correct (colours are
+//! premultiplied by alpha while blurring, so transparent pixels do not bleed dark fringes).
+
+use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel};
+use crate::engine::convolve::{
+    convolve_scratch_bytes, convolve_separable, gaussian_radius, gaussian_weights,
+};
+use crate::engine::geom::{Rect, Size};
+use crate::engine::tile::Tile;
+use crate::params::{ParamKind, ParamSpec, Params, Unit};
+
+/// Registration.
+pub static DEF: OpDef = OpDef {
+    id: "gaussian_blur",
+    version: 1,
+    label: "Gaussian blur",
+    category: "Filter",
+    doc: "Blur with a Gaussian of the given standard deviation (sigma, in pixels)",
+    params: PARAMS,
+    footprint,
+    validate: super::no_validate,
+    build,
+};
+
+const PARAMS: &[ParamSpec] = &[ParamSpec {
+    key: "sigma",
+    label: "Sigma",
+    doc: "Standard deviation of the Gaussian; the blur reaches about 3 sigma",
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 500.0,
+        default: 2.0,
+        unit: Unit::Px,
+        spatial: true,
+    },
+}];
+
+fn footprint(p: &Params, scale: f64) -> Footprint {
+    Footprint::Area {
+        halo_px: gaussian_radius(p.scaled(PARAMS, scale).float("sigma")),
+    }
+}
+
+struct GaussianBlur {
+    input: Size,
+    weights: Vec<f32>,
+}
+
+fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
+    let sigma = p.scaled(PARAMS, ctx.scale).float("sigma");
+    Ok(Kernel::Area(Box::new(GaussianBlur {
+        input: ctx.input,
+        weights: gaussian_weights(sigma),
+    })))
+}
+
+/// Multiply colour by alpha, in place.
+pub(crate) fn premultiply(data: &mut [f32]) {
+    for px in data.chunks_exact_mut(4) {
+        let a = px[3];
+        px[0] *= a;
+        px[1] *= a;
+        px[2] *= a;
+    }
+}
+
+/// Divide colour by alpha where alpha is not zero, in place.
+pub(crate) fn unpremultiply(data: &mut [f32]) {
+    for px in data.chunks_exact_mut(4) {
+        let a = px[3];
+        if a > 0.0 {
+            let inv = 1.0 / a;
+            px[0] = (px[0] * inv).min(1.0);
+            px[1] = (px[1] * inv).min(1.0);
+            px[2] = (px[2] * inv).min(1.0);
+        } else {
+            px[0] = 0.0;
+            px[1] = 0.0;
+            px[2] = 0.0;
+        }
+    }
+}
+
+impl SpatialKernel for GaussianBlur {
+    fn input_rect(&self, out: Rect) -> Rect {
+        out.expand_clip((self.weights.len() / 2) as u32, self.input)
+    }
+
+    fn run(&self, src: &Tile, dst: &mut Tile) {
+        if self.weights.len() == 1 {
+            dst.copy_from(src);
+            return;
+        }
+        let mut pre = src.clone();
+        premultiply(&mut pre.data);
+        convolve_separable(&pre, dst, &self.weights);
+        unpremultiply(&mut dst.data);
+    }
+
+    fn scratch_bytes(&self, out: Rect) -> u64 {
+        let src = self.input_rect(out);
+        convolve_scratch_bytes(out, src, (self.weights.len() / 2) as u32) + src.pixels() * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chain::raw::RawValue;
+    use crate::engine::geom::Rect;
+    use crate::engine::tile::Tile;
+    use crate::ops::testutil::{params, pattern, run_whole};
+
+    #[test]
+    fn sigma_zero_is_identity_and_flat_stays_flat() {
+        let img = pattern(13, 9);
+        let p = params(&super::DEF, &[("sigma", RawValue::Float(0.0))]);
+        assert_eq!(run_whole(&super::DEF, &p, &img), img);
+        let mut flat = Tile::new(Rect::new(0, 0, 8, 8));
+        flat.data.chunks_exact_mut(4).for_each(|px| px.copy_from_slice(&[0.2, 0.4, 0.6, 1.0]));
+        let p = params(&super::DEF, &[("sigma", RawValue::Float(3.0))]);
+        let out = run_whole(&super::DEF, &p, &flat);
+        for (a, b) in out.data.iter().zip(&flat.data) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn impulse_spreads_as_a_gaussian() {
+        let mut img = Tile::new(Rect::new(0, 0, 21, 21));
+        img.data.chunks_exact_mut(4).for_each(|px| px[3] = 1.0);
+        img.data[(10 * 21 + 10) * 4] = 1.0;
+        let p = params(&super::DEF, &[("sigma", RawValue::Float(2.0))]);
+        let out = run_whole(&super::DEF, &p, &img);
+        let at = |x: usize, y: usize| out.data[(y * 21 + x) * 4];
+        let total: f32 = (0..21 * 21).map(|i| out.data[i * 4]).sum();
+        assert!((total - 1.0).abs() < 1e-4, "mass is kept: {total}");
+        // Ratio between neighbours follows exp(-(x²)/(2σ²)).
+        let expected = (-1.0f32 / 8.0).exp();
+        assert!((at(11, 10) / at(10, 10) - expected).abs() < 1e-3);
+        assert_eq!(at(11, 10), at(9, 10));
+        assert_eq!(at(10, 11), at(10, 9));
+    }
+
+    #[test]
+    fn transparent_pixels_do_not_darken_edges() {
+        // A red opaque half next to a fully transparent black half: blurred colour stays red.
+        let mut img = Tile::new(Rect::new(0, 0, 10, 4));
+        for (i, px) in img.data.chunks_exact_mut(4).enumerate() {
+            if i % 10 < 5 {
+                px.copy_from_slice(&[1.0, 0.0, 0.0, 1.0]);
+            }
+        }
+        let p = params(&super::DEF, &[("sigma", RawValue::Float(1.5))]);
+        let out = run_whole(&super::DEF, &p, &img);
+        let px = &out.data[5 * 4..6 * 4];
+        assert!(px[3] > 0.0 && px[3] < 1.0);
+        assert!((px[0] - 1.0).abs() < 1e-5, "{px:?}");
+    }
+}

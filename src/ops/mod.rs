@@ -1,0 +1,252 @@
+//! The operations: the only place an operation is defined.
+//!
+//! Each file in this folder declares one [`OpDef`]: a stable snake_case id (used in chain files,
+//! on the command line and as the stem of its future WGSL file), a version, its parameters
+//! ([`ParamSpec`]: ranges, defaults, units, spatial or not), its footprint and a `build` function
+//! that turns validated parameters into a CPU [`Kernel`] for a known input size and scale.
+//! [`registry`] lists them all, sorted by id; tests loop over it.
+//!
+//! Depends on `params` and `engine::{geom, tile}` only; never on the renderer or any UI.
+
+use crate::chain::OutputLimits;
+use crate::engine::geom::{Rect, Size};
+use crate::engine::tile::Tile;
+use crate::params::{ParamSpec, Params};
+
+pub mod add_border;
+pub(crate) mod remap;
+#[cfg(test)]
+pub(crate) mod testutil;
+pub mod adjust_colors;
+pub mod color_convert;
+pub mod crop;
+pub mod edge_detect;
+pub mod flip;
+pub mod gaussian_blur;
+pub mod grayscale;
+pub mod resize;
+pub mod rotate;
+pub mod sharpen;
+pub mod watermark;
+
+/// How far an operation's output pixels reach into its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Footprint {
+    /// Each output pixel depends only on the input pixel at the same place.
+    Pointwise,
+    /// Each output pixel depends on input pixels at most `halo_px` away (Chebyshev distance).
+    Area {
+        /// Halo in pixels at the rendering scale.
+        halo_px: u32,
+    },
+    /// The output has another size or pixel arrangement; the kernel maps rectangles.
+    Geometry,
+    /// Each output pixel may depend on the whole input (e.g. Canny hysteresis): the renderer
+    /// materialises the input in full before this op.
+    Global,
+}
+
+/// What `build` knows about the stage an operation will run on.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildCtx {
+    /// Size of the op's input image at the rendering scale.
+    pub input: Size,
+    /// Rendering scale relative to full resolution (1.0 for exports, < 1 for previews).
+    pub scale: f64,
+    /// Largest output, in pixels, an op may produce (the decoder's pixel cap).
+    pub max_pixels: u64,
+    /// Longest output side an op may produce, in pixels.
+    pub max_side_px: u32,
+}
+
+impl BuildCtx {
+    /// Check a proposed output size against the caps; `field` names the parameter to blame.
+    pub fn check_output(&self, size: Size, field: &'static str) -> Result<Size, BuildError> {
+        if size.is_empty() {
+            return Err(BuildError::field(field, "the output would have no pixels"));
+        }
+        if size.width > self.max_side_px || size.height > self.max_side_px {
+            return Err(BuildError::field(
+                field,
+                format!(
+                    "the output would be {}x{} px; the longest side allowed is {} px",
+                    size.width, size.height, self.max_side_px
+                ),
+            ));
+        }
+        if size.pixels() > self.max_pixels {
+            return Err(BuildError::field(
+                field,
+                format!(
+                    "the output would be {}x{} px ({} Mpx); at most {} Mpx allowed",
+                    size.width,
+                    size.height,
+                    size.pixels() / 1_000_000,
+                    self.max_pixels / 1_000_000
+                ),
+            ));
+        }
+        Ok(size)
+    }
+}
+
+/// Why parameters could not be turned into a kernel for this input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildError {
+    /// The parameter at fault, if one is.
+    pub field: Option<&'static str>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl BuildError {
+    /// An error blamed on parameter `field`.
+    pub fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A pointwise kernel: rewrites pixels in place, one row at a time, knowing where the row sits
+/// (so position-dependent pointwise ops like watermarks fuse with the rest).
+pub trait PointKernel: Send + Sync {
+    /// Apply to `row` (RGBA f32), whose first pixel is at image column `x0`, row `y`.
+    fn apply_row(&self, x0: u32, y: u32, row: &mut [f32]);
+}
+
+/// A kernel that reads a rectangle of its input to write a rectangle of its output.
+pub trait SpatialKernel: Send + Sync {
+    /// The input rectangle needed to produce `out` (clipped to the input image).
+    fn input_rect(&self, out: Rect) -> Rect;
+
+    /// Fill `dst` (its `rect` set, data zeroed) from `src`, which covers `input_rect(dst.rect)`.
+    fn run(&self, src: &Tile, dst: &mut Tile);
+
+    /// Scratch memory the kernel allocates, in bytes, for an output rectangle (for the
+    /// renderer's memory budget).
+    fn scratch_bytes(&self, out: Rect) -> u64 {
+        let _ = out;
+        0
+    }
+}
+
+/// A built operation, ready to run on one stage.
+pub enum Kernel {
+    /// In-place per-pixel work, fused with neighbouring pointwise ops.
+    Pointwise(Box<dyn PointKernel>),
+    /// Reads a halo around each output rectangle.
+    Area(Box<dyn SpatialKernel>),
+    /// Changes size or pixel arrangement.
+    Geometry {
+        /// Output size.
+        output: Size,
+        /// The kernel.
+        kernel: Box<dyn SpatialKernel>,
+    },
+    /// Needs its whole input at once.
+    Global(Box<dyn SpatialKernel>),
+}
+
+/// The declaration of one operation.
+pub struct OpDef {
+    /// Stable snake_case id: chain files, CLI, WGSL stem.
+    pub id: &'static str,
+    /// Bumped whenever the parameters change meaning.
+    pub version: u32,
+    /// Human name.
+    pub label: &'static str,
+    /// Menu group (e.g. "Geometry", "Colour", "Filter").
+    pub category: &'static str,
+    /// One-paragraph description, used as tooltip and in `opossum ops`.
+    pub doc: &'static str,
+    /// Parameters, in display order.
+    pub params: &'static [ParamSpec],
+    /// The footprint for these parameters at `scale`.
+    pub footprint: fn(&Params, f64) -> Footprint,
+    /// Checks that need more than one parameter or the output caps (run when a chain loads).
+    pub validate: fn(&Params, OutputLimits) -> Result<(), BuildError>,
+    /// Build the CPU kernel. `params` are in full-resolution units; the op scales them with
+    /// `ctx.scale` through [`Params::scaled`].
+    pub build: fn(&Params, &BuildCtx) -> Result<Kernel, BuildError>,
+}
+
+impl std::fmt::Debug for OpDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpDef").field("id", &self.id).finish()
+    }
+}
+
+/// Every registered operation, sorted by id.
+pub fn registry() -> &'static [&'static OpDef] {
+    static REGISTRY: &[&OpDef] = &[
+        &add_border::DEF,
+        &adjust_colors::DEF,
+        &color_convert::DEF,
+        &crop::DEF,
+        &edge_detect::DEF,
+        &flip::DEF,
+        &gaussian_blur::DEF,
+        &grayscale::DEF,
+        &resize::DEF,
+        &rotate::DEF,
+        &sharpen::DEF,
+        &watermark::DEF,
+    ];
+    REGISTRY
+}
+
+/// Look an operation up by id.
+pub fn find(id: &str) -> Option<&'static OpDef> {
+    registry().iter().copied().find(|d| d.id == id)
+}
+
+/// Ids of all operations, comma-separated (for error messages).
+pub fn known_ids() -> String {
+    registry().iter().map(|d| d.id).collect::<Vec<_>>().join(", ")
+}
+
+/// `validate` for ops whose parameter ranges say everything.
+pub(crate) fn no_validate(_: &Params, _: OutputLimits) -> Result<(), BuildError> {
+    Ok(())
+}
+
+/// Footprint helper for ops that never change with parameters.
+pub(crate) fn pointwise_footprint(_: &Params, _: f64) -> Footprint {
+    Footprint::Pointwise
+}
+
+/// Footprint helper for geometry ops.
+pub(crate) fn geometry_footprint(_: &Params, _: f64) -> Footprint {
+    Footprint::Geometry
+}
+
+/// Clamp a working value to the nominal range.
+#[inline]
+pub(crate) fn unit(v: f32) -> f32 {
+    v.clamp(0.0, 1.0)
+}
+
+/// Rec. 709 luma of sRGB-encoded values (the weights most editors use for "luminance").
+#[inline]
+pub(crate) fn luma(r: f32, g: f32, b: f32) -> f32 {
+    0.2126 * r + 0.7152 * g + 0.0722 * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_sorted_and_unique() {
+        let ids: Vec<&str> = registry().iter().map(|d| d.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+        for id in ids {
+            assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{id}");
+        }
+    }
+}

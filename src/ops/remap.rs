@@ -1,0 +1,92 @@
+//! Pixel-exact integer geometry shared by `crop`, `flip`, `rotate` and `add_border` (not an op).
+//!
+//! Every output pixel `(x, y)` reads input pixel `(ax·x + bx·y + cx, ay·x + by·y + cy)` with
+//! coefficients in {-1, 0, 1}, or a fill colour where that falls outside the input. Such maps
+//! send rectangles to rectangles, so tile input rectangles are exact.
+
+use super::SpatialKernel;
+use crate::engine::geom::{Rect, Size};
+use crate::engine::tile::{CHANNELS, Tile};
+
+/// An integer affine pixel map with optional fill outside the input.
+pub struct Remap {
+    /// Input image size.
+    pub input: Size,
+    /// Input x = `ax·x + bx·y + cx`.
+    pub x_coeffs: [i64; 3],
+    /// Input y = `ay·x + by·y + cy`.
+    pub y_coeffs: [i64; 3],
+    /// Colour for output pixels that map outside the input (straight RGBA, 0..=1).
+    pub fill: [f32; 4],
+}
+
+impl Remap {
+    #[inline]
+    fn map(&self, x: i64, y: i64) -> (i64, i64) {
+        let [ax, bx, cx] = self.x_coeffs;
+        let [ay, by, cy] = self.y_coeffs;
+        (ax * x + bx * y + cx, ay * x + by * y + cy)
+    }
+}
+
+impl SpatialKernel for Remap {
+    fn input_rect(&self, out: Rect) -> Rect {
+        if out.is_empty() {
+            return Rect::EMPTY;
+        }
+        let (x0, y0) = self.map(i64::from(out.x), i64::from(out.y));
+        let (x1, y1) = self.map(i64::from(out.right()) - 1, i64::from(out.bottom()) - 1);
+        let clip = |v: i64, max: u32| v.clamp(0, i64::from(max)) as u32;
+        Rect::from_bounds(
+            clip(x0.min(x1), self.input.width),
+            clip(y0.min(y1), self.input.height),
+            clip(x0.max(x1) + 1, self.input.width),
+            clip(y0.max(y1) + 1, self.input.height),
+        )
+    }
+
+    fn run(&self, src: &Tile, dst: &mut Tile) {
+        let out = dst.rect;
+        let s = src.rect;
+        let inside = |x: i64, y: i64| {
+            x >= i64::from(s.x) && y >= i64::from(s.y) && x < i64::from(s.right()) && y < i64::from(s.bottom())
+        };
+        let row_preserving = self.x_coeffs[0] == 1 && self.x_coeffs[1] == 0 && self.y_coeffs[0] == 0;
+        for oy in 0..out.height as usize {
+            let y = i64::from(out.y) + oy as i64;
+            let row = dst.row_mut(oy);
+            if row_preserving {
+                // Whole runs of the row copy contiguously (crop, border, vertical flip).
+                let (sx0, sy) = self.map(i64::from(out.x), y);
+                for (ox, px) in row.chunks_exact_mut(CHANNELS).enumerate() {
+                    let sx = sx0 + ox as i64;
+                    if inside(sx, sy) {
+                        let i = ((sy - i64::from(s.y)) as usize * s.width as usize
+                            + (sx - i64::from(s.x)) as usize)
+                            * CHANNELS;
+                        px.copy_from_slice(&src.data[i..i + CHANNELS]);
+                    } else {
+                        px.copy_from_slice(&self.fill);
+                    }
+                }
+            } else {
+                for (ox, px) in row.chunks_exact_mut(CHANNELS).enumerate() {
+                    let (sx, sy) = self.map(i64::from(out.x) + ox as i64, y);
+                    if inside(sx, sy) {
+                        let i = ((sy - i64::from(s.y)) as usize * s.width as usize
+                            + (sx - i64::from(s.x)) as usize)
+                            * CHANNELS;
+                        px.copy_from_slice(&src.data[i..i + CHANNELS]);
+                    } else {
+                        px.copy_from_slice(&self.fill);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Straight RGBA 0..=1 from 8-bit RGBA.
+pub fn rgba_f32(c: [u8; 4]) -> [f32; 4] {
+    c.map(|v| f32::from(v) / 255.0)
+}
