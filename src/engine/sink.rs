@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use super::geom::Size;
+use super::geom::{Rect, Size};
 use super::tile::{CHANNELS, Tile};
 use crate::io::encode::{OutputImage, Pixels};
 
@@ -18,6 +18,7 @@ pub trait TileSink: Sync {
 /// Quantise working values into an RGBA buffer of 8 or 16 bits.
 pub struct OutputSink {
     size: Size,
+    high_bit_depth: bool,
     pixels: Mutex<Pixels>,
 }
 
@@ -32,6 +33,7 @@ impl OutputSink {
         };
         Self {
             size,
+            high_bit_depth,
             pixels: Mutex::new(pixels),
         }
     }
@@ -62,34 +64,37 @@ pub fn to_u16(v: f32) -> u16 {
     (v.clamp(0.0, 1.0) * 65_535.0 + 0.5) as u16
 }
 
+/// Copy `local` (RGBA samples of `rect`, row-major) into an image buffer of `width` px.
+fn copy_rows<T: Copy>(dst: &mut [T], width: usize, rect: Rect, local: &[T]) {
+    let row_len = rect.width as usize * CHANNELS;
+    if row_len == 0 {
+        return;
+    }
+    for (y, row) in local.chunks_exact(row_len).enumerate() {
+        let start = ((rect.y as usize + y) * width + rect.x as usize) * CHANNELS;
+        dst[start..start + row_len].copy_from_slice(row);
+    }
+}
+
 impl TileSink for OutputSink {
     fn put(&self, tile: &Tile) {
-        let r = tile.rect;
+        // Quantise outside the lock so workers only serialise on the row copies.
         let width = self.size.width as usize;
-        let mut guard = self.pixels.lock().unwrap_or_else(|e| e.into_inner());
-        for y in 0..r.height as usize {
-            let src = tile.row(y);
-            let start = ((r.y as usize + y) * width + r.x as usize) * CHANNELS;
-            match &mut *guard {
-                Pixels::U8(p) => {
-                    for (d, s) in p[start..start + src.len()].iter_mut().zip(src) {
-                        *d = to_u8(*s);
-                    }
-                }
-                Pixels::U16(p) => {
-                    for (d, s) in p[start..start + src.len()].iter_mut().zip(src) {
-                        *d = to_u16(*s);
-                    }
-                }
+        if self.high_bit_depth {
+            let local: Vec<u16> = tile.data.iter().map(|&v| to_u16(v)).collect();
+            if let Pixels::U16(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
+                copy_rows(p, width, tile.rect, &local);
+            }
+        } else {
+            let local: Vec<u8> = tile.data.iter().map(|&v| to_u8(v)).collect();
+            if let Pixels::U8(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
+                copy_rows(p, width, tile.rect, &local);
             }
         }
     }
 
     fn bytes(&self) -> u64 {
-        match &*self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
-            Pixels::U8(p) => p.len() as u64,
-            Pixels::U16(p) => p.len() as u64 * 2,
-        }
+        Self::bytes_for(self.size, self.high_bit_depth)
     }
 }
 

@@ -135,9 +135,9 @@ impl PointKernel for AdjustColors {
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         let (gain, offset) = (self.gain, self.offset);
         for px in row.chunks_exact_mut(4) {
-            px[0] = unit(px[0].mul_add(gain, offset));
-            px[1] = unit(px[1].mul_add(gain, offset));
-            px[2] = unit(px[2].mul_add(gain, offset));
+            px[0] = unit(px[0] * gain + offset);
+            px[1] = unit(px[1] * gain + offset);
+            px[2] = unit(px[2] * gain + offset);
         }
         if let Some(m) = &self.matrix {
             for px in row.chunks_exact_mut(4) {

@@ -45,7 +45,18 @@ const fn dim(key: &'static str, label: &'static str, doc: &'static str) -> Param
 }
 
 const PARAMS: &[ParamSpec] = &[
-    dim("width", "Width", "Target width; 0 follows the aspect ratio"),
+    ParamSpec {
+        key: "width",
+        label: "Width",
+        doc: "Target width; 0 follows the aspect ratio",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 65_535,
+            default: 1024,
+            unit: Unit::Px,
+            spatial: true,
+        },
+    },
     dim("height", "Height", "Target height; 0 follows the aspect ratio"),
     ParamSpec {
         key: "mode",
