@@ -190,13 +190,16 @@ impl Chain {
         let raw: RawValue = match format {
             Format::Json => serde_json::from_str(text)
                 .map_err(|e| chain_err("file", format!("invalid JSON: {e}")))?,
-            Format::Toml => toml::from_str(text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-                let location = line.map_or_else(|| "file".to_owned(), |l| format!("line {l}"));
-                chain_err(location, format!("invalid TOML: {}", e.message().trim()))
-            })?,
+            Format::Toml => {
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    let line = e
+                        .span()
+                        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                    let location = line.map_or_else(|| "file".to_owned(), |l| format!("line {l}"));
+                    chain_err(location, format!("invalid TOML: {}", e.message().trim()))
+                })?;
+                RawValue::from_toml(toml::Value::Table(table)).map_err(|e| chain_err("file", e))?
+            }
         };
         Self::from_raw(&raw, limits)
     }

@@ -48,6 +48,26 @@ impl RawValue {
         }
     }
 
+    /// Convert a parsed TOML value. (Parsing TOML into `toml::Table` first, rather than
+    /// deserialising straight into this type, keeps floats bit-exact through a round trip.)
+    pub fn from_toml(value: toml::Value) -> Result<RawValue, String> {
+        Ok(match value {
+            toml::Value::Boolean(b) => RawValue::Bool(b),
+            toml::Value::Integer(i) => RawValue::Int(i),
+            toml::Value::Float(f) => RawValue::Float(f),
+            toml::Value::String(s) => RawValue::String(s),
+            toml::Value::Datetime(d) => return Err(format!("dates are not allowed ({d})")),
+            toml::Value::Array(a) => {
+                RawValue::Array(a.into_iter().map(Self::from_toml).collect::<Result<_, _>>()?)
+            }
+            toml::Value::Table(t) => RawValue::Table(
+                t.into_iter()
+                    .map(|(k, v)| Self::from_toml(v).map(|v| (k, v)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
     /// Convert into a `toml::Value` for writing.
     pub fn to_toml(&self) -> toml::Value {
         match self {

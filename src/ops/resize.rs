@@ -389,7 +389,8 @@ mod tests {
         assert_eq!(plan_size(&p(&only_w), input).unwrap().0, Size::new(1000, 750));
         let no_up = [("width", RawValue::Int(8000)), ("upscale", RawValue::Bool(false))];
         assert_eq!(plan_size(&p(&no_up), input).unwrap().0, input);
-        assert_eq!(plan_size(&p(&[]), input).unwrap_err().field, Some("width"));
+        let neither = [("width", RawValue::Int(0))];
+        assert_eq!(plan_size(&p(&neither), input).unwrap_err().field, Some("width"));
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! Shared fixtures for the integration tests: deterministic images, random chains, a render
+//! helper that bypasses the config's tile-size floor, and file helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use image::{DynamicImage, RgbaImage};
+use opossum::chain::raw::RawValue;
+use opossum::chain::{Chain, ChainOp, OutputLimits};
+use opossum::engine::plan::Plan;
+use opossum::engine::render::{self, RenderControl, TileSettings};
+use opossum::engine::sink::FullSink;
+use opossum::engine::tile::Tile;
+use opossum::io::decode::Orientation;
+use opossum::ops::{self, OpDef};
+use opossum::params::ParamKind;
+
+/// A small deterministic RNG (xorshift64*), so failures reproduce from the seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % ((hi - lo) as u64 + 1)) as i64
+    }
+
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range(0, items.len() as i64 - 1) as usize]
+    }
+}
+
+/// An RGBA image with texture, edges and (when `alpha`) varying transparency.
+pub fn test_image(width: u32, height: u32, seed: u64, alpha: bool) -> DynamicImage {
+    let mut rng = Rng::new(seed);
+    let img = RgbaImage::from_fn(width, height, |x, y| {
+        let n = (rng.next_u64() % 32) as i32;
+        let r = ((x * 255) / width.max(1)) as i32 + n - 16;
+        let g = ((y * 255) / height.max(1)) as i32;
+        let b = if (x / 3 + y / 2) % 2 == 0 { 230 } else { 20 };
+        let a = if alpha { ((x * 7 + y * 13) % 256) as i32 } else { 255 };
+        image::Rgba([r.clamp(0, 255) as u8, g as u8, b, a as u8])
+    });
+    DynamicImage::ImageRgba8(img)
+}
+
+/// A random valid value for each parameter, with spatial sizes kept small so tiny test images
+/// stay fast.
+pub fn random_op(def: &'static OpDef, rng: &mut Rng) -> ChainOp {
+    let mut op = ChainOp::new(def);
+    for spec in def.params {
+        let value = match spec.kind {
+            ParamKind::Float { min, max, spatial, .. } => {
+                let hi = if spatial { max.min(min + 6.0) } else { max };
+                RawValue::Float(min + (hi - min) * rng.unit())
+            }
+            ParamKind::Int { min, max, spatial, .. } => {
+                let hi = if spatial { max.min(min + 40) } else { max };
+                RawValue::Int(rng.range(min, hi))
+            }
+            ParamKind::Bool { .. } => RawValue::Bool(rng.range(0, 1) == 1),
+            ParamKind::Choice { choices, .. } => RawValue::String((*rng.pick(choices)).to_owned()),
+            ParamKind::Color { .. } => RawValue::String(format!("#{:08x}", rng.next_u64() as u32)),
+            ParamKind::Text { .. } => {
+                RawValue::String((*rng.pick(&["A", "Opossum", "© 2026\nline two", ""])).to_owned())
+            }
+        };
+        op.params.set(def.params, spec.key, &value).expect("random value in range");
+    }
+    // Keep inverted Canny thresholds out: the loader rejects them.
+    if def.id == "edge_detect" {
+        let (lo, hi) = (op.params.float("low_threshold"), op.params.float("high_threshold"));
+        if lo > hi {
+            op.params.set(def.params, "low_threshold", &RawValue::Float(hi)).unwrap();
+            op.params.set(def.params, "high_threshold", &RawValue::Float(lo)).unwrap();
+        }
+    }
+    op
+}
+
+/// A random chain of `len` ops.
+pub fn random_chain(rng: &mut Rng, len: usize) -> Chain {
+    let registry = ops::registry();
+    Chain {
+        name: None,
+        ops: (0..len).map(|_| random_op(*rng.pick(registry), rng)).collect(),
+    }
+}
+
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap())
+}
+
+/// Render `chain` on `image` with tiles of `tile_px` into a full working image; `None` when the
+/// chain cannot be built for this image (e.g. a crop outside it).
+pub fn render_tiled(image: &DynamicImage, chain: &Chain, tile_px: u32) -> Option<Tile> {
+    render_scaled(image, chain, tile_px, 1.0)
+}
+
+/// As [`render_tiled`], at a rendering scale.
+pub fn render_scaled(image: &DynamicImage, chain: &Chain, tile_px: u32, scale: f64) -> Option<Tile> {
+    let size = opossum::engine::geom::Size::new(image.width(), image.height());
+    let plan = Plan::new(chain, size, Orientation::NoTransforms, scale, OutputLimits::default()).ok()?;
+    let sink = FullSink::new(plan.output);
+    render::render(
+        pool(),
+        image,
+        &plan,
+        TileSettings {
+            tile_px,
+            budget_bytes: 1 << 30,
+        },
+        0,
+        &RenderControl::default(),
+        &sink,
+    )
+    .expect("render");
+    Some(sink.finish())
+}
+
+/// Path of the built `opossum` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_opossum"))
+}
+
+/// Files in `dir`, sorted by name.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

@@ -1,0 +1,99 @@
+//! The contract every registered operation keeps: metadata present, defaults valid and
+//! buildable, chain-file round trips, halos non-negative and monotonic in scale, and identity
+//! parameters leaving the image unchanged. Adding an op makes these loop over it too.
+
+mod common;
+
+use common::{Rng, random_op, render_tiled, test_image};
+use opossum::chain::raw::RawValue;
+use opossum::chain::{Chain, ChainOp, Format, OutputLimits};
+use opossum::ops::{self, Footprint};
+use opossum::params::Params;
+
+#[test]
+fn metadata_and_defaults_are_valid() {
+    for def in ops::registry() {
+        assert!(!def.label.is_empty() && !def.doc.is_empty(), "{}", def.id);
+        assert!(def.version >= 1);
+        for spec in def.params {
+            assert!(
+                spec.key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}.{}",
+                def.id,
+                spec.key
+            );
+            assert!(!spec.label.is_empty() && !spec.doc.is_empty(), "{}.{}", def.id, spec.key);
+            spec.parse(&spec.default_value().to_raw())
+                .unwrap_or_else(|e| panic!("{}.{} default invalid: {e}", def.id, spec.key));
+        }
+        let defaults = Params::defaults(def.params);
+        (def.validate)(&defaults, OutputLimits::default())
+            .unwrap_or_else(|e| panic!("{} defaults fail validation: {e:?}", def.id));
+        let chain = Chain { name: None, ops: vec![ChainOp::new(def)] };
+        assert!(render_tiled(&test_image(32, 24, 1, false), &chain, 16).is_some(), "{}", def.id);
+    }
+}
+
+#[test]
+fn chain_files_round_trip_every_op() {
+    let mut rng = Rng::new(3);
+    let chain = Chain {
+        name: Some("all ops".into()),
+        ops: ops::registry()
+            .iter()
+            .flat_map(|def| [ChainOp::new(def), random_op(def, &mut rng)])
+            .collect(),
+    };
+    let toml = chain.to_toml_string();
+    let back = Chain::parse_bytes(toml.as_bytes(), Format::Toml, OutputLimits::default()).unwrap();
+    assert_eq!(back, chain, "TOML:\n{toml}");
+    let json = chain.to_json_string();
+    let back = Chain::parse_bytes(json.as_bytes(), Format::Json, OutputLimits::default()).unwrap();
+    assert_eq!(back, chain);
+}
+
+#[test]
+fn halos_grow_with_scale() {
+    let mut rng = Rng::new(11);
+    for def in ops::registry() {
+        for _ in 0..8 {
+            let op = random_op(def, &mut rng);
+            let mut last = 0;
+            for scale in [0.125, 0.25, 0.5, 1.0, 2.0] {
+                if let Footprint::Area { halo_px } = (def.footprint)(&op.params, scale) {
+                    assert!(halo_px >= last, "{} halo shrinks at scale {scale}", def.id);
+                    last = halo_px;
+                }
+            }
+        }
+    }
+}
+
+/// Parameters that make each op a no-op; ops listed as `None` have no identity setting.
+fn identity(id: &str) -> Option<Vec<(&'static str, RawValue)>> {
+    Some(match id {
+        "adjust_colors" | "crop" => vec![],
+        "add_border" => vec![("size", RawValue::Int(0))],
+        "color_convert" => vec![("strength", RawValue::Float(0.0))],
+        "gaussian_blur" => vec![("sigma", RawValue::Float(0.0))],
+        "sharpen" => vec![("amount", RawValue::Float(0.0))],
+        "watermark" => vec![("opacity", RawValue::Float(0.0))],
+        "edge_detect" | "flip" | "grayscale" | "resize" | "rotate" => return None,
+        other => panic!("decide whether op {other} has identity parameters"),
+    })
+}
+
+#[test]
+fn identity_params_leave_the_image_unchanged() {
+    let image = test_image(29, 31, 5, true);
+    let plain = render_tiled(&image, &Chain::default(), 8).unwrap();
+    for def in ops::registry() {
+        let Some(pairs) = identity(def.id) else { continue };
+        let mut op = ChainOp::new(def);
+        for (k, v) in &pairs {
+            op.params.set(def.params, k, v).unwrap();
+        }
+        let out = render_tiled(&image, &Chain { name: None, ops: vec![op] }, 8).unwrap();
+        assert_eq!(out, plain, "{} with {pairs:?}", def.id);
+    }
+}
