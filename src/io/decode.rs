@@ -37,6 +37,7 @@ impl Default for DecodeLimits {
 pub type Orientation = image::metadata::Orientation;
 
 /// A decoded image and what was learned about it.
+#[derive(Debug)]
 pub struct Decoded {
     /// The pixels as stored (before orientation).
     pub image: DynamicImage,

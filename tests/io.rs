@@ -1,0 +1,317 @@
+//! Image I/O: decoding by content, every bad-image category with its exact error kind and no
+//! output left behind, unusual but valid images, EXIF orientation, encoders and atomic writes.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{encode, jpeg_with_orientation, lying_png, test_image};
+use image::{DynamicImage, ImageFormat};
+use opossum::chain::raw::RawValue;
+use opossum::chain::{Chain, ChainOp, OutputLimits};
+use opossum::config::{ByteSize, Config};
+use opossum::engine::Engine;
+use opossum::error::{Category, Error};
+use opossum::io::decode::{DecodeLimits, decode_file};
+use opossum::io::encode::{EncodeOptions, OutputFormat};
+use opossum::ops;
+
+fn engine(memory: u64) -> Engine {
+    let mut config = Config::default();
+    config.performance.max_memory_usage = ByteSize(memory);
+    config.performance.max_cpu_cores = 2;
+    config.performance.tile_size = 64;
+    Engine::new(config).unwrap()
+}
+
+fn blur_chain() -> Chain {
+    let def = ops::find("gaussian_blur").unwrap();
+    let mut op = ChainOp::new(def);
+    op.params.set(def.params, "sigma", &RawValue::Float(1.5)).unwrap();
+    Chain { name: None, ops: vec![op] }
+}
+
+fn png_options() -> EncodeOptions {
+    EncodeOptions { format: OutputFormat::Png, quality: 90, lossless: false }
+}
+
+/// Render `input` to `dir/out.png`; on failure check nothing is left in `dir` but the input.
+fn render_expect_error(input: &Path, dir: &Path) -> Error {
+    let before = common::files_in(dir);
+    let out = dir.join("out.png");
+    let err = engine(1 << 30)
+        .render_file(input, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .unwrap_err();
+    assert_eq!(common::files_in(dir), before, "nothing written for {err}");
+    let text = err.to_string();
+    assert!(text.contains(&input.display().to_string()), "message names the file: {text}");
+    assert!(!err.hint().is_empty());
+    err
+}
+
+#[test]
+fn bad_images_fail_with_their_category_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let png = encode(&test_image(40, 30, 1, false), ImageFormat::Png);
+    let jpeg = encode(&DynamicImage::ImageRgb8(test_image(40, 30, 1, false).to_rgb8()), ImageFormat::Jpeg);
+
+    std::fs::write(d.join("empty.png"), b"").unwrap();
+    assert!(matches!(render_expect_error(&d.join("empty.png"), d), Error::EmptyFile { .. }));
+
+    std::fs::write(d.join("text.png"), b"hello, I am not an image\n").unwrap();
+    let e = render_expect_error(&d.join("text.png"), d);
+    assert!(matches!(e, Error::UnknownFormat { .. }), "{e}");
+    assert_eq!(e.category(), Category::Unsupported);
+
+    std::fs::write(d.join("trunc.png"), &png[..png.len() / 2]).unwrap();
+    assert_eq!(render_expect_error(&d.join("trunc.png"), d).category(), Category::Corrupt);
+    std::fs::write(d.join("trunc.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    let e = render_expect_error(&d.join("trunc.jpg"), d);
+    assert!(matches!(e.category(), Category::Corrupt), "{e}");
+
+    let mut corrupt = png.clone();
+    for b in corrupt.iter_mut().skip(40) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(d.join("corrupt.png"), &corrupt).unwrap();
+    assert_eq!(render_expect_error(&d.join("corrupt.png"), d).category(), Category::Corrupt);
+
+    std::fs::create_dir(d.join("folder.png")).unwrap();
+    assert!(matches!(render_expect_error(&d.join("folder.png"), d), Error::NotAFile { .. }));
+
+    let missing = render_expect_error(&d.join("missing.png"), d);
+    assert_eq!(missing.category(), Category::Io);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.png");
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let t = Instant::now();
+    let e = render_expect_error(&fifo, dir.path());
+    assert!(matches!(e, Error::NotAFile { kind: "a FIFO", .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn wrong_extension_is_decoded_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("really_a_png.jpg");
+    std::fs::write(&path, encode(&test_image(9, 7, 2, true), ImageFormat::Png)).unwrap();
+    let decoded = decode_file(&path, &DecodeLimits::default()).unwrap();
+    assert_eq!(decoded.format, ImageFormat::Png);
+    assert_eq!((decoded.image.width(), decoded.image.height()), (9, 7));
+}
+
+#[test]
+fn lying_headers_are_refused_fast_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    for (w, h, category) in [
+        (100_000, 100_000, Category::Limits),
+        (60_000, 60_000, Category::Limits),
+        (30_000, 30_000, Category::Limits),
+    ] {
+        let path = dir.path().join(format!("lying_{w}.png"));
+        std::fs::write(&path, lying_png(w, h)).unwrap();
+        let t = Instant::now();
+        let err = decode_file(&path, &DecodeLimits::default()).unwrap_err();
+        let elapsed = t.elapsed();
+        assert_eq!(err.category(), category, "{err}");
+        assert!(elapsed < Duration::from_millis(100), "{w}x{h} took {elapsed:?}");
+    }
+}
+
+#[test]
+fn a_real_decompression_bomb_is_refused_by_the_memory_limit() {
+    // 6000×6000 grey zeros: 36 MB of pixels in a file of a few tens of KB.
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = DynamicImage::ImageLuma8(image::GrayImage::new(6000, 6000));
+    let path = dir.path().join("bomb.png");
+    std::fs::write(&path, encode(&bomb, ImageFormat::Png)).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 200_000);
+    let out = dir.path().join("out.png");
+    let err = engine(16 << 20)
+        .render_file(&path, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Budget { .. }), "{err}");
+    assert!(!out.exists());
+    // With room for it, the same file renders within the limit.
+    engine(256 << 20)
+        .render_file(&path, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .unwrap();
+    assert!(out.exists());
+}
+
+#[test]
+fn unusual_valid_images_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let eng = engine(1 << 30);
+    let mut cases: Vec<(&str, Vec<u8>, (u32, u32))> = vec![
+        ("tall.png", encode(&test_image(1, 37, 3, false), ImageFormat::Png), (1, 37)),
+        ("wide.png", encode(&test_image(41, 1, 3, false), ImageFormat::Png), (41, 1)),
+        ("grey_alpha.png", encode(&DynamicImage::ImageLumaA8(test_image(12, 8, 3, true).to_luma_alpha8()), ImageFormat::Png), (12, 8)),
+        ("img.bmp", encode(&DynamicImage::ImageRgb8(test_image(13, 9, 4, false).to_rgb8()), ImageFormat::Bmp), (13, 9)),
+        ("img.tif", encode(&test_image(13, 9, 4, true), ImageFormat::Tiff), (13, 9)),
+        ("img.webp", encode(&test_image(13, 9, 4, true), ImageFormat::WebP), (13, 9)),
+    ];
+    // Palette PNG with a transparent entry.
+    let mut palette = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut palette, 4, 2);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_palette(vec![255, 0, 0, 0, 0, 255]);
+        enc.set_trns(vec![0, 255]);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&[0, 1, 0, 1, 1, 0, 1, 0]).unwrap();
+    }
+    cases.push(("palette.png", palette, (4, 2)));
+    // Animated GIF: two frames, the first is used.
+    let mut gif = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        for v in [10u8, 200] {
+            let frame = image::RgbaImage::from_pixel(6, 5, image::Rgba([v, v, v, 255]));
+            enc.encode_frame(image::Frame::new(frame)).unwrap();
+        }
+    }
+    cases.push(("anim.gif", gif, (6, 5)));
+    for (name, bytes, (w, h)) in cases {
+        let input = d.join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let out = d.join(format!("{name}.out.png"));
+        // The palette case checks alpha pixel by pixel, so it is not blurred.
+        let chain = if name == "palette.png" { Chain::default() } else { blur_chain() };
+        let report = eng
+            .render_file(&input, &chain, &out, &png_options(), false, &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((report.output_size.width, report.output_size.height), (w, h), "{name}");
+        let back = image::open(&out).unwrap();
+        assert_eq!((back.width(), back.height()), (w, h));
+        if name == "palette.png" {
+            let px = back.to_rgba8();
+            assert_eq!(px.get_pixel(0, 0)[3], 0, "transparent palette entry stays transparent");
+            assert_eq!(px.get_pixel(1, 0)[3], 255);
+        }
+        if name == "anim.gif" {
+            let v = back.to_rgb8().get_pixel(2, 2)[0];
+            assert!(v < 30, "first frame used, got {v}");
+        }
+    }
+}
+
+#[test]
+fn sixteen_bit_png_stays_sixteen_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::ImageBuffer::from_fn(5, 4, |x, y| image::Rgb([x as u16 * 13_001, y as u16 * 257 + 1, 40_001u16]));
+    let input = dir.path().join("deep.png");
+    std::fs::write(&input, encode(&DynamicImage::ImageRgb16(img.clone()), ImageFormat::Png)).unwrap();
+    let out = dir.path().join("deep_out.png");
+    engine(1 << 30)
+        .render_file(&input, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .unwrap();
+    let back = image::open(&out).unwrap();
+    assert_eq!(back.color(), image::ColorType::Rgb16);
+    assert_eq!(back.to_rgb16(), img, "an empty chain is lossless at 16 bits");
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    // Left half black, right half white, 16×8.
+    let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(16, 8, |x, _| {
+        if x < 8 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) }
+    }));
+    let input = dir.path().join("rot.jpg");
+    // 6 = rotate 90° clockwise to display.
+    std::fs::write(&input, jpeg_with_orientation(&img, 6)).unwrap();
+    let out = dir.path().join("rot.png");
+    let report = engine(1 << 30)
+        .render_file(&input, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .unwrap();
+    assert_eq!((report.output_size.width, report.output_size.height), (8, 16));
+    let back = image::open(&out).unwrap().to_rgb8();
+    // After a clockwise turn the left (black) half is on top.
+    assert!(back.get_pixel(4, 2)[0] < 40);
+    assert!(back.get_pixel(4, 13)[0] > 215);
+}
+
+#[test]
+fn every_encoder_writes_a_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    std::fs::write(&input, encode(&test_image(33, 21, 9, true), ImageFormat::Png)).unwrap();
+    let eng = engine(1 << 30);
+    for (format, lossless, ext) in [
+        (OutputFormat::Png, false, "png"),
+        (OutputFormat::Jpeg, false, "jpg"),
+        (OutputFormat::Webp, false, "webp"),
+        (OutputFormat::Webp, true, "webp"),
+        (OutputFormat::Tiff, false, "tif"),
+    ] {
+        let out = dir.path().join(format!("out_{lossless}.{ext}"));
+        let options = EncodeOptions { format, quality: 80, lossless };
+        eng.render_file(&input, &blur_chain(), &out, &options, false, &Default::default())
+            .unwrap();
+        let back = image::open(&out).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        assert_eq!((back.width(), back.height()), (33, 21), "{ext}");
+    }
+    assert!(common::files_in(dir.path()).iter().all(|n| !n.starts_with(".opossum-tmp")));
+}
+
+#[test]
+fn the_input_is_never_overwritten_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    let bytes = encode(&test_image(8, 8, 1, false), ImageFormat::Png);
+    std::fs::write(&input, &bytes).unwrap();
+    let err = engine(1 << 30)
+        .render_file(&input, &blur_chain(), &input, &png_options(), false, &Default::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::WouldOverwriteInput { .. }));
+    assert_eq!(std::fs::read(&input).unwrap(), bytes);
+    engine(1 << 30)
+        .render_file(&input, &blur_chain(), &input, &png_options(), true, &Default::default())
+        .unwrap();
+    assert_ne!(std::fs::read(&input).unwrap(), bytes);
+}
+
+#[test]
+fn a_missing_output_folder_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    std::fs::write(&input, encode(&test_image(8, 8, 1, false), ImageFormat::Png)).unwrap();
+    let out = dir.path().join("no/such/dir/out.png");
+    let err = engine(1 << 30)
+        .render_file(&input, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .unwrap_err();
+    assert_eq!(err.category(), Category::Encode, "{err}");
+    assert_eq!(common::files_in(dir.path()), vec!["in.png"]);
+}
+
+#[test]
+fn webp_refuses_oversized_output_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    std::fs::write(&input, encode(&test_image(20, 2, 1, false), ImageFormat::Png)).unwrap();
+    let def = ops::find("resize").unwrap();
+    let mut op = ChainOp::new(def);
+    for (k, v) in [("width", 17_000), ("height", 2)] {
+        op.params.set(def.params, k, &RawValue::Int(v)).unwrap();
+    }
+    op.params.set(def.params, "mode", &RawValue::String("exact".into())).unwrap();
+    let chain = Chain { name: None, ops: vec![op] };
+    let out = dir.path().join("wide.webp");
+    let options = EncodeOptions { format: OutputFormat::Webp, quality: 80, lossless: false };
+    let err = engine(1 << 30)
+        .render_file(&input, &chain, &out, &options, false, &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("16383"), "{err}");
+    assert!(!out.exists());
+    let _ = OutputLimits::default();
+}
