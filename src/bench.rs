@@ -46,12 +46,22 @@ pub fn peer_cases() -> Vec<BenchCase> {
         BenchCase {
             name: "blur3",
             description: "Gaussian blur, sigma 3",
-            chain: |_| chain(vec![step("gaussian_blur", &[("sigma", RawValue::Float(3.0))])]),
+            chain: |_| {
+                chain(vec![step(
+                    "gaussian_blur",
+                    &[("sigma", RawValue::Float(3.0))],
+                )])
+            },
         },
         BenchCase {
             name: "blur20",
             description: "Gaussian blur, sigma 20",
-            chain: |_| chain(vec![step("gaussian_blur", &[("sigma", RawValue::Float(20.0))])]),
+            chain: |_| {
+                chain(vec![step(
+                    "gaussian_blur",
+                    &[("sigma", RawValue::Float(20.0))],
+                )])
+            },
         },
         BenchCase {
             name: "bc",
@@ -92,7 +102,10 @@ pub fn peer_cases() -> Vec<BenchCase> {
             chain: |_| {
                 chain(vec![step(
                     "sharpen",
-                    &[("radius", RawValue::Float(2.0)), ("amount", RawValue::Float(1.5))],
+                    &[
+                        ("radius", RawValue::Float(2.0)),
+                        ("amount", RawValue::Float(1.5)),
+                    ],
                 )])
             },
         },
@@ -125,7 +138,11 @@ pub fn synthetic_photo(side: u32) -> DynamicImage {
         state ^= state << 5;
         let noise = (state % 17) as f32 - 8.0;
         let (fx, fy) = (x as f32 / side as f32, y as f32 / side as f32);
-        let disc = if (fx - 0.6).powi(2) + (fy - 0.4).powi(2) < 0.05 { 80.0 } else { 0.0 };
+        let disc = if (fx - 0.6).powi(2) + (fy - 0.4).powi(2) < 0.05 {
+            80.0
+        } else {
+            0.0
+        };
         let wave = ((fx * 40.0).sin() * (fy * 30.0).cos()) * 30.0;
         let r = 40.0 + 150.0 * fx + wave + disc + noise;
         let g = 60.0 + 120.0 * fy - wave + noise;
@@ -147,7 +164,8 @@ pub fn time_chain(
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let out = engine.render_source(source, Orientation::NoTransforms, chain, false, &control)?;
+        let out =
+            engine.render_source(source, Orientation::NoTransforms, chain, false, &control)?;
         times.push(t.elapsed());
         drop(out);
     }
@@ -157,7 +175,11 @@ pub fn time_chain(
 
 /// A square source of `side` px: the synthetic photo, or `image` cropped to a centred square
 /// and resized (Lanczos3) to `side`.
-pub fn source_for(engine: &Engine, image: Option<&DynamicImage>, side: u32) -> Result<DynamicImage> {
+pub fn source_for(
+    engine: &Engine,
+    image: Option<&DynamicImage>,
+    side: u32,
+) -> Result<DynamicImage> {
     let Some(image) = image else {
         return Ok(synthetic_photo(side));
     };
@@ -181,8 +203,16 @@ pub fn source_for(engine: &Engine, image: Option<&DynamicImage>, side: u32) -> R
             ],
         ),
     ]);
-    let (out, _) = engine.render_source(image, Orientation::NoTransforms, &square, false, &Default::default())?;
+    let (out, _) = engine.render_source(
+        image,
+        Orientation::NoTransforms,
+        &square,
+        false,
+        &Default::default(),
+    )?;
     let rgba = image::RgbaImage::from_raw(out.size.width, out.size.height, out.to_rgba8())
         .ok_or_else(|| Error::Internal("bench source buffer size".into()))?;
-    Ok(DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).to_rgb8()))
+    Ok(DynamicImage::ImageRgb8(
+        DynamicImage::ImageRgba8(rgba).to_rgb8(),
+    ))
 }

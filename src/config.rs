@@ -46,7 +46,7 @@ impl ByteSize {
             _ => return None,
         };
         let bytes = value * mult as f64;
-        (bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19).then_some(Self(bytes as u64))
+        (0.0..1.8e19).contains(&bytes).then_some(Self(bytes as u64))
     }
 }
 
@@ -272,22 +272,37 @@ impl Config {
             );
         }
         if p.max_cpu_cores > 1024 {
-            return bad("performance.max_cpu_cores", "at most 1024 (0 = all)".to_owned());
+            return bad(
+                "performance.max_cpu_cores",
+                "at most 1024 (0 = all)".to_owned(),
+            );
         }
         if p.parallel_images > 1024 {
-            return bad("performance.parallel_images", "at most 1024 (0 = automatic)".to_owned());
+            return bad(
+                "performance.parallel_images",
+                "at most 1024 (0 = automatic)".to_owned(),
+            );
         }
-        if let Some(q) = p.quality_vs_speed {
-            if !(0.0..=1.0).contains(&q) {
-                return bad("performance.quality_vs_speed", format!("{q} is not in 0..=1"));
-            }
+        if let Some(q) = p.quality_vs_speed
+            && !(0.0..=1.0).contains(&q)
+        {
+            return bad(
+                "performance.quality_vs_speed",
+                format!("{q} is not in 0..=1"),
+            );
         }
         let l = &self.limits;
         if l.max_image_pixels == 0 || l.max_image_pixels > 1 << 34 {
-            return bad("limits.max_image_pixels", "allowed: 1..=17179869184".to_owned());
+            return bad(
+                "limits.max_image_pixels",
+                "allowed: 1..=17179869184".to_owned(),
+            );
         }
         if !(1..=1 << 20).contains(&l.max_image_side_px) {
-            return bad("limits.max_image_side_px", "allowed: 1..=1048576".to_owned());
+            return bad(
+                "limits.max_image_side_px",
+                "allowed: 1..=1048576".to_owned(),
+            );
         }
         Ok(())
     }
@@ -336,15 +351,21 @@ mod tests {
         assert_eq!(c.performance.max_memory_usage, ByteSize(4 << 30));
         assert_eq!(c.quality_preset(), QualityPreset::Fast);
         assert_eq!(c.threads(), 2);
-        let e = Config::parse("[performance]\ntile_sise = 3\n").unwrap_err().to_string();
+        let e = Config::parse("[performance]\ntile_sise = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tile_sise"), "{e}");
-        let e = Config::parse("[performance]\ntile_size = 3\n").unwrap_err().to_string();
+        let e = Config::parse("[performance]\ntile_size = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("performance.tile_size"), "{e}");
         let e = Config::parse("[performance]\nmax_memory_usage = \"lots\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a size"), "{e}");
-        let e = Config::parse("[performance]\nquality = \"best\"\n").unwrap_err().to_string();
+        let e = Config::parse("[performance]\nquality = \"best\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ultra"), "{e}");
         assert_eq!(Config::parse("").unwrap(), Config::default());
     }

@@ -185,7 +185,9 @@ impl Error {
             Error::Budget { .. } => {
                 "raise max_memory_usage (config or --max-memory) or use a smaller tile_size"
             }
-            Error::Chain { .. } => "fix the chain file; `opossum ops` lists every op and its fields",
+            Error::Chain { .. } => {
+                "fix the chain file; `opossum ops` lists every op and its fields"
+            }
             Error::Config { .. } => {
                 "fix the config file; the README lists every key and its allowed values"
             }

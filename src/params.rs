@@ -127,12 +127,12 @@ impl ParamSpec {
     /// Human description of the allowed values, e.g. `0..=250 px` or `one of fit, fill, exact`.
     pub fn range_text(&self) -> String {
         match self.kind {
-            ParamKind::Float { min, max, unit, .. } => {
-                format!("{min}..={max} {}", unit.suffix()).trim_end().to_owned()
-            }
-            ParamKind::Int { min, max, unit, .. } => {
-                format!("{min}..={max} {}", unit.suffix()).trim_end().to_owned()
-            }
+            ParamKind::Float { min, max, unit, .. } => format!("{min}..={max} {}", unit.suffix())
+                .trim_end()
+                .to_owned(),
+            ParamKind::Int { min, max, unit, .. } => format!("{min}..={max} {}", unit.suffix())
+                .trim_end()
+                .to_owned(),
             ParamKind::Bool { .. } => "true or false".to_owned(),
             ParamKind::Choice { choices, .. } => format!("one of {}", choices.join(", ")),
             ParamKind::Color { .. } => "a colour \"#rrggbb\" or \"#rrggbbaa\"".to_owned(),
@@ -150,10 +150,16 @@ impl ParamSpec {
                     other => return Err(format!("expected a number, found {}", other.type_name())),
                 };
                 if !v.is_finite() {
-                    return Err(format!("{v} is not a finite number; allowed: {}", self.range_text()));
+                    return Err(format!(
+                        "{v} is not a finite number; allowed: {}",
+                        self.range_text()
+                    ));
                 }
                 if v < min || v > max {
-                    return Err(format!("{v} is out of range; allowed: {}", self.range_text()));
+                    return Err(format!(
+                        "{v} is out of range; allowed: {}",
+                        self.range_text()
+                    ));
                 }
                 Ok(ParamValue::Float(v))
             }
@@ -177,13 +183,19 @@ impl ParamSpec {
                     }
                 };
                 if v < min || v > max {
-                    return Err(format!("{v} is out of range; allowed: {}", self.range_text()));
+                    return Err(format!(
+                        "{v} is out of range; allowed: {}",
+                        self.range_text()
+                    ));
                 }
                 Ok(ParamValue::Int(v))
             }
             ParamKind::Bool { .. } => match raw {
                 RawValue::Bool(b) => Ok(ParamValue::Bool(*b)),
-                other => Err(format!("expected true or false, found {}", other.type_name())),
+                other => Err(format!(
+                    "expected true or false, found {}",
+                    other.type_name()
+                )),
             },
             ParamKind::Choice { choices, .. } => {
                 let name = match raw {
@@ -201,13 +213,16 @@ impl ParamSpec {
                 if choices.contains(&name.as_str()) {
                     Ok(ParamValue::Choice(name))
                 } else {
-                    Err(format!("unknown value {name:?}; allowed: {}", self.range_text()))
+                    Err(format!(
+                        "unknown value {name:?}; allowed: {}",
+                        self.range_text()
+                    ))
                 }
             }
             ParamKind::Color { .. } => match raw {
-                RawValue::String(s) => parse_color(s)
-                    .map(ParamValue::Color)
-                    .ok_or_else(|| format!("{s:?} is not a colour; allowed: {}", self.range_text())),
+                RawValue::String(s) => parse_color(s).map(ParamValue::Color).ok_or_else(|| {
+                    format!("{s:?} is not a colour; allowed: {}", self.range_text())
+                }),
                 other => Err(format!(
                     "expected a colour string, found {}",
                     other.type_name()
@@ -217,7 +232,9 @@ impl ParamSpec {
                 RawValue::String(s) => {
                     let n = s.chars().count();
                     if n > max_chars {
-                        Err(format!("text has {n} characters; at most {max_chars} allowed"))
+                        Err(format!(
+                            "text has {n} characters; at most {max_chars} allowed"
+                        ))
                     } else if s.chars().any(|c| c.is_control() && c != '\n') {
                         Err("text contains control characters".to_owned())
                     } else {

@@ -28,12 +28,21 @@ fn engine(memory: u64) -> Engine {
 fn blur_chain() -> Chain {
     let def = ops::find("gaussian_blur").unwrap();
     let mut op = ChainOp::new(def);
-    op.params.set(def.params, "sigma", &RawValue::Float(1.5)).unwrap();
-    Chain { name: None, ops: vec![op] }
+    op.params
+        .set(def.params, "sigma", &RawValue::Float(1.5))
+        .unwrap();
+    Chain {
+        name: None,
+        ops: vec![op],
+    }
 }
 
 fn png_options() -> EncodeOptions {
-    EncodeOptions { format: OutputFormat::Png, quality: 90, lossless: false }
+    EncodeOptions {
+        format: OutputFormat::Png,
+        quality: 90,
+        lossless: false,
+    }
 }
 
 /// Render `input` to `dir/out.png`; on failure check nothing is left in `dir` but the input.
@@ -41,11 +50,21 @@ fn render_expect_error(input: &Path, dir: &Path) -> Error {
     let before = common::files_in(dir);
     let out = dir.join("out.png");
     let err = engine(1 << 30)
-        .render_file(input, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            input,
+            &blur_chain(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap_err();
     assert_eq!(common::files_in(dir), before, "nothing written for {err}");
     let text = err.to_string();
-    assert!(text.contains(&input.display().to_string()), "message names the file: {text}");
+    assert!(
+        text.contains(&input.display().to_string()),
+        "message names the file: {text}"
+    );
     assert!(!err.hint().is_empty());
     err
 }
@@ -55,10 +74,16 @@ fn bad_images_fail_with_their_category_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let png = encode(&test_image(40, 30, 1, false), ImageFormat::Png);
-    let jpeg = encode(&DynamicImage::ImageRgb8(test_image(40, 30, 1, false).to_rgb8()), ImageFormat::Jpeg);
+    let jpeg = encode(
+        &DynamicImage::ImageRgb8(test_image(40, 30, 1, false).to_rgb8()),
+        ImageFormat::Jpeg,
+    );
 
     std::fs::write(d.join("empty.png"), b"").unwrap();
-    assert!(matches!(render_expect_error(&d.join("empty.png"), d), Error::EmptyFile { .. }));
+    assert!(matches!(
+        render_expect_error(&d.join("empty.png"), d),
+        Error::EmptyFile { .. }
+    ));
 
     std::fs::write(d.join("text.png"), b"hello, I am not an image\n").unwrap();
     let e = render_expect_error(&d.join("text.png"), d);
@@ -66,7 +91,10 @@ fn bad_images_fail_with_their_category_and_leave_nothing() {
     assert_eq!(e.category(), Category::Unsupported);
 
     std::fs::write(d.join("trunc.png"), &png[..png.len() / 2]).unwrap();
-    assert_eq!(render_expect_error(&d.join("trunc.png"), d).category(), Category::Corrupt);
+    assert_eq!(
+        render_expect_error(&d.join("trunc.png"), d).category(),
+        Category::Corrupt
+    );
     std::fs::write(d.join("trunc.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
     let e = render_expect_error(&d.join("trunc.jpg"), d);
     assert!(matches!(e.category(), Category::Corrupt), "{e}");
@@ -76,10 +104,16 @@ fn bad_images_fail_with_their_category_and_leave_nothing() {
         *b ^= 0x5a;
     }
     std::fs::write(d.join("corrupt.png"), &corrupt).unwrap();
-    assert_eq!(render_expect_error(&d.join("corrupt.png"), d).category(), Category::Corrupt);
+    assert_eq!(
+        render_expect_error(&d.join("corrupt.png"), d).category(),
+        Category::Corrupt
+    );
 
     std::fs::create_dir(d.join("folder.png")).unwrap();
-    assert!(matches!(render_expect_error(&d.join("folder.png"), d), Error::NotAFile { .. }));
+    assert!(matches!(
+        render_expect_error(&d.join("folder.png"), d),
+        Error::NotAFile { .. }
+    ));
 
     let missing = render_expect_error(&d.join("missing.png"), d);
     assert_eq!(missing.category(), Category::Io);
@@ -90,7 +124,10 @@ fn bad_images_fail_with_their_category_and_leave_nothing() {
 fn a_fifo_is_never_opened() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.png");
-    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(status.success());
     let t = Instant::now();
     let e = render_expect_error(&fifo, dir.path());
@@ -122,7 +159,10 @@ fn lying_headers_are_refused_fast_without_allocating() {
         let err = decode_file(&path, &DecodeLimits::default()).unwrap_err();
         let elapsed = t.elapsed();
         assert_eq!(err.category(), category, "{err}");
-        assert!(elapsed < Duration::from_millis(100), "{w}x{h} took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(100),
+            "{w}x{h} took {elapsed:?}"
+        );
     }
 }
 
@@ -136,13 +176,27 @@ fn a_real_decompression_bomb_is_refused_by_the_memory_limit() {
     assert!(std::fs::metadata(&path).unwrap().len() < 200_000);
     let out = dir.path().join("out.png");
     let err = engine(16 << 20)
-        .render_file(&path, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            &path,
+            &blur_chain(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Budget { .. }), "{err}");
     assert!(!out.exists());
     // With room for it, the same file renders within the limit.
     engine(256 << 20)
-        .render_file(&path, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            &path,
+            &Chain::default(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap();
     assert!(out.exists());
 }
@@ -153,12 +207,42 @@ fn unusual_valid_images_work() {
     let d = dir.path();
     let eng = engine(1 << 30);
     let mut cases: Vec<(&str, Vec<u8>, (u32, u32))> = vec![
-        ("tall.png", encode(&test_image(1, 37, 3, false), ImageFormat::Png), (1, 37)),
-        ("wide.png", encode(&test_image(41, 1, 3, false), ImageFormat::Png), (41, 1)),
-        ("grey_alpha.png", encode(&DynamicImage::ImageLumaA8(test_image(12, 8, 3, true).to_luma_alpha8()), ImageFormat::Png), (12, 8)),
-        ("img.bmp", encode(&DynamicImage::ImageRgb8(test_image(13, 9, 4, false).to_rgb8()), ImageFormat::Bmp), (13, 9)),
-        ("img.tif", encode(&test_image(13, 9, 4, true), ImageFormat::Tiff), (13, 9)),
-        ("img.webp", encode(&test_image(13, 9, 4, true), ImageFormat::WebP), (13, 9)),
+        (
+            "tall.png",
+            encode(&test_image(1, 37, 3, false), ImageFormat::Png),
+            (1, 37),
+        ),
+        (
+            "wide.png",
+            encode(&test_image(41, 1, 3, false), ImageFormat::Png),
+            (41, 1),
+        ),
+        (
+            "grey_alpha.png",
+            encode(
+                &DynamicImage::ImageLumaA8(test_image(12, 8, 3, true).to_luma_alpha8()),
+                ImageFormat::Png,
+            ),
+            (12, 8),
+        ),
+        (
+            "img.bmp",
+            encode(
+                &DynamicImage::ImageRgb8(test_image(13, 9, 4, false).to_rgb8()),
+                ImageFormat::Bmp,
+            ),
+            (13, 9),
+        ),
+        (
+            "img.tif",
+            encode(&test_image(13, 9, 4, true), ImageFormat::Tiff),
+            (13, 9),
+        ),
+        (
+            "img.webp",
+            encode(&test_image(13, 9, 4, true), ImageFormat::WebP),
+            (13, 9),
+        ),
     ];
     // Palette PNG with a transparent entry.
     let mut palette = Vec::new();
@@ -186,16 +270,35 @@ fn unusual_valid_images_work() {
         std::fs::write(&input, bytes).unwrap();
         let out = d.join(format!("{name}.out.png"));
         // The palette case checks alpha pixel by pixel, so it is not blurred.
-        let chain = if name == "palette.png" { Chain::default() } else { blur_chain() };
+        let chain = if name == "palette.png" {
+            Chain::default()
+        } else {
+            blur_chain()
+        };
         let report = eng
-            .render_file(&input, &chain, &out, &png_options(), false, &Default::default())
+            .render_file(
+                &input,
+                &chain,
+                &out,
+                &png_options(),
+                false,
+                &Default::default(),
+            )
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!((report.output_size.width, report.output_size.height), (w, h), "{name}");
+        assert_eq!(
+            (report.output_size.width, report.output_size.height),
+            (w, h),
+            "{name}"
+        );
         let back = image::open(&out).unwrap();
         assert_eq!((back.width(), back.height()), (w, h));
         if name == "palette.png" {
             let px = back.to_rgba8();
-            assert_eq!(px.get_pixel(0, 0)[3], 0, "transparent palette entry stays transparent");
+            assert_eq!(
+                px.get_pixel(0, 0)[3],
+                0,
+                "transparent palette entry stays transparent"
+            );
             assert_eq!(px.get_pixel(1, 0)[3], 255);
         }
         if name == "anim.gif" {
@@ -208,16 +311,33 @@ fn unusual_valid_images_work() {
 #[test]
 fn sixteen_bit_png_stays_sixteen_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image::ImageBuffer::from_fn(5, 4, |x, y| image::Rgb([x as u16 * 13_001, y as u16 * 257 + 1, 40_001u16]));
+    let img = image::ImageBuffer::from_fn(5, 4, |x, y| {
+        image::Rgb([x as u16 * 13_001, y as u16 * 257 + 1, 40_001u16])
+    });
     let input = dir.path().join("deep.png");
-    std::fs::write(&input, encode(&DynamicImage::ImageRgb16(img.clone()), ImageFormat::Png)).unwrap();
+    std::fs::write(
+        &input,
+        encode(&DynamicImage::ImageRgb16(img.clone()), ImageFormat::Png),
+    )
+    .unwrap();
     let out = dir.path().join("deep_out.png");
     engine(1 << 30)
-        .render_file(&input, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            &input,
+            &Chain::default(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap();
     let back = image::open(&out).unwrap();
     assert_eq!(back.color(), image::ColorType::Rgb16);
-    assert_eq!(back.to_rgb16(), img, "an empty chain is lossless at 16 bits");
+    assert_eq!(
+        back.to_rgb16(),
+        img,
+        "an empty chain is lossless at 16 bits"
+    );
 }
 
 #[test]
@@ -225,16 +345,30 @@ fn exif_orientation_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     // Left half black, right half white, 16×8.
     let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(16, 8, |x, _| {
-        if x < 8 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) }
+        if x < 8 {
+            image::Rgb([0, 0, 0])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
     }));
     let input = dir.path().join("rot.jpg");
     // 6 = rotate 90° clockwise to display.
     std::fs::write(&input, jpeg_with_orientation(&img, 6)).unwrap();
     let out = dir.path().join("rot.png");
     let report = engine(1 << 30)
-        .render_file(&input, &Chain::default(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            &input,
+            &Chain::default(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap();
-    assert_eq!((report.output_size.width, report.output_size.height), (8, 16));
+    assert_eq!(
+        (report.output_size.width, report.output_size.height),
+        (8, 16)
+    );
     let back = image::open(&out).unwrap().to_rgb8();
     // After a clockwise turn the left (black) half is on top.
     assert!(back.get_pixel(4, 2)[0] < 40);
@@ -245,7 +379,11 @@ fn exif_orientation_is_applied() {
 fn every_encoder_writes_a_readable_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.png");
-    std::fs::write(&input, encode(&test_image(33, 21, 9, true), ImageFormat::Png)).unwrap();
+    std::fs::write(
+        &input,
+        encode(&test_image(33, 21, 9, true), ImageFormat::Png),
+    )
+    .unwrap();
     let eng = engine(1 << 30);
     for (format, lossless, ext) in [
         (OutputFormat::Png, false, "png"),
@@ -255,13 +393,28 @@ fn every_encoder_writes_a_readable_file() {
         (OutputFormat::Tiff, false, "tif"),
     ] {
         let out = dir.path().join(format!("out_{lossless}.{ext}"));
-        let options = EncodeOptions { format, quality: 80, lossless };
-        eng.render_file(&input, &blur_chain(), &out, &options, false, &Default::default())
-            .unwrap();
+        let options = EncodeOptions {
+            format,
+            quality: 80,
+            lossless,
+        };
+        eng.render_file(
+            &input,
+            &blur_chain(),
+            &out,
+            &options,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
         let back = image::open(&out).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert_eq!((back.width(), back.height()), (33, 21), "{ext}");
     }
-    assert!(common::files_in(dir.path()).iter().all(|n| !n.starts_with(".opossum-tmp")));
+    assert!(
+        common::files_in(dir.path())
+            .iter()
+            .all(|n| !n.starts_with(".opossum-tmp"))
+    );
 }
 
 #[test]
@@ -271,12 +424,26 @@ fn the_input_is_never_overwritten_unless_asked() {
     let bytes = encode(&test_image(8, 8, 1, false), ImageFormat::Png);
     std::fs::write(&input, &bytes).unwrap();
     let err = engine(1 << 30)
-        .render_file(&input, &blur_chain(), &input, &png_options(), false, &Default::default())
+        .render_file(
+            &input,
+            &blur_chain(),
+            &input,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::WouldOverwriteInput { .. }));
     assert_eq!(std::fs::read(&input).unwrap(), bytes);
     engine(1 << 30)
-        .render_file(&input, &blur_chain(), &input, &png_options(), true, &Default::default())
+        .render_file(
+            &input,
+            &blur_chain(),
+            &input,
+            &png_options(),
+            true,
+            &Default::default(),
+        )
         .unwrap();
     assert_ne!(std::fs::read(&input).unwrap(), bytes);
 }
@@ -285,10 +452,21 @@ fn the_input_is_never_overwritten_unless_asked() {
 fn a_missing_output_folder_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.png");
-    std::fs::write(&input, encode(&test_image(8, 8, 1, false), ImageFormat::Png)).unwrap();
+    std::fs::write(
+        &input,
+        encode(&test_image(8, 8, 1, false), ImageFormat::Png),
+    )
+    .unwrap();
     let out = dir.path().join("no/such/dir/out.png");
     let err = engine(1 << 30)
-        .render_file(&input, &blur_chain(), &out, &png_options(), false, &Default::default())
+        .render_file(
+            &input,
+            &blur_chain(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
         .unwrap_err();
     assert_eq!(err.category(), Category::Encode, "{err}");
     assert_eq!(common::files_in(dir.path()), vec!["in.png"]);
@@ -298,20 +476,75 @@ fn a_missing_output_folder_fails_cleanly() {
 fn webp_refuses_oversized_output_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.png");
-    std::fs::write(&input, encode(&test_image(20, 2, 1, false), ImageFormat::Png)).unwrap();
+    std::fs::write(
+        &input,
+        encode(&test_image(20, 2, 1, false), ImageFormat::Png),
+    )
+    .unwrap();
     let def = ops::find("resize").unwrap();
     let mut op = ChainOp::new(def);
     for (k, v) in [("width", 17_000), ("height", 2)] {
         op.params.set(def.params, k, &RawValue::Int(v)).unwrap();
     }
-    op.params.set(def.params, "mode", &RawValue::String("exact".into())).unwrap();
-    let chain = Chain { name: None, ops: vec![op] };
+    op.params
+        .set(def.params, "mode", &RawValue::String("exact".into()))
+        .unwrap();
+    let chain = Chain {
+        name: None,
+        ops: vec![op],
+    };
     let out = dir.path().join("wide.webp");
-    let options = EncodeOptions { format: OutputFormat::Webp, quality: 80, lossless: false };
+    let options = EncodeOptions {
+        format: OutputFormat::Webp,
+        quality: 80,
+        lossless: false,
+    };
     let err = engine(1 << 30)
         .render_file(&input, &chain, &out, &options, false, &Default::default())
         .unwrap_err();
     assert!(err.to_string().contains("16383"), "{err}");
     assert!(!out.exists());
     let _ = OutputLimits::default();
+}
+
+#[test]
+fn cmyk_jpeg_decodes_to_rgb() {
+    // A CMYK JPEG (as print workflows write): pure cyan on the left, white on the right.
+    let (w, h) = (16u16, 8u16);
+    let mut cmyk = Vec::new();
+    for _y in 0..h {
+        for x in 0..w {
+            cmyk.extend_from_slice(if x < 8 {
+                &[255, 0, 0, 0]
+            } else {
+                &[0, 0, 0, 0]
+            });
+        }
+    }
+    let mut bytes = Vec::new();
+    jpeg_encoder::Encoder::new(&mut bytes, 95)
+        .encode(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cmyk.jpg");
+    std::fs::write(&input, bytes).unwrap();
+    let out = dir.path().join("cmyk.png");
+    engine(1 << 30)
+        .render_file(
+            &input,
+            &Chain::default(),
+            &out,
+            &png_options(),
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    let back = image::open(&out).unwrap().to_rgb8();
+    let cyan = back.get_pixel(2, 4);
+    let white = back.get_pixel(13, 4);
+    assert!(
+        cyan[0] < 60 && cyan[1] > 180 && cyan[2] > 180,
+        "cyan: {cyan:?}"
+    );
+    assert!(white.0.iter().all(|&v| v > 230), "white: {white:?}");
 }

@@ -17,20 +17,34 @@ fn metadata_and_defaults_are_valid() {
         assert!(def.version >= 1);
         for spec in def.params {
             assert!(
-                spec.key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                spec.key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "{}.{}",
                 def.id,
                 spec.key
             );
-            assert!(!spec.label.is_empty() && !spec.doc.is_empty(), "{}.{}", def.id, spec.key);
+            assert!(
+                !spec.label.is_empty() && !spec.doc.is_empty(),
+                "{}.{}",
+                def.id,
+                spec.key
+            );
             spec.parse(&spec.default_value().to_raw())
                 .unwrap_or_else(|e| panic!("{}.{} default invalid: {e}", def.id, spec.key));
         }
         let defaults = Params::defaults(def.params);
         (def.validate)(&defaults, OutputLimits::default())
             .unwrap_or_else(|e| panic!("{} defaults fail validation: {e:?}", def.id));
-        let chain = Chain { name: None, ops: vec![ChainOp::new(def)] };
-        assert!(render_tiled(&test_image(32, 24, 1, false), &chain, 16).is_some(), "{}", def.id);
+        let chain = Chain {
+            name: None,
+            ops: vec![ChainOp::new(def)],
+        };
+        assert!(
+            render_tiled(&test_image(32, 24, 1, false), &chain, 16).is_some(),
+            "{}",
+            def.id
+        );
     }
 }
 
@@ -88,12 +102,22 @@ fn identity_params_leave_the_image_unchanged() {
     let image = test_image(29, 31, 5, true);
     let plain = render_tiled(&image, &Chain::default(), 8).unwrap();
     for def in ops::registry() {
-        let Some(pairs) = identity(def.id) else { continue };
+        let Some(pairs) = identity(def.id) else {
+            continue;
+        };
         let mut op = ChainOp::new(def);
         for (k, v) in &pairs {
             op.params.set(def.params, k, v).unwrap();
         }
-        let out = render_tiled(&image, &Chain { name: None, ops: vec![op] }, 8).unwrap();
+        let out = render_tiled(
+            &image,
+            &Chain {
+                name: None,
+                ops: vec![op],
+            },
+            8,
+        )
+        .unwrap();
         assert_eq!(out, plain, "{} with {pairs:?}", def.id);
     }
 }

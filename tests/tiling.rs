@@ -43,13 +43,26 @@ fn every_op_tiles_exactly() {
     let mut rng = Rng::new(42);
     for def in ops::registry() {
         for variant in 0..4 {
-            let op = if variant == 0 { ChainOp::new(def) } else { common::random_op(def, &mut rng) };
-            let chain = Chain { name: None, ops: vec![op] };
-            let Some(whole) = render_tiled(&image, &chain, 4096) else { continue };
+            let op = if variant == 0 {
+                ChainOp::new(def)
+            } else {
+                common::random_op(def, &mut rng)
+            };
+            let chain = Chain {
+                name: None,
+                ops: vec![op],
+            };
+            let Some(whole) = render_tiled(&image, &chain, 4096) else {
+                continue;
+            };
             for tile_px in [64, 17, 5] {
                 let tiled = render_tiled(&image, &chain, tile_px).unwrap();
                 assert!(
-                    whole.data.iter().zip(&tiled.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    whole
+                        .data
+                        .iter()
+                        .zip(&tiled.data)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{} variant {variant} differs with {tile_px} px tiles",
                     def.id
                 );

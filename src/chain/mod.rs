@@ -140,7 +140,8 @@ fn with_path(err: Error, path: &Path) -> Error {
 impl Chain {
     /// Load and validate a chain file.
     pub fn load(path: &Path, limits: OutputLimits) -> Result<Chain> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io("reading the chain file", path, e))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| Error::io("reading the chain file", path, e))?;
         if !meta.is_file() {
             return Err(Error::NotAFile {
                 kind: crate::io::file_kind(&meta),
@@ -165,7 +166,10 @@ impl Chain {
             .map_err(|e| Error::io("reading the chain file", path, e))?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(with_path(
-                chain_err("file", format!("the chain file is over {MAX_FILE_BYTES} bytes")),
+                chain_err(
+                    "file",
+                    format!("the chain file is over {MAX_FILE_BYTES} bytes"),
+                ),
                 path,
             ));
         }
@@ -178,7 +182,10 @@ impl Chain {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             chain_err(
                 "file",
-                format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
+                format!(
+                    "not valid UTF-8 (first bad byte at offset {})",
+                    e.valid_up_to()
+                ),
             )
         })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -246,14 +253,20 @@ impl Chain {
             Some(other) => {
                 return Err(chain_err(
                     "ops",
-                    format!("expected an array of tables ([[ops]]), found {}", other.type_name()),
+                    format!(
+                        "expected an array of tables ([[ops]]), found {}",
+                        other.type_name()
+                    ),
                 ));
             }
         };
         if ops_raw.len() > MAX_OPS {
             return Err(chain_err(
                 "ops",
-                format!("{} operations; at most {MAX_OPS} are allowed", ops_raw.len()),
+                format!(
+                    "{} operations; at most {MAX_OPS} are allowed",
+                    ops_raw.len()
+                ),
             ));
         }
         for (index, item) in ops_raw.iter().enumerate() {
@@ -332,10 +345,18 @@ pub fn migrate(top: &BTreeMap<String, RawValue>) -> Result<BTreeMap<String, RawV
                 format!("expected a whole number, found {}", other.type_name()),
             ));
         }
-        None => return Err(chain_err("version", "missing; add `version = 1` at the top")),
+        None => {
+            return Err(chain_err(
+                "version",
+                "missing; add `version = 1` at the top",
+            ));
+        }
     };
     if version < 1 {
-        return Err(chain_err("version", format!("{version} is not a chain file version")));
+        return Err(chain_err(
+            "version",
+            format!("{version} is not a chain file version"),
+        ));
     }
     if version > CURRENT_VERSION {
         return Err(chain_err(
@@ -352,7 +373,10 @@ pub fn migrate(top: &BTreeMap<String, RawValue>) -> Result<BTreeMap<String, RawV
 fn parse_op(index: usize, item: &RawValue, limits: OutputLimits) -> Result<ChainOp> {
     let at = format!("ops[{index}]");
     let RawValue::Table(table) = item else {
-        return Err(chain_err(at, format!("expected a table, found {}", item.type_name())));
+        return Err(chain_err(
+            at,
+            format!("expected a table, found {}", item.type_name()),
+        ));
     };
     let id = match table.get("op") {
         Some(RawValue::String(s)) => s.as_str(),
@@ -445,13 +469,21 @@ mod tests {
 
     #[test]
     fn errors_name_index_op_field_and_range() {
-        let m = message("version = 1\n[[ops]]\nop = \"grayscale\"\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 9000\n");
+        let m = message(
+            "version = 1\n[[ops]]\nop = \"grayscale\"\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 9000\n",
+        );
         assert!(m.contains("ops[1] (gaussian_blur).sigma"), "{m}");
         assert!(m.contains("0..=500 px"), "{m}");
         let m = message("version = 1\n[[ops]]\nop = \"blurr\"\n");
-        assert!(m.contains("ops[0].op") && m.contains("gaussian_blur"), "{m}");
+        assert!(
+            m.contains("ops[0].op") && m.contains("gaussian_blur"),
+            "{m}"
+        );
         let m = message("version = 1\n[[ops]]\nop = \"resize\"\nwidht = 3\n");
-        assert!(m.contains("ops[0] (resize).widht") && m.contains("known fields"), "{m}");
+        assert!(
+            m.contains("ops[0] (resize).widht") && m.contains("known fields"),
+            "{m}"
+        );
         let m = message("version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = nan\n");
         assert!(m.contains("finite"), "{m}");
         let m = message("version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = inf\n");
@@ -488,9 +520,21 @@ mod tests {
         let deep = format!("version = 1\nx = {}1{}\n", "[".repeat(40), "]".repeat(40));
         let m = message(&deep);
         assert!(m.contains("nesting") || m.contains("invalid TOML"), "{m}");
-        let deep_json = format!("{{\"version\": 1, \"x\": {}1{}}}", "[".repeat(200), "]".repeat(200));
-        assert!(Chain::parse_bytes(deep_json.as_bytes(), Format::Json, OutputLimits::default()).is_err());
-        let m = message("version = 1\n[[ops]]\nop = \"resize\"\nwidth = 65535\nheight = 65535\nmode = \"exact\"\n");
-        assert!(m.contains("ops[0] (resize).width") && m.contains("Mpx"), "{m}");
+        let deep_json = format!(
+            "{{\"version\": 1, \"x\": {}1{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(
+            Chain::parse_bytes(deep_json.as_bytes(), Format::Json, OutputLimits::default())
+                .is_err()
+        );
+        let m = message(
+            "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 65535\nheight = 65535\nmode = \"exact\"\n",
+        );
+        assert!(
+            m.contains("ops[0] (resize).width") && m.contains("Mpx"),
+            "{m}"
+        );
     }
 }

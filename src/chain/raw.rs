@@ -57,9 +57,11 @@ impl RawValue {
             toml::Value::Float(f) => RawValue::Float(f),
             toml::Value::String(s) => RawValue::String(s),
             toml::Value::Datetime(d) => return Err(format!("dates are not allowed ({d})")),
-            toml::Value::Array(a) => {
-                RawValue::Array(a.into_iter().map(Self::from_toml).collect::<Result<_, _>>()?)
-            }
+            toml::Value::Array(a) => RawValue::Array(
+                a.into_iter()
+                    .map(Self::from_toml)
+                    .collect::<Result<_, _>>()?,
+            ),
             toml::Value::Table(t) => RawValue::Table(
                 t.into_iter()
                     .map(|(k, v)| Self::from_toml(v).map(|v| (k, v)))
@@ -76,9 +78,9 @@ impl RawValue {
             RawValue::Float(f) => toml::Value::Float(*f),
             RawValue::String(s) => toml::Value::String(s.clone()),
             RawValue::Array(a) => toml::Value::Array(a.iter().map(Self::to_toml).collect()),
-            RawValue::Table(t) => toml::Value::Table(
-                t.iter().map(|(k, v)| (k.clone(), v.to_toml())).collect(),
-            ),
+            RawValue::Table(t) => {
+                toml::Value::Table(t.iter().map(|(k, v)| (k.clone(), v.to_toml())).collect())
+            }
         }
     }
 
@@ -90,9 +92,9 @@ impl RawValue {
             RawValue::Float(f) => serde_json::Value::from(*f),
             RawValue::String(s) => serde_json::Value::String(s.clone()),
             RawValue::Array(a) => serde_json::Value::Array(a.iter().map(Self::to_json).collect()),
-            RawValue::Table(t) => serde_json::Value::Object(
-                t.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            RawValue::Table(t) => {
+                serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 }

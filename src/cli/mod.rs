@@ -87,10 +87,11 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
         config.performance.max_cpu_cores = n;
     }
     if let Some(text) = &global.max_memory {
-        config.performance.max_memory_usage = ByteSize::parse(text).ok_or_else(|| Error::Config {
-            reason: format!("--max-memory {text:?} is not a size; write e.g. 512MiB or 4GB"),
-            path: None,
-        })?;
+        config.performance.max_memory_usage =
+            ByteSize::parse(text).ok_or_else(|| Error::Config {
+                reason: format!("--max-memory {text:?} is not a size; write e.g. 512MiB or 4GB"),
+                path: None,
+            })?;
     }
     if let Some(px) = global.tile_size {
         config.performance.tile_size = px;
@@ -143,7 +144,10 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         print!("\n{}", profiler.finish());
         if let Some(path) = &args.profile_out {
             profiler.save(path)?;
-            println!("profile saved to {} (open with puffin_viewer)", path.display());
+            println!(
+                "profile saved to {} (open with puffin_viewer)",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -159,7 +163,11 @@ pub fn ops_text() -> String {
         ));
         for spec in def.params {
             let default = spec.default_value();
-            let spatial = if spec.is_spatial() { ", scales with resolution" } else { "" };
+            let spatial = if spec.is_spatial() {
+                ", scales with resolution"
+            } else {
+                ""
+            };
             out.push_str(&format!(
                 "    {:<18} {} (default {}{})\n",
                 spec.key,

@@ -66,8 +66,8 @@ pub fn convolve_separable(src: &Tile, dst: &mut Tile, weights: &[f32]) {
         let y = i64::from(out.y) + oy as i64;
         let acc = dst.row_mut(oy);
         convolve_line(acc, weights, |k| {
-            let sy = (y + k as i64 - radius as i64)
-                .clamp(i64::from(s.y), i64::from(s.bottom()) - 1) as usize
+            let sy = (y + k as i64 - radius as i64).clamp(i64::from(s.y), i64::from(s.bottom()) - 1)
+                as usize
                 - s.y as usize;
             &horizontal[sy * out_stride..(sy + 1) * out_stride]
         });
@@ -80,8 +80,7 @@ fn convolve_line<'a>(acc: &mut [f32], weights: &[f32], line: impl Fn(usize) -> &
     let taps = weights.len();
     let radius = taps / 2;
     acc.fill(0.0);
-    for k in 0..radius {
-        let w = weights[k];
+    for (k, &w) in weights.iter().enumerate().take(radius) {
         let a = line(k);
         let b = line(taps - 1 - k);
         for ((o, x), y) in acc.iter_mut().zip(a).zip(b) {

@@ -162,13 +162,8 @@ impl Engine {
         let decoded: Decoded = decode::decode_file(input, &self.decode_limits())?;
         let t1 = Instant::now();
         let high = decoded.is_high_bit_depth() && options.format.supports_16_bit();
-        let (image, stats) = self.render_source(
-            &decoded.image,
-            decoded.orientation,
-            chain,
-            high,
-            control,
-        )?;
+        let (image, stats) =
+            self.render_source(&decoded.image, decoded.orientation, chain, high, control)?;
         let input_size = decoded.size();
         let icc = decoded.icc_profile.clone();
         drop(decoded);

@@ -124,12 +124,8 @@ impl Plan {
                 Kernel::Pointwise(_) => Footprint::Pointwise,
                 Kernel::Area(k) => Footprint::Area {
                     halo_px: {
-                        let probe = super::geom::Rect::new(
-                            s.input.width / 2,
-                            s.input.height / 2,
-                            1,
-                            1,
-                        );
+                        let probe =
+                            super::geom::Rect::new(s.input.width / 2, s.input.height / 2, 1, 1);
                         let r = k.input_rect(probe);
                         (probe.x - r.x).max(r.right() - probe.right())
                     },

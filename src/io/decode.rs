@@ -65,12 +65,10 @@ impl Decoded {
 fn decode_error(err: ImageError, path: &Path) -> Error {
     let path = path.to_path_buf();
     match err {
-        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::Corrupt {
-                reason: "the file ends early (truncated)".to_owned(),
-                path,
-            }
-        }
+        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
+            reason: "the file ends early (truncated)".to_owned(),
+            path,
+        },
         ImageError::IoError(e) => Error::Io {
             action: "reading the image",
             source: e,

@@ -125,7 +125,9 @@ fn flatten_rgb8(rgba: &[u8], background: [u8; 3]) -> Vec<u8> {
 }
 
 fn drop_alpha<T: Copy>(rgba: &[T]) -> Vec<T> {
-    rgba.chunks_exact(4).flat_map(|px| [px[0], px[1], px[2]]).collect()
+    rgba.chunks_exact(4)
+        .flat_map(|px| [px[0], px[1], px[2]])
+        .collect()
 }
 
 fn u16_bytes(samples: &[u16]) -> Vec<u8> {

@@ -33,7 +33,11 @@ pub fn file_kind(meta: &Metadata) -> &'static str {
             return "a socket";
         }
     }
-    if ft.is_file() { "a file" } else { "not a regular file" }
+    if ft.is_file() {
+        "a file"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Check `path` is an existing regular file (following symlinks) without opening it, so a FIFO

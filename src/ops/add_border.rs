@@ -69,7 +69,10 @@ mod tests {
         let img = pattern(3, 2);
         let p = params(
             &super::DEF,
-            &[("size", RawValue::Int(2)), ("color", RawValue::String("#ff000080".into()))],
+            &[
+                ("size", RawValue::Int(2)),
+                ("color", RawValue::String("#ff000080".into())),
+            ],
         );
         let out = run_whole(&super::DEF, &p, &img);
         assert_eq!((out.rect.width, out.rect.height), (7, 6));

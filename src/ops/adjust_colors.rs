@@ -37,9 +37,21 @@ const fn factor(key: &'static str, label: &'static str, doc: &'static str) -> Pa
 }
 
 const PARAMS: &[ParamSpec] = &[
-    factor("brightness", "Brightness", "Multiplies every channel; 1.0 is unchanged"),
-    factor("contrast", "Contrast", "Scales distance from mid-grey; 1.0 is unchanged"),
-    factor("saturation", "Saturation", "Scales colourfulness; 0 is grey, 1.0 is unchanged"),
+    factor(
+        "brightness",
+        "Brightness",
+        "Multiplies every channel; 1.0 is unchanged",
+    ),
+    factor(
+        "contrast",
+        "Contrast",
+        "Scales distance from mid-grey; 1.0 is unchanged",
+    ),
+    factor(
+        "saturation",
+        "Saturation",
+        "Scales colourfulness; 0 is grey, 1.0 is unchanged",
+    ),
     ParamSpec {
         key: "exposure",
         label: "Exposure",
@@ -168,7 +180,10 @@ mod tests {
         // (about 128: out = 1.32*in - 25.6) differs by 0.1 level.
         let p = params(
             &super::DEF,
-            &[("brightness", RawValue::Float(1.1)), ("contrast", RawValue::Float(1.2))],
+            &[
+                ("brightness", RawValue::Float(1.1)),
+                ("contrast", RawValue::Float(1.2)),
+            ],
         );
         let out = apply_point(&super::DEF, &p, [100.0 / 255.0, 0.0, 1.0, 0.5]);
         let expected = (100.0 / 255.0 * 1.1 - 0.5) * 1.2 + 0.5;

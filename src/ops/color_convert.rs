@@ -80,10 +80,7 @@ struct ColorConvert {
 
 fn build(p: &Params, _ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let (m, offset) = match p.choice("mode") {
-        "invert" => (
-            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]],
-            1.0,
-        ),
+        "invert" => ([[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]], 1.0),
         "channel_mixer" => (
             [
                 [

@@ -36,8 +36,16 @@ const fn px(key: &'static str, label: &'static str, doc: &'static str) -> ParamS
 const PARAMS: &[ParamSpec] = &[
     px("x", "Left", "Left edge of the kept rectangle"),
     px("y", "Top", "Top edge of the kept rectangle"),
-    px("width", "Width", "Width of the kept rectangle; 0 keeps everything right of x"),
-    px("height", "Height", "Height of the kept rectangle; 0 keeps everything below y"),
+    px(
+        "width",
+        "Width",
+        "Width of the kept rectangle; 0 keeps everything right of x",
+    ),
+    px(
+        "height",
+        "Height",
+        "Height of the kept rectangle; 0 keeps everything below y",
+    ),
 ];
 
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {

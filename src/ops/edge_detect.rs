@@ -135,7 +135,10 @@ impl SpatialKernel for Sobel {
     fn run(&self, src: &Tile, dst: &mut Tile) {
         let plane = luma_plane(src);
         let (w, h) = (src.rect.width as usize, src.rect.height as usize);
-        let (ox, oy) = ((dst.rect.x - src.rect.x) as usize, (dst.rect.y - src.rect.y) as usize);
+        let (ox, oy) = (
+            (dst.rect.x - src.rect.x) as usize,
+            (dst.rect.y - src.rect.y) as usize,
+        );
         let out_w = dst.rect.width as usize;
         for y in 0..dst.rect.height as usize {
             let src_row = src.row(y + oy);
@@ -285,12 +288,16 @@ mod tests {
         let img = step(16, 12);
         let p = params(
             &super::DEF,
-            &[("mode", RawValue::String("canny".into())), ("sigma", RawValue::Float(1.0))],
+            &[
+                ("mode", RawValue::String("canny".into())),
+                ("sigma", RawValue::Float(1.0)),
+            ],
         );
         let out = run_whole(&super::DEF, &p, &img);
         for y in 0..12 {
-            let edges: Vec<usize> =
-                (0..16).filter(|&x| out.data[(y * 16 + x) * 4] == 1.0).collect();
+            let edges: Vec<usize> = (0..16)
+                .filter(|&x| out.data[(y * 16 + x) * 4] == 1.0)
+                .collect();
             assert_eq!(edges.len(), 1, "row {y}: {edges:?}");
             assert!((7..=8).contains(&edges[0]));
         }
@@ -306,7 +313,10 @@ mod tests {
                 ("high_threshold", RawValue::Float(100.0)),
             ],
         );
-        let err = (super::DEF.build)(&p, &crate::ops::testutil::ctx(crate::engine::geom::Size::new(4, 4)));
+        let err = (super::DEF.build)(
+            &p,
+            &crate::ops::testutil::ctx(crate::engine::geom::Size::new(4, 4)),
+        );
         assert_eq!(err.err().and_then(|e| e.field), Some("low_threshold"));
     }
 }

@@ -44,7 +44,11 @@ pub fn kernel(input: Size, horizontal: bool, vertical: bool) -> Kernel {
         output: input,
         kernel: Box::new(Remap {
             input,
-            x_coeffs: if horizontal { [-1, 0, w - 1] } else { [1, 0, 0] },
+            x_coeffs: if horizontal {
+                [-1, 0, w - 1]
+            } else {
+                [1, 0, 0]
+            },
             y_coeffs: if vertical { [0, -1, h - 1] } else { [0, 1, 0] },
             fill: [0.0; 4],
         }),
@@ -61,7 +65,10 @@ mod tests {
         let img = pattern(5, 3);
         let h = run_whole(&super::DEF, &params(&super::DEF, &[]), &img);
         assert_eq!(h.clamped(0, 1), img.clamped(4, 1));
-        let p = params(&super::DEF, &[("direction", RawValue::String("both".into()))]);
+        let p = params(
+            &super::DEF,
+            &[("direction", RawValue::String("both".into()))],
+        );
         let b = run_whole(&super::DEF, &p, &img);
         assert_eq!(b.clamped(0, 0), img.clamped(4, 2));
         let twice = run_whole(&super::DEF, &p, &b);

@@ -116,7 +116,9 @@ mod tests {
         let p = params(&super::DEF, &[("sigma", RawValue::Float(0.0))]);
         assert_eq!(run_whole(&super::DEF, &p, &img), img);
         let mut flat = Tile::new(Rect::new(0, 0, 8, 8));
-        flat.data.chunks_exact_mut(4).for_each(|px| px.copy_from_slice(&[0.2, 0.4, 0.6, 1.0]));
+        flat.data
+            .chunks_exact_mut(4)
+            .for_each(|px| px.copy_from_slice(&[0.2, 0.4, 0.6, 1.0]));
         let p = params(&super::DEF, &[("sigma", RawValue::Float(3.0))]);
         let out = run_whole(&super::DEF, &p, &flat);
         for (a, b) in out.data.iter().zip(&flat.data) {

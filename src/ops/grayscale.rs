@@ -74,10 +74,16 @@ mod tests {
         let p = params(&super::DEF, &[]);
         let out = apply_point(&super::DEF, &p, [1.0, 0.0, 0.0, 0.25]);
         assert_eq!(out, [0.2126, 0.2126, 0.2126, 0.25]);
-        let p = params(&super::DEF, &[("method", RawValue::String("lightness".into()))]);
+        let p = params(
+            &super::DEF,
+            &[("method", RawValue::String("lightness".into()))],
+        );
         let out = apply_point(&super::DEF, &p, [1.0, 0.5, 0.0, 1.0]);
         assert_eq!(out, [0.5, 0.5, 0.5, 1.0]);
-        let p = params(&super::DEF, &[("method", RawValue::String("average".into()))]);
+        let p = params(
+            &super::DEF,
+            &[("method", RawValue::String("average".into()))],
+        );
         let out = apply_point(&super::DEF, &p, [0.3, 0.6, 0.9, 1.0]);
         assert!((out[0] - 0.6).abs() < 1e-6);
     }

@@ -14,9 +14,6 @@ use crate::engine::tile::Tile;
 use crate::params::{ParamSpec, Params};
 
 pub mod add_border;
-pub(crate) mod remap;
-#[cfg(test)]
-pub(crate) mod testutil;
 pub mod adjust_colors;
 pub mod color_convert;
 pub mod crop;
@@ -24,9 +21,12 @@ pub mod edge_detect;
 pub mod flip;
 pub mod gaussian_blur;
 pub mod grayscale;
+pub(crate) mod remap;
 pub mod resize;
 pub mod rotate;
 pub mod sharpen;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod watermark;
 
 /// How far an operation's output pixels reach into its input.
@@ -204,7 +204,11 @@ pub fn find(id: &str) -> Option<&'static OpDef> {
 
 /// Ids of all operations, comma-separated (for error messages).
 pub fn known_ids() -> String {
-    registry().iter().map(|d| d.id).collect::<Vec<_>>().join(", ")
+    registry()
+        .iter()
+        .map(|d| d.id)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `validate` for ops whose parameter ranges say everything.
@@ -246,7 +250,10 @@ mod tests {
         sorted.dedup();
         assert_eq!(ids, sorted);
         for id in ids {
-            assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{id}");
+            assert!(
+                id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{id}"
+            );
         }
     }
 }

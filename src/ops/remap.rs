@@ -49,9 +49,13 @@ impl SpatialKernel for Remap {
         let out = dst.rect;
         let s = src.rect;
         let inside = |x: i64, y: i64| {
-            x >= i64::from(s.x) && y >= i64::from(s.y) && x < i64::from(s.right()) && y < i64::from(s.bottom())
+            x >= i64::from(s.x)
+                && y >= i64::from(s.y)
+                && x < i64::from(s.right())
+                && y < i64::from(s.bottom())
         };
-        let row_preserving = self.x_coeffs[0] == 1 && self.x_coeffs[1] == 0 && self.y_coeffs[0] == 0;
+        let row_preserving =
+            self.x_coeffs[0] == 1 && self.x_coeffs[1] == 0 && self.y_coeffs[0] == 0;
         for oy in 0..out.height as usize {
             let y = i64::from(out.y) + oy as i64;
             let row = dst.row_mut(oy);

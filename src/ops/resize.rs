@@ -57,7 +57,11 @@ const PARAMS: &[ParamSpec] = &[
             spatial: true,
         },
     },
-    dim("height", "Height", "Target height; 0 follows the aspect ratio"),
+    dim(
+        "height",
+        "Height",
+        "Target height; 0 follows the aspect ratio",
+    ),
     ParamSpec {
         key: "mode",
         label: "Mode",
@@ -173,7 +177,11 @@ impl Axis {
             let sum: f64 = raw.iter().sum();
             let row = &mut axis.weights[i as usize * stride..];
             for (k, w) in raw.iter().enumerate() {
-                row[k] = if sum.abs() > 1e-12 { (w / sum) as f32 } else { 0.0 };
+                row[k] = if sum.abs() > 1e-12 {
+                    (w / sum) as f32
+                } else {
+                    0.0
+                };
             }
             axis.start.push(lo);
             axis.len.push(hi - lo);
@@ -183,7 +191,10 @@ impl Axis {
 
     /// The input range needed for outputs `from..to`.
     fn span(&self, from: u32, to: u32) -> (u32, u32) {
-        let lo = (from..to).map(|i| self.start[i as usize]).min().unwrap_or(0);
+        let lo = (from..to)
+            .map(|i| self.start[i as usize])
+            .min()
+            .unwrap_or(0);
         let hi = (from..to)
             .map(|i| self.start[i as usize] + self.len[i as usize])
             .max()
@@ -274,7 +285,14 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let (output, virtual_size) = plan_size(&p, ctx.input)?;
     // Check the virtual size too: weights are allocated for the output only, but a fill
     // rescale must not overflow.
-    ctx.check_output(output, if p.int("width") > 0 { "width" } else { "height" })?;
+    ctx.check_output(
+        output,
+        if p.int("width") > 0 {
+            "width"
+        } else {
+            "height"
+        },
+    )?;
     let filter = match p.choice("filter") {
         "bicubic" => Filter::Bicubic,
         "bilinear" => Filter::Bilinear,
@@ -286,8 +304,20 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     Ok(Kernel::Geometry {
         output,
         kernel: Box::new(Resize {
-            horizontal: Axis::new(filter, ctx.input.width, virtual_size.width, off_x, output.width),
-            vertical: Axis::new(filter, ctx.input.height, virtual_size.height, off_y, output.height),
+            horizontal: Axis::new(
+                filter,
+                ctx.input.width,
+                virtual_size.width,
+                off_x,
+                output.width,
+            ),
+            vertical: Axis::new(
+                filter,
+                ctx.input.height,
+                virtual_size.height,
+                off_y,
+                output.height,
+            ),
         }),
     })
 }
@@ -374,7 +404,10 @@ mod tests {
     #[test]
     fn sizes_for_each_mode() {
         let input = Size::new(4000, 3000);
-        let box_ = [("width", RawValue::Int(800)), ("height", RawValue::Int(800))];
+        let box_ = [
+            ("width", RawValue::Int(800)),
+            ("height", RawValue::Int(800)),
+        ];
         assert_eq!(plan_size(&p(&box_), input).unwrap().0, Size::new(800, 600));
         let mut fill = box_.to_vec();
         fill.push(("mode", RawValue::String("fill".into())));
@@ -386,11 +419,20 @@ mod tests {
         exact.push(("mode", RawValue::String("exact".into())));
         assert_eq!(plan_size(&p(&exact), input).unwrap().0, Size::new(800, 800));
         let only_w = [("width", RawValue::Int(1000))];
-        assert_eq!(plan_size(&p(&only_w), input).unwrap().0, Size::new(1000, 750));
-        let no_up = [("width", RawValue::Int(8000)), ("upscale", RawValue::Bool(false))];
+        assert_eq!(
+            plan_size(&p(&only_w), input).unwrap().0,
+            Size::new(1000, 750)
+        );
+        let no_up = [
+            ("width", RawValue::Int(8000)),
+            ("upscale", RawValue::Bool(false)),
+        ];
         assert_eq!(plan_size(&p(&no_up), input).unwrap().0, input);
         let neither = [("width", RawValue::Int(0))];
-        assert_eq!(plan_size(&p(&neither), input).unwrap_err().field, Some("width"));
+        assert_eq!(
+            plan_size(&p(&neither), input).unwrap_err().field,
+            Some("width")
+        );
     }
 
     #[test]
@@ -450,7 +492,10 @@ mod tests {
     fn matches_the_slow_reference_down_and_up() {
         let img = pattern(23, 17);
         for (w, h) in [(7u32, 5u32), (41, 30)] {
-            for (name, f) in [("lanczos3", Filter::Lanczos3), ("bilinear", Filter::Bilinear)] {
+            for (name, f) in [
+                ("lanczos3", Filter::Lanczos3),
+                ("bilinear", Filter::Bilinear),
+            ] {
                 let params = p(&[
                     ("width", RawValue::Int(i64::from(w))),
                     ("height", RawValue::Int(i64::from(h))),

@@ -41,9 +41,17 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
 pub fn kernel(input: Size, quarter_turns: u32) -> Kernel {
     let (w, h) = (i64::from(input.width), i64::from(input.height));
     let (output, x_coeffs, y_coeffs) = match quarter_turns % 4 {
-        1 => (Size::new(input.height, input.width), [0, 1, 0], [-1, 0, h - 1]),
+        1 => (
+            Size::new(input.height, input.width),
+            [0, 1, 0],
+            [-1, 0, h - 1],
+        ),
         2 => (input, [-1, 0, w - 1], [0, -1, h - 1]),
-        3 => (Size::new(input.height, input.width), [0, -1, w - 1], [1, 0, 0]),
+        3 => (
+            Size::new(input.height, input.width),
+            [0, -1, w - 1],
+            [1, 0, 0],
+        ),
         _ => (input, [1, 0, 0], [0, 1, 0]),
     };
     Kernel::Geometry {
@@ -65,14 +73,26 @@ mod tests {
     #[test]
     fn quarter_turns() {
         let img = pattern(4, 3);
-        let r90 = run_whole(&super::DEF, &params(&super::DEF, &[("angle", RawValue::Int(90))]), &img);
+        let r90 = run_whole(
+            &super::DEF,
+            &params(&super::DEF, &[("angle", RawValue::Int(90))]),
+            &img,
+        );
         assert_eq!((r90.rect.width, r90.rect.height), (3, 4));
         // Clockwise: the bottom-left input pixel lands top-left.
         assert_eq!(r90.clamped(0, 0), img.clamped(0, 2));
         assert_eq!(r90.clamped(2, 0), img.clamped(0, 0));
-        let r270 = run_whole(&super::DEF, &params(&super::DEF, &[("angle", RawValue::Int(270))]), &r90);
+        let r270 = run_whole(
+            &super::DEF,
+            &params(&super::DEF, &[("angle", RawValue::Int(270))]),
+            &r90,
+        );
         assert_eq!(r270, img);
-        let r180 = run_whole(&super::DEF, &params(&super::DEF, &[("angle", RawValue::Int(180))]), &img);
+        let r180 = run_whole(
+            &super::DEF,
+            &params(&super::DEF, &[("angle", RawValue::Int(180))]),
+            &img,
+        );
         assert_eq!(r180.clamped(0, 0), img.clamped(3, 2));
     }
 }

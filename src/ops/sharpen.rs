@@ -95,7 +95,11 @@ impl SpatialKernel for Sharpen {
         let mut original = Tile::new(out);
         original.copy_from(src);
         let (amount, threshold) = (self.amount, self.threshold);
-        for (blurred, orig) in dst.data.chunks_exact_mut(4).zip(original.data.chunks_exact(4)) {
+        for (blurred, orig) in dst
+            .data
+            .chunks_exact_mut(4)
+            .zip(original.data.chunks_exact(4))
+        {
             for c in 0..3 {
                 let diff = orig[c] - blurred[c];
                 blurred[c] = if diff.abs() > threshold || threshold == 0.0 {
@@ -128,7 +132,10 @@ mod tests {
 
         let p = params(
             &super::DEF,
-            &[("amount", RawValue::Float(1.5)), ("radius", RawValue::Float(2.0))],
+            &[
+                ("amount", RawValue::Float(1.5)),
+                ("radius", RawValue::Float(2.0)),
+            ],
         );
         let out = run_whole(&super::DEF, &p, &img);
         // Reference at one interior pixel, computed directly.
@@ -154,7 +161,10 @@ mod tests {
         let img = pattern(9, 9);
         let p = params(
             &super::DEF,
-            &[("amount", RawValue::Float(2.0)), ("threshold", RawValue::Float(255.0))],
+            &[
+                ("amount", RawValue::Float(2.0)),
+                ("threshold", RawValue::Float(255.0)),
+            ],
         );
         assert_eq!(run_whole(&super::DEF, &p, &img), img);
     }

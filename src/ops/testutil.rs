@@ -66,7 +66,11 @@ pub fn pattern(width: u32, height: u32) -> Tile {
         let (x, y) = ((i as u32 % width) as f32, (i as u32 / width) as f32);
         px[0] = (x * 0.37 + y * 0.11).sin() * 0.5 + 0.5;
         px[1] = ((x + y) * 0.05).fract();
-        px[2] = if (x as u32 + y as u32) % 3 == 0 { 0.9 } else { 0.1 };
+        px[2] = if (x as u32 + y as u32).is_multiple_of(3) {
+            0.9
+        } else {
+            0.1
+        };
         px[3] = 1.0;
     }
     t

@@ -221,9 +221,9 @@ impl PointKernel for Watermark {
             let px = &mut row[((x - x0) * 4) as usize..((x - x0) * 4 + 4) as usize];
             let dst_a = px[3];
             let out_a = a + dst_a * (1.0 - a);
-            for c in 0..3 {
-                let premul = self.color[c] * a + px[c] * dst_a * (1.0 - a);
-                px[c] = if out_a > 0.0 { premul / out_a } else { 0.0 };
+            for (v, color) in px.iter_mut().zip(self.color) {
+                let premul = color * a + *v * dst_a * (1.0 - a);
+                *v = if out_a > 0.0 { premul / out_a } else { 0.0 };
             }
             px[3] = out_a;
         }
@@ -271,7 +271,11 @@ mod tests {
         assert!(lit(0, 60, 0, 50) > 100, "text drawn top-left");
         assert_eq!(lit(100, 200, 50, 100), 0, "nothing bottom-right");
         // Some pixels are partially covered: anti-aliased, not a bitmap font.
-        assert!(out.data.chunks_exact(4).any(|px| px[0] > 0.05 && px[0] < 0.95));
+        assert!(
+            out.data
+                .chunks_exact(4)
+                .any(|px| px[0] > 0.05 && px[0] < 0.95)
+        );
         assert!(out.data.chunks_exact(4).all(|px| px[3] == 1.0));
     }
 
@@ -282,7 +286,10 @@ mod tests {
         assert_eq!(run_whole(&super::DEF, &p, &img), img);
         let p = params(
             &super::DEF,
-            &[("font_size", RawValue::Float(500.0)), ("text", RawValue::String("Huge".into()))],
+            &[
+                ("font_size", RawValue::Float(500.0)),
+                ("text", RawValue::String("Huge".into())),
+            ],
         );
         let out = run_whole(&super::DEF, &p, &img);
         assert_eq!(out.rect, img.rect);

@@ -53,7 +53,11 @@ pub fn test_image(width: u32, height: u32, seed: u64, alpha: bool) -> DynamicIma
         let r = ((x * 255) / width.max(1)) as i32 + n - 16;
         let g = ((y * 255) / height.max(1)) as i32;
         let b = if (x / 3 + y / 2) % 2 == 0 { 230 } else { 20 };
-        let a = if alpha { ((x * 7 + y * 13) % 256) as i32 } else { 255 };
+        let a = if alpha {
+            ((x * 7 + y * 13) % 256) as i32
+        } else {
+            255
+        };
         image::Rgba([r.clamp(0, 255) as u8, g as u8, b, a as u8])
     });
     DynamicImage::ImageRgba8(img)
@@ -65,11 +69,15 @@ pub fn random_op(def: &'static OpDef, rng: &mut Rng) -> ChainOp {
     let mut op = ChainOp::new(def);
     for spec in def.params {
         let value = match spec.kind {
-            ParamKind::Float { min, max, spatial, .. } => {
+            ParamKind::Float {
+                min, max, spatial, ..
+            } => {
                 let hi = if spatial { max.min(min + 6.0) } else { max };
                 RawValue::Float(min + (hi - min) * rng.unit())
             }
-            ParamKind::Int { min, max, spatial, .. } => {
+            ParamKind::Int {
+                min, max, spatial, ..
+            } => {
                 let hi = if spatial { max.min(min + 40) } else { max };
                 RawValue::Int(rng.range(min, hi))
             }
@@ -80,14 +88,23 @@ pub fn random_op(def: &'static OpDef, rng: &mut Rng) -> ChainOp {
                 RawValue::String((*rng.pick(&["A", "Opossum", "© 2026\nline two", ""])).to_owned())
             }
         };
-        op.params.set(def.params, spec.key, &value).expect("random value in range");
+        op.params
+            .set(def.params, spec.key, &value)
+            .expect("random value in range");
     }
     // Keep inverted Canny thresholds out: the loader rejects them.
     if def.id == "edge_detect" {
-        let (lo, hi) = (op.params.float("low_threshold"), op.params.float("high_threshold"));
+        let (lo, hi) = (
+            op.params.float("low_threshold"),
+            op.params.float("high_threshold"),
+        );
         if lo > hi {
-            op.params.set(def.params, "low_threshold", &RawValue::Float(hi)).unwrap();
-            op.params.set(def.params, "high_threshold", &RawValue::Float(lo)).unwrap();
+            op.params
+                .set(def.params, "low_threshold", &RawValue::Float(hi))
+                .unwrap();
+            op.params
+                .set(def.params, "high_threshold", &RawValue::Float(lo))
+                .unwrap();
         }
     }
     op
@@ -98,13 +115,24 @@ pub fn random_chain(rng: &mut Rng, len: usize) -> Chain {
     let registry = ops::registry();
     Chain {
         name: None,
-        ops: (0..len).map(|_| random_op(*rng.pick(registry), rng)).collect(),
+        ops: (0..len)
+            .map(|_| {
+                let def: &'static OpDef =
+                    registry[rng.range(0, registry.len() as i64 - 1) as usize];
+                random_op(def, rng)
+            })
+            .collect(),
     }
 }
 
 fn pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap())
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+    })
 }
 
 /// Render `chain` on `image` with tiles of `tile_px` into a full working image; `None` when the
@@ -114,9 +142,21 @@ pub fn render_tiled(image: &DynamicImage, chain: &Chain, tile_px: u32) -> Option
 }
 
 /// As [`render_tiled`], at a rendering scale.
-pub fn render_scaled(image: &DynamicImage, chain: &Chain, tile_px: u32, scale: f64) -> Option<Tile> {
+pub fn render_scaled(
+    image: &DynamicImage,
+    chain: &Chain,
+    tile_px: u32,
+    scale: f64,
+) -> Option<Tile> {
     let size = opossum::engine::geom::Size::new(image.width(), image.height());
-    let plan = Plan::new(chain, size, Orientation::NoTransforms, scale, OutputLimits::default()).ok()?;
+    let plan = Plan::new(
+        chain,
+        size,
+        Orientation::NoTransforms,
+        scale,
+        OutputLimits::default(),
+    )
+    .ok()?;
     let sink = FullSink::new(plan.output);
     render::render(
         pool(),
@@ -155,7 +195,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -191,7 +235,10 @@ pub fn encode(image: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 
 /// A JPEG of `image` with an EXIF APP1 segment carrying `orientation` (1..=8).
 pub fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
-    let jpeg = encode(&DynamicImage::ImageRgb8(image.to_rgb8()), image::ImageFormat::Jpeg);
+    let jpeg = encode(
+        &DynamicImage::ImageRgb8(image.to_rgb8()),
+        image::ImageFormat::Jpeg,
+    );
     let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
     tiff.extend_from_slice(&1u16.to_be_bytes());
     tiff.extend_from_slice(&0x0112u16.to_be_bytes());

@@ -1,0 +1,348 @@
+//! The `opossum` binary end to end: exit codes (0 ok, 1 input failed, 2 usage/config), messages
+//! that name the file, category and hint, no output or temp files left on failure, no panics.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{bin, encode, files_in, test_image};
+use image::ImageFormat;
+
+const CHAIN: &str = r##"version = 1
+name = "web"
+
+[[ops]]
+op = "resize"
+width = 40
+height = 30
+
+[[ops]]
+op = "adjust_colors"
+brightness = 1.1
+contrast = 1.2
+
+[[ops]]
+op = "sharpen"
+amount = 0.3
+
+[[ops]]
+op = "watermark"
+text = "© Opossum"
+font_size = 8
+
+[[ops]]
+op = "add_border"
+size = 5
+color = "#000000"
+"##;
+
+/// Run the binary in `dir` with an isolated config home.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(
+        !stderr.contains("RUST_BACKTRACE"),
+        "backtrace hint: {stderr}"
+    );
+    out
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("chain.toml"), CHAIN).unwrap();
+    std::fs::write(
+        dir.path().join("in.jpg"),
+        encode(
+            &image::DynamicImage::ImageRgb8(test_image(120, 80, 1, false).to_rgb8()),
+            ImageFormat::Jpeg,
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn version_and_ops() {
+    let dir = setup();
+    let out = run(dir.path(), &["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = run(dir.path(), &["ops"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for def in opossum::ops::registry() {
+        assert!(text.contains(def.id), "{} missing", def.id);
+    }
+    assert!(
+        text.contains("sigma") && text.contains("0..=500 px"),
+        "{text}"
+    );
+    let out = run(dir.path(), &["ops", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        opossum::ops::registry().len()
+    );
+}
+
+#[test]
+fn renders_end_to_end_in_every_format() {
+    let dir = setup();
+    for (name, extra) in [
+        ("out/a.png", vec![]),
+        ("out/a.jpg", vec!["--quality", "70"]),
+        ("out/a.webp", vec!["--quality", "85"]),
+        ("out/b.webp", vec!["--lossless"]),
+        ("out/a.tif", vec![]),
+        ("out/noext", vec!["--format", "png"]),
+    ] {
+        let mut args = vec!["render", "in.jpg", "--chain", "chain.toml", "-o", name];
+        args.extend(extra);
+        let out = run(dir.path(), &args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("wrote"));
+        let img = image::ImageReader::open(dir.path().join(name))
+            .unwrap()
+            .with_guessed_format()
+            .unwrap()
+            .decode()
+            .unwrap();
+        // 120×80 fits 40×30 as 40×27, plus a 5 px border on each side.
+        assert_eq!((img.width(), img.height()), (50, 37), "{name}");
+    }
+    assert!(
+        files_in(&dir.path().join("out"))
+            .iter()
+            .all(|n| !n.starts_with('.'))
+    );
+}
+
+#[test]
+fn profile_prints_stages_and_saves_a_capture() {
+    let dir = setup();
+    let out = run(
+        dir.path(),
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "chain.toml",
+            "-o",
+            "out/p.png",
+            "--profile-out",
+            "out/run.puffin",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for stage in [
+        "decode_file",
+        "op resize",
+        "op sharpen",
+        "pointwise adjust_colors",
+        "encode",
+        "tile",
+    ] {
+        assert!(text.contains(stage), "missing {stage} in\n{text}");
+    }
+    let capture = std::fs::metadata(dir.path().join("out/run.puffin")).unwrap();
+    assert!(capture.len() > 100);
+}
+
+#[test]
+fn bad_inputs_exit_1_with_file_category_and_hint() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("empty.png"), b"").unwrap();
+    std::fs::write(d.join("notes.png"), b"just text").unwrap();
+    let png = encode(&test_image(30, 30, 2, false), ImageFormat::Png);
+    std::fs::write(d.join("cut.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(d.join("lying.png"), common::lying_png(100_000, 100_000)).unwrap();
+    for (input, category) in [
+        ("empty.png", "corrupt"),
+        ("notes.png", "unsupported"),
+        ("cut.png", "corrupt"),
+        ("lying.png", "limits"),
+        ("missing.png", "io"),
+        ("out", "unsupported"),
+    ] {
+        let out = run(
+            d,
+            &["render", input, "-c", "chain.toml", "-o", "out/result.png"],
+        );
+        assert_eq!(out.status.code(), Some(1), "{input}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(input), "names the file: {err}");
+        assert!(
+            err.contains(&format!("category: {category}")),
+            "{input}: {err}"
+        );
+        assert!(err.contains("hint: "), "{err}");
+        assert!(
+            files_in(&d.join("out")).is_empty(),
+            "{input} left {:?}",
+            files_in(&d.join("out"))
+        );
+    }
+}
+
+#[test]
+fn usage_and_config_errors_exit_2() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(
+        d.join("bad.toml"),
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = -1\n",
+    )
+    .unwrap();
+    let out = run(
+        d,
+        &["render", "in.jpg", "-c", "bad.toml", "-o", "out/x.png"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("ops[0] (gaussian_blur).sigma"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("bad.toml"));
+
+    let out = run(
+        d,
+        &["render", "in.jpg", "-c", "chain.toml", "-o", "out/x.bmpx"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(
+        d,
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "chain.toml",
+            "-o",
+            "out/x.png",
+            "--quality",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(d, &["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    std::fs::write(d.join("cfg.toml"), "[performance]\ntile_size = 3\n").unwrap();
+    let out = run(
+        d,
+        &[
+            "--config",
+            "cfg.toml",
+            "render",
+            "in.jpg",
+            "-c",
+            "chain.toml",
+            "-o",
+            "out/x.png",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("performance.tile_size") && stderr(&out).contains("cfg.toml"));
+    let out = run(
+        d,
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "chain.toml",
+            "-o",
+            "out/x.png",
+            "--max-memory",
+            "lots",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(files_in(&d.join("out")).is_empty());
+}
+
+#[test]
+fn memory_limit_and_tiny_tiles_from_the_command_line() {
+    let dir = setup();
+    let out = run(
+        dir.path(),
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "chain.toml",
+            "-o",
+            "out/t.png",
+            "--tile-size",
+            "16",
+            "--threads",
+            "1",
+            "--max-memory",
+            "64MiB",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = run(
+        dir.path(),
+        &["render", "in.jpg", "-c", "chain.toml", "-o", "out/r.png"],
+    );
+    assert!(reference.status.success());
+    let a = image::open(dir.path().join("out/t.png"))
+        .unwrap()
+        .to_rgba8();
+    let b = image::open(dir.path().join("out/r.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(a, b, "tile size and threads do not change the result");
+}
+
+#[test]
+fn bundled_presets_render_the_bundled_samples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let presets = std::fs::read_dir(root.join("assets/presets")).unwrap();
+    let mut count = 0;
+    for preset in presets {
+        let preset = preset.unwrap().path();
+        for sample in ["coffee.png", "rocket.jpg"] {
+            let out_name = format!(
+                "{}_{}.png",
+                preset.file_stem().unwrap().to_string_lossy(),
+                sample
+            );
+            let out = run(
+                dir.path(),
+                &[
+                    "render",
+                    root.join("assets/samples").join(sample).to_str().unwrap(),
+                    "-c",
+                    preset.to_str().unwrap(),
+                    "-o",
+                    &out_name,
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                preset.display(),
+                stderr(&out)
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 8);
+}
