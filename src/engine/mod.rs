@@ -11,6 +11,7 @@ pub mod plan;
 pub mod render;
 pub mod sink;
 pub mod source;
+pub mod stream;
 pub mod tile;
 
 use std::path::Path;
@@ -19,13 +20,17 @@ use std::time::{Duration, Instant};
 use crate::chain::{Chain, OutputLimits};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::io::AtomicFile;
 use crate::io::decode::{self, DecodeLimits, Decoded, Orientation};
-use crate::io::encode::{self, EncodeOptions, OutputImage};
+use crate::io::encode::{self, EncodeOptions, OutputFormat, OutputImage};
+use crate::io::rows::{JpegRows, PngRows, RowDecoder, RowsIn};
 use geom::Size;
+use image::ImageFormat;
 use plan::Plan;
 use render::{RenderControl, RenderStats, TileSettings};
 use sink::OutputSink;
 use source::Source;
+use stream::StreamSource;
 
 /// Timings and sizes of one `render_file`.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +47,10 @@ pub struct RenderReport {
     pub encode: Duration,
     /// Tiling statistics.
     pub stats: RenderStats,
+    /// The source was decoded row by row.
+    pub streamed_input: bool,
+    /// The output was encoded band by band as it was rendered.
+    pub streamed_output: bool,
 }
 
 /// The image engine: configuration plus a render thread pool.
@@ -143,6 +152,12 @@ impl Engine {
 
     /// Decode `input`, render `chain`, encode and write `output` atomically. Refuses to write
     /// over the input unless `overwrite_input`.
+    ///
+    /// PNG and JPEG outputs are streamed: bands of rows are rendered top to bottom and written
+    /// as they finish. When the chain reads its source top to bottom as well, PNG inputs (and
+    /// JPEG inputs too large to decode comfortably, over a quarter of the memory budget) are
+    /// decoded row by row too, so memory depends on the width, not the height. Everything else
+    /// decodes the source whole and, for WebP and TIFF, encodes the output whole.
     pub fn render_file(
         &self,
         input: &Path,
@@ -158,7 +173,38 @@ impl Engine {
                 path: output.to_path_buf(),
             });
         }
-        let t0 = Instant::now();
+        catch_panics(|| {
+            let t0 = Instant::now();
+            let probe = decode::probe_details(input, &self.decode_limits())?;
+            let plan = Plan::new(
+                chain,
+                probe.size,
+                probe.orientation,
+                1.0,
+                self.output_limits(),
+            )?;
+            let streams_out = matches!(options.format, OutputFormat::Png | OutputFormat::Jpeg)
+                && !plan
+                    .stages
+                    .iter()
+                    .any(|s| matches!(s.kernel, crate::ops::Kernel::Global(_)));
+            if streams_out {
+                self.render_streaming(input, &probe, &plan, output, options, control, t0)
+            } else {
+                self.render_whole(input, chain, output, options, control, t0)
+            }
+        })
+    }
+
+    fn render_whole(
+        &self,
+        input: &Path,
+        chain: &Chain,
+        output: &Path,
+        options: &EncodeOptions,
+        control: &RenderControl<'_>,
+        t0: Instant,
+    ) -> Result<RenderReport> {
         let decoded: Decoded = decode::decode_file(input, &self.decode_limits())?;
         let t1 = Instant::now();
         let high = decoded.is_high_bit_depth() && options.format.supports_16_bit();
@@ -177,6 +223,122 @@ impl Engine {
             render: t2 - t1,
             encode: t3 - t2,
             stats,
+            streamed_input: false,
+            streamed_output: false,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_streaming(
+        &self,
+        input: &Path,
+        probe: &decode::Probe,
+        plan: &Plan,
+        output: &Path,
+        options: &EncodeOptions,
+        control: &RenderControl<'_>,
+        t0: Instant,
+    ) -> Result<RenderReport> {
+        let settings = self.tile_settings();
+        let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
+        let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
+        let mut rows: Option<Box<dyn RowDecoder>> = None;
+        if render::reads_in_order(plan, &bands) {
+            rows = match probe.format {
+                ImageFormat::Png => PngRows::open(input, self.budget_bytes())?
+                    .map(|r| Box::new(r) as Box<dyn RowDecoder>),
+                ImageFormat::Jpeg if whole_bytes > self.budget_bytes() / 4 => {
+                    JpegRows::open(input)?.map(|r| Box::new(r) as Box<dyn RowDecoder>)
+                }
+                _ => None,
+            };
+        }
+        let high = probe.high_bit_depth && options.format.supports_16_bit();
+        let alpha = probe.has_alpha || render::may_add_transparency(plan);
+        let band_bytes = 2 * OutputSink::bytes_for(
+            Size::new(plan.output.width, settings.tile_px.min(plan.output.height)),
+            high,
+        );
+        let encode_err = |reason: String| Error::Encode {
+            reason,
+            path: output.to_path_buf(),
+        };
+        let file = AtomicFile::create(output)?;
+        let mut encoder = encode::stream_encoder(
+            Box::new(file.writer()?),
+            plan.output,
+            options,
+            alpha,
+            high,
+            probe.icc_profile.as_deref(),
+        )
+        .map_err(encode_err)?;
+        let mut write_band = |_: geom::Rect, pixels: encode::Pixels| {
+            encoder
+                .write_rows(match &pixels {
+                    encode::Pixels::U8(p) => RowsIn::U8(p),
+                    encode::Pixels::U16(p) => RowsIn::U16(p),
+                })
+                .map_err(encode_err)
+        };
+        let t1;
+        let streamed_input = rows.is_some();
+        let stats = match rows.as_mut() {
+            Some(decoder) => {
+                let layout = decoder.layout();
+                let window_rows = bands
+                    .iter()
+                    .map(|b| b.source_rows.1 - b.source_rows.0)
+                    .max()
+                    .unwrap_or(0);
+                let reserved =
+                    StreamSource::window_bytes(probe.size, layout, window_rows) + band_bytes;
+                let source = StreamSource::new(probe.size, layout);
+                t1 = Instant::now();
+                render::render_banded(
+                    &self.pool,
+                    &source,
+                    plan,
+                    &bands,
+                    settings,
+                    reserved,
+                    high,
+                    control,
+                    &mut |lo, hi| source.advance(decoder.as_mut(), lo, hi),
+                    &mut write_band,
+                )?
+            }
+            None => {
+                let decoded = decode::decode_file(input, &self.decode_limits())?;
+                t1 = Instant::now();
+                let reserved = decoded.image.bytes() + band_bytes;
+                render::render_banded(
+                    &self.pool,
+                    &decoded.image,
+                    plan,
+                    &bands,
+                    settings,
+                    reserved,
+                    high,
+                    control,
+                    &mut |_, _| Ok(()),
+                    &mut write_band,
+                )?
+            }
+        };
+        let t2 = Instant::now();
+        encoder.finish().map_err(encode_err)?;
+        file.commit()?;
+        let t3 = Instant::now();
+        Ok(RenderReport {
+            input_size: probe.size,
+            output_size: plan.output,
+            decode: t1 - t0,
+            render: t2 - t1,
+            encode: t3 - t2,
+            stats,
+            streamed_input,
+            streamed_output: true,
         })
     }
 }

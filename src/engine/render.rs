@@ -341,3 +341,163 @@ pub fn render(
         peak_tile_bytes: last.peak_tile_bytes.max(stats.peak_tile_bytes),
     })
 }
+
+/// One horizontal band of output tiles.
+pub struct Band {
+    /// The band: full width, one tile high.
+    pub rect: Rect,
+    /// Its tiles, left to right.
+    pub tiles: Vec<Rect>,
+    /// Source rows `lo..hi` its tiles read.
+    pub source_rows: (u32, u32),
+}
+
+/// Cut `plan`'s output into bands of `tile_px` rows, each split into at least `threads` tiles
+/// (so a narrow image still uses every core), with the source rows each band reads.
+pub fn bands(plan: &Plan, tile_px: u32, threads: usize) -> Vec<Band> {
+    let size = plan.output;
+    let tile_px = tile_px.max(1);
+    let tile_w = tile_px
+        .min(size.width.div_ceil(threads.max(1) as u32))
+        .max(1);
+    let mut out = Vec::new();
+    let mut y = 0;
+    while y < size.height {
+        let h = tile_px.min(size.height - y);
+        let rect = Rect::new(0, y, size.width, h);
+        let mut tiles = Vec::new();
+        let mut x = 0;
+        while x < size.width {
+            let w = tile_w.min(size.width - x);
+            tiles.push(Rect::new(x, y, w, h));
+            x += w;
+        }
+        let (mut lo, mut hi) = (u32::MAX, 0);
+        for t in &tiles {
+            let need = stage_rects(&plan.stages, *t)[0];
+            if !need.is_empty() {
+                lo = lo.min(need.y);
+                hi = hi.max(need.bottom());
+            }
+        }
+        if lo > hi {
+            lo = hi;
+        }
+        out.push(Band {
+            rect,
+            tiles,
+            source_rows: (lo, hi),
+        });
+        y += h;
+    }
+    out
+}
+
+/// Whether bands read the source top to bottom (never going back up), so the source can be
+/// decoded row by row. False for vertical flips, quarter turns and global ops.
+pub fn reads_in_order(plan: &Plan, bands: &[Band]) -> bool {
+    if plan
+        .stages
+        .iter()
+        .any(|s| matches!(s.kernel, Kernel::Global(_)))
+    {
+        return false;
+    }
+    bands.windows(2).all(|w| {
+        let (a, b) = (w[0].source_rows, w[1].source_rows);
+        b.0 >= a.0 && b.1 >= a.1
+    })
+}
+
+/// Whether the plan can make the image more transparent than its source.
+pub fn may_add_transparency(plan: &Plan) -> bool {
+    plan.stages.iter().any(|s| match &s.kernel {
+        Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } | Kernel::Global(k) => {
+            k.may_add_transparency()
+        }
+        Kernel::Pointwise(_) => false,
+    })
+}
+
+/// Render `plan` band by band, top to bottom: `before_band(lo, hi)` makes source rows `lo..hi`
+/// readable (a streaming source decodes them), the band's tiles render in parallel, and
+/// `after_band` receives the band's finished rows (a streaming encoder writes them). Only the
+/// tiles of one band are in flight; `reserved_bytes` covers the source window and band buffer.
+#[allow(clippy::too_many_arguments)]
+pub fn render_banded(
+    pool: &rayon::ThreadPool,
+    source: &dyn Source,
+    plan: &Plan,
+    bands: &[Band],
+    settings: TileSettings,
+    reserved_bytes: u64,
+    high_bit_depth: bool,
+    control: &RenderControl<'_>,
+    before_band: &mut dyn FnMut(u32, u32) -> Result<()>,
+    after_band: &mut dyn FnMut(Rect, crate::io::encode::Pixels) -> Result<()>,
+) -> Result<RenderStats> {
+    puffin::profile_function!();
+    let stages = &plan.stages;
+    let per_tile = bands
+        .iter()
+        .flat_map(|b| b.tiles.iter())
+        .map(|t| tile_bytes(stages, *t))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let available = settings.budget_bytes.saturating_sub(reserved_bytes);
+    let fit = (available / per_tile) as usize;
+    if fit == 0 {
+        return Err(Error::Budget {
+            what: format!(
+                "streaming the {}x{} px output in bands of {} rows",
+                plan.output.width, plan.output.height, settings.tile_px
+            ),
+            needed_bytes: reserved_bytes + per_tile,
+            limit_bytes: settings.budget_bytes,
+        });
+    }
+    let in_flight = fit.min(pool.current_num_threads().max(1));
+    let total: usize = bands.iter().map(|b| b.tiles.len()).sum();
+    let done = AtomicUsize::new(0);
+    for band in bands {
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        before_band(band.source_rows.0, band.source_rows.1)?;
+        let sink = super::sink::OutputSink::for_band(band.rect, high_bit_depth);
+        let next = AtomicUsize::new(0);
+        pool.scope(|scope| {
+            for _ in 0..in_flight.min(band.tiles.len()) {
+                scope.spawn(|_| {
+                    loop {
+                        if control.cancelled() {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(rect) = band.tiles.get(i) else {
+                            break;
+                        };
+                        let tile = render_tile(source, stages, *rect);
+                        sink.put(&tile);
+                        let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(progress) = control.progress {
+                            progress(finished, total);
+                        }
+                    }
+                });
+            }
+        });
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        puffin::profile_scope!("write_band");
+        after_band(band.rect, sink.finish().pixels)?;
+    }
+    Ok(RenderStats {
+        tiles: total,
+        tiles_in_flight: in_flight,
+        tile_px: settings.tile_px,
+        peak_tile_bytes: per_tile * in_flight as u64,
+    })
+}

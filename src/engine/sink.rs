@@ -18,6 +18,8 @@ pub trait TileSink: Sync {
 /// Quantise working values into an RGBA buffer of 8 or 16 bits.
 pub struct OutputSink {
     size: Size,
+    /// Image row of the sink's first row (non-zero for one band of a streamed image).
+    origin_y: u32,
     high_bit_depth: bool,
     pixels: Mutex<Pixels>,
 }
@@ -33,8 +35,17 @@ impl OutputSink {
         };
         Self {
             size,
+            origin_y: 0,
             high_bit_depth,
             pixels: Mutex::new(pixels),
+        }
+    }
+
+    /// A sink for the full-width band of rows `band` of a streamed image.
+    pub fn for_band(band: Rect, high_bit_depth: bool) -> Self {
+        Self {
+            origin_y: band.y,
+            ..Self::new(Size::new(band.width, band.height), high_bit_depth)
         }
     }
 
@@ -66,6 +77,7 @@ pub fn to_u16(v: f32) -> u16 {
 
 /// Copy `local` (RGBA samples of `rect`, row-major) into an image buffer of `width` px.
 fn copy_rows<T: Copy>(dst: &mut [T], width: usize, rect: Rect, local: &[T]) {
+    // `rect.y` is relative to the sink's first row.
     let row_len = rect.width as usize * CHANNELS;
     if row_len == 0 {
         return;
@@ -80,15 +92,21 @@ impl TileSink for OutputSink {
     fn put(&self, tile: &Tile) {
         // Quantise outside the lock so workers only serialise on the row copies.
         let width = self.size.width as usize;
+        let rect = Rect::new(
+            tile.rect.x,
+            tile.rect.y - self.origin_y,
+            tile.rect.width,
+            tile.rect.height,
+        );
         if self.high_bit_depth {
             let local: Vec<u16> = tile.data.iter().map(|&v| to_u16(v)).collect();
             if let Pixels::U16(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
-                copy_rows(p, width, tile.rect, &local);
+                copy_rows(p, width, rect, &local);
             }
         } else {
             let local: Vec<u8> = tile.data.iter().map(|&v| to_u8(v)).collect();
             if let Pixels::U8(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
-                copy_rows(p, width, tile.rect, &local);
+                copy_rows(p, width, rect, &local);
             }
         }
     }

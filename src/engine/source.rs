@@ -18,7 +18,7 @@ pub trait Source: Sync {
 }
 
 /// Convert `rect` of an interleaved buffer with `channels` samples per pixel into a tile.
-fn read_interleaved<T: Copy>(
+pub(crate) fn read_interleaved<T: Copy>(
     data: &[T],
     width: u32,
     channels: usize,
@@ -58,10 +58,10 @@ fn read_interleaved<T: Copy>(
     tile
 }
 
-/// 8-bit sample to working value, by table (exact and fast).
-fn u8_table() -> &'static [f32; 256] {
-    static TABLE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| std::array::from_fn(|i| i as f32 / 255.0))
+/// 8-bit sample to working value.
+#[inline]
+pub(crate) fn u8_to_unit(v: u8) -> f32 {
+    f32::from(v) * (1.0 / 255.0)
 }
 
 impl Source for DynamicImage {
@@ -72,8 +72,7 @@ impl Source for DynamicImage {
     fn read(&self, rect: Rect) -> Tile {
         puffin::profile_scope!("read_source");
         let w = self.width();
-        let t8 = u8_table();
-        let from8 = |v: u8| t8[v as usize];
+        let from8 = u8_to_unit;
         let from16 = |v: u16| f32::from(v) / 65_535.0;
         let from32 = |v: f32| v;
         match self {

@@ -29,6 +29,16 @@ impl Tile {
         }
     }
 
+    /// The same pixels, placed at `rect` (same size).
+    pub fn with_rect(mut self, rect: Rect) -> Self {
+        debug_assert_eq!(
+            (rect.width, rect.height),
+            (self.rect.width, self.rect.height)
+        );
+        self.rect = rect;
+        self
+    }
+
     /// Floats per row.
     pub fn stride(&self) -> usize {
         self.rect.width as usize * CHANNELS

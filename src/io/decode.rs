@@ -61,6 +61,59 @@ impl Decoded {
     }
 }
 
+/// What the header says, learned without decoding pixels.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Container format (by content).
+    pub format: ImageFormat,
+    /// Stored size.
+    pub size: Size,
+    /// EXIF orientation.
+    pub orientation: Orientation,
+    /// Embedded ICC profile, if small enough.
+    pub icc_profile: Option<Vec<u8>>,
+    /// Whether pixels carry alpha.
+    pub has_alpha: bool,
+    /// Whether samples have more than 8 bits.
+    pub high_bit_depth: bool,
+    /// Bytes per pixel of a whole decode.
+    pub bytes_per_pixel: u64,
+}
+
+/// Read the header of `path` and check its size against the pixel caps (not the memory
+/// budget: a streaming render may not need the whole image in memory).
+pub fn probe_details(path: &Path, limits: &DecodeLimits) -> Result<Probe> {
+    puffin::profile_function!();
+    let reader = open(path)?;
+    let Some(format) = reader.format() else {
+        return Err(unknown_format(path));
+    };
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
+    let (w, h) = decoder.dimensions();
+    let color = decoder.color_type();
+    let size = Size::new(w, h);
+    let unlimited = DecodeLimits {
+        max_alloc_bytes: u64::MAX,
+        ..*limits
+    };
+    check_declared(size, u64::from(color.bytes_per_pixel()), &unlimited, path)?;
+    let icc_profile = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|icc| icc.len() <= limits.max_icc_bytes);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    Ok(Probe {
+        format,
+        size,
+        orientation,
+        icc_profile,
+        has_alpha: color.has_alpha(),
+        high_bit_depth: color.bytes_per_pixel() / color.channel_count() > 1,
+        bytes_per_pixel: u64::from(color.bytes_per_pixel()),
+    })
+}
+
 /// Map a decoder error to our categories.
 fn decode_error(err: ImageError, path: &Path) -> Error {
     let path = path.to_path_buf();

@@ -5,11 +5,10 @@
 use std::io::{Cursor, Write};
 use std::path::Path;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::tiff::TiffEncoder;
 use image::{ExtendedColorType, ImageEncoder as _};
 
+use super::rows::{JpegRowEncoder, PngRowEncoder, RowEncoder, RowsIn};
 use crate::engine::geom::Size;
 use crate::error::{Error, Result};
 
@@ -111,19 +110,6 @@ impl OutputImage {
     }
 }
 
-/// 8-bit RGB, compositing any transparency over `background`.
-fn flatten_rgb8(rgba: &[u8], background: [u8; 3]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rgba.len() / 4 * 3);
-    for px in rgba.chunks_exact(4) {
-        let a = u32::from(px[3]);
-        for c in 0..3 {
-            let v = (u32::from(px[c]) * a + u32::from(background[c]) * (255 - a) + 127) / 255;
-            out.push(v as u8);
-        }
-    }
-    out
-}
-
 fn drop_alpha<T: Copy>(rgba: &[T]) -> Vec<T> {
     rgba.chunks_exact(4)
         .flat_map(|px| [px[0], px[1], px[2]])
@@ -145,39 +131,29 @@ pub fn encode(
     let alpha = image.has_alpha();
     let mut out = Vec::new();
     match options.format {
-        OutputFormat::Jpeg => {
-            let rgb = flatten_rgb8(&image.to_rgba8(), [255, 255, 255]);
-            let mut enc = JpegEncoder::new_with_quality(&mut out, options.quality.clamp(1, 100));
-            if let Some(icc) = icc_profile {
-                let _ = enc.set_icc_profile(icc.to_vec());
-            }
-            enc.write_image(&rgb, w, h, ExtendedColorType::Rgb8)
-                .map_err(|e| e.to_string())?;
+        OutputFormat::Png | OutputFormat::Jpeg => {
+            // One code path per format: the row encoders, writing every row at once.
+            let shared = SharedVec::default();
+            let sink: Box<dyn Write> = Box::new(shared.clone());
+            let mut encoder = row_encoder(sink, image, options, alpha, icc_profile)?;
+            encoder.write_rows(match &image.pixels {
+                Pixels::U8(p) => RowsIn::U8(p),
+                Pixels::U16(p) => RowsIn::U16(p),
+            })?;
+            encoder.finish()?;
+            out = shared.take();
         }
-        OutputFormat::Png | OutputFormat::Tiff => {
+        OutputFormat::Tiff => {
             let (bytes, color) = match (&image.pixels, alpha) {
                 (Pixels::U8(p), true) => (p.clone(), ExtendedColorType::Rgba8),
                 (Pixels::U8(p), false) => (drop_alpha(p), ExtendedColorType::Rgb8),
                 (Pixels::U16(p), true) => (u16_bytes(p), ExtendedColorType::Rgba16),
                 (Pixels::U16(p), false) => (u16_bytes(&drop_alpha(p)), ExtendedColorType::Rgb16),
             };
-            if options.format == OutputFormat::Png {
-                let mut enc = PngEncoder::new_with_quality(
-                    &mut out,
-                    CompressionType::Fast,
-                    FilterType::Adaptive,
-                );
-                if let Some(icc) = icc_profile {
-                    let _ = enc.set_icc_profile(icc.to_vec());
-                }
-                enc.write_image(&bytes, w, h, color)
-                    .map_err(|e| e.to_string())?;
-            } else {
-                let mut cursor = Cursor::new(&mut out);
-                TiffEncoder::new(&mut cursor)
-                    .write_image(&bytes, w, h, color)
-                    .map_err(|e| e.to_string())?;
-            }
+            let mut cursor = Cursor::new(&mut out);
+            TiffEncoder::new(&mut cursor)
+                .write_image(&bytes, w, h, color)
+                .map_err(|e| e.to_string())?;
         }
         OutputFormat::Webp => {
             if w > 16_383 || h > 16_383 {
@@ -201,6 +177,65 @@ pub fn encode(
         }
     }
     Ok(out)
+}
+
+/// A streaming encoder for PNG or JPEG output of `image`'s size and depth.
+pub fn row_encoder(
+    out: Box<dyn Write>,
+    image: &OutputImage,
+    options: &EncodeOptions,
+    alpha: bool,
+    icc_profile: Option<&[u8]>,
+) -> std::result::Result<Box<dyn RowEncoder>, String> {
+    let high = matches!(image.pixels, Pixels::U16(_));
+    stream_encoder(out, image.size, options, alpha, high, icc_profile)
+}
+
+/// A streaming encoder for a PNG or JPEG of `size`.
+pub fn stream_encoder(
+    out: Box<dyn Write>,
+    size: Size,
+    options: &EncodeOptions,
+    alpha: bool,
+    high_bit_depth: bool,
+    icc_profile: Option<&[u8]>,
+) -> std::result::Result<Box<dyn RowEncoder>, String> {
+    Ok(match options.format {
+        OutputFormat::Jpeg => Box::new(JpegRowEncoder::new(
+            out,
+            size,
+            options.quality,
+            icc_profile,
+        )?),
+        _ => Box::new(PngRowEncoder::new(
+            out,
+            size,
+            alpha,
+            high_bit_depth,
+            icc_profile,
+        )?),
+    })
+}
+
+/// A `Write` into a shared in-memory buffer (for encoding whole images to bytes).
+#[derive(Clone, Default)]
+struct SharedVec(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl SharedVec {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.borrow_mut())
+    }
+}
+
+impl Write for SharedVec {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Encode and write atomically to `path`.

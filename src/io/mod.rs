@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod rows;
 
 use std::fs::Metadata;
 use std::io::{BufWriter, Write};
@@ -53,38 +54,81 @@ pub fn check_regular_file(path: &Path, action: &'static str) -> Result<Metadata>
     Ok(meta)
 }
 
-/// Write a file atomically: `write` fills a temporary file in the same folder, which is flushed,
-/// fsynced and renamed over `path`. On any error the temporary file is removed and `path` is
-/// untouched.
+/// A file being written atomically: data goes to a temporary file in the target folder, which
+/// [`AtomicFile::commit`] fsyncs and renames over the final path. Dropped without a commit, the
+/// temporary file is removed and the final path is untouched.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    /// Start writing `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| encode_error(path, &e))?;
+        Ok(Self {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A buffered writer onto the temporary file (an independent handle; flush it before
+    /// committing).
+    pub fn writer(&self) -> Result<BufWriter<std::fs::File>> {
+        let file = self
+            .tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| encode_error(&self.path, &e))?;
+        Ok(BufWriter::with_capacity(1 << 20, file))
+    }
+
+    /// Make the file durable and give it its final name.
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| encode_error(&path, &e))?;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| encode_error(&path, &e.error))?;
+        // Make the rename durable; failure here does not undo the write.
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn encode_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::Encode {
+        reason: e.to_string(),
+        path: path.to_path_buf(),
+    }
+}
+
+/// Write a file atomically with [`AtomicFile`]: `write` fills it, then it is committed.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let encode_err = |e: std::io::Error| Error::Encode {
-        reason: e.to_string(),
-        path: path.to_path_buf(),
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(encode_err)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        write(&mut w).map_err(encode_err)?;
-        w.flush().map_err(encode_err)?;
-    }
-    tmp.as_file().sync_all().map_err(encode_err)?;
-    tmp.persist(path).map_err(|e| encode_err(e.error))?;
-    // Make the rename durable; failure here does not undo the write.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let file = AtomicFile::create(path)?;
+    let mut w = file.writer()?;
+    write(&mut w).map_err(|e| encode_error(path, &e))?;
+    w.flush().map_err(|e| encode_error(path, &e))?;
+    drop(w);
+    file.commit()
 }
 
 /// Whether two paths name the same existing file (same device and inode on Unix).

@@ -54,7 +54,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
             input,
             x_coeffs: [1, 0, -i64::from(size)],
             y_coeffs: [0, 1, -i64::from(size)],
-            fill: rgba_f32(p.color("color")),
+            fill: Some(rgba_f32(p.color("color"))),
         }),
     })
 }

@@ -75,7 +75,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
             input,
             x_coeffs: [1, 0, i64::from(x)],
             y_coeffs: [0, 1, i64::from(y)],
-            fill: [0.0; 4],
+            fill: None,
         }),
     })
 }

@@ -50,7 +50,7 @@ pub fn kernel(input: Size, horizontal: bool, vertical: bool) -> Kernel {
                 [1, 0, 0]
             },
             y_coeffs: if vertical { [0, -1, h - 1] } else { [0, 1, 0] },
-            fill: [0.0; 4],
+            fill: None,
         }),
     }
 }

@@ -124,6 +124,12 @@ pub trait SpatialKernel: Send + Sync {
     /// Fill `dst` (its `rect` set, data zeroed) from `src`, which covers `input_rect(dst.rect)`.
     fn run(&self, src: &Tile, dst: &mut Tile);
 
+    /// Whether the output can be less opaque than the input (e.g. a transparent border), so
+    /// a streaming encoder knows before the first row whether to write alpha.
+    fn may_add_transparency(&self) -> bool {
+        false
+    }
+
     /// Scratch memory the kernel allocates, in bytes, for an output rectangle (for the
     /// renderer's memory budget).
     fn scratch_bytes(&self, out: Rect) -> u64 {

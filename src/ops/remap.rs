@@ -16,8 +16,9 @@ pub struct Remap {
     pub x_coeffs: [i64; 3],
     /// Input y = `ay·x + by·y + cy`.
     pub y_coeffs: [i64; 3],
-    /// Colour for output pixels that map outside the input (straight RGBA, 0..=1).
-    pub fill: [f32; 4],
+    /// Colour for output pixels that map outside the input (straight RGBA, 0..=1); `None`
+    /// when every output pixel maps inside (pure rearrangements).
+    pub fill: Option<[f32; 4]>,
 }
 
 impl Remap {
@@ -30,6 +31,10 @@ impl Remap {
 }
 
 impl SpatialKernel for Remap {
+    fn may_add_transparency(&self) -> bool {
+        self.fill.is_some_and(|f| f[3] < 1.0)
+    }
+
     fn input_rect(&self, out: Rect) -> Rect {
         if out.is_empty() {
             return Rect::EMPTY;
@@ -70,7 +75,7 @@ impl SpatialKernel for Remap {
                             * CHANNELS;
                         px.copy_from_slice(&src.data[i..i + CHANNELS]);
                     } else {
-                        px.copy_from_slice(&self.fill);
+                        px.copy_from_slice(&self.fill.unwrap_or_default());
                     }
                 }
             } else {
@@ -82,7 +87,7 @@ impl SpatialKernel for Remap {
                             * CHANNELS;
                         px.copy_from_slice(&src.data[i..i + CHANNELS]);
                     } else {
-                        px.copy_from_slice(&self.fill);
+                        px.copy_from_slice(&self.fill.unwrap_or_default());
                     }
                 }
             }

@@ -60,7 +60,7 @@ pub fn kernel(input: Size, quarter_turns: u32) -> Kernel {
             input,
             x_coeffs,
             y_coeffs,
-            fill: [0.0; 4],
+            fill: None,
         }),
     }
 }

@@ -1,0 +1,449 @@
+//! Row-by-row codecs for streaming renders: rows go in and out in order, so neither the whole
+//! decoded source nor the whole output needs to be in memory.
+//!
+//! - PNG in: the `png` crate (the decoder `image` uses), non-interlaced files; palette, tRNS and
+//!   low bit depths expanded to 8 bit, 16-bit kept.
+//! - JPEG in: libjpeg-turbo (mozjpeg) scanlines, for images too large to decode whole; a file
+//!   whose entropy data ends without an EOI marker is refused as truncated first, because
+//!   libjpeg would otherwise fill the missing rows with grey and only warn.
+//! - PNG out: `png` stream writer (8 or 16 bit, RGB or RGBA, ICC kept).
+//! - JPEG out: libjpeg-turbo scanlines, baseline libjpeg-turbo settings at the chosen quality.
+//!
+//! libjpeg reports fatal errors by unwinding; every call into it is wrapped in `catch_unwind`.
+
+use std::fs::File;
+use std::io::{BufReader, Read as _, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use crate::engine::geom::Size;
+use crate::error::{Error, Result};
+
+/// How decoded rows are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Samples per pixel: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
+    pub channels: usize,
+    /// 16-bit samples (else 8-bit).
+    pub high_bit_depth: bool,
+}
+
+/// One row's worth of samples to fill.
+pub enum RowOut<'a> {
+    /// 8-bit samples.
+    U8(&'a mut [u8]),
+    /// 16-bit samples.
+    U16(&'a mut [u16]),
+}
+
+/// A decoder that yields rows top to bottom.
+pub trait RowDecoder {
+    /// Image size.
+    fn size(&self) -> Size;
+    /// Row layout.
+    fn layout(&self) -> RowLayout;
+    /// Decode the next row into `out` (`width × channels` samples).
+    fn read_row(&mut self, out: RowOut<'_>) -> Result<()>;
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        reason: reason.into(),
+        path: path.to_path_buf(),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "decoder failure".to_owned())
+}
+
+/// Streaming PNG decoder.
+pub struct PngRows {
+    reader: png::Reader<BufReader<File>>,
+    size: Size,
+    layout: RowLayout,
+    path: PathBuf,
+}
+
+impl PngRows {
+    /// Open `path` for row decoding; `None` when the file is interlaced (rows do not arrive in
+    /// order), in which case the caller decodes it whole.
+    pub fn open(path: &Path, max_alloc_bytes: u64) -> Result<Option<PngRows>> {
+        let file = File::open(path).map_err(|e| Error::io("reading the image", path, e))?;
+        let mut decoder = png::Decoder::new(BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND);
+        decoder.set_limits(png::Limits {
+            bytes: usize::try_from(max_alloc_bytes).unwrap_or(usize::MAX),
+        });
+        let reader = decoder
+            .read_info()
+            .map_err(|e| corrupt(path, e.to_string()))?;
+        if reader.info().interlaced {
+            return Ok(None);
+        }
+        let (color, depth) = reader.output_color_type();
+        let channels = color.samples();
+        let size = Size::new(reader.info().width, reader.info().height);
+        Ok(Some(PngRows {
+            reader,
+            size,
+            layout: RowLayout {
+                channels,
+                high_bit_depth: depth == png::BitDepth::Sixteen,
+            },
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+impl RowDecoder for PngRows {
+    fn size(&self) -> Size {
+        self.size
+    }
+
+    fn layout(&self) -> RowLayout {
+        self.layout
+    }
+
+    fn read_row(&mut self, out: RowOut<'_>) -> Result<()> {
+        let row = match self.reader.next_row() {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(corrupt(&self.path, "the file ends early (truncated)")),
+            Err(png::DecodingError::IoError(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                return Err(corrupt(&self.path, "the file ends early (truncated)"));
+            }
+            Err(e) => return Err(corrupt(&self.path, e.to_string())),
+        };
+        let data = row.data();
+        match out {
+            RowOut::U8(out) => {
+                let n = out.len().min(data.len());
+                out[..n].copy_from_slice(&data[..n]);
+            }
+            RowOut::U16(out) => {
+                for (o, pair) in out.iter_mut().zip(data.chunks_exact(2)) {
+                    *o = u16::from_be_bytes([pair[0], pair[1]]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the JPEG at `path` has an EOI marker after its last scan (i.e. is not truncated).
+/// Reads the file once, in chunks.
+pub fn jpeg_is_complete(path: &Path) -> Result<bool> {
+    let mut file = File::open(path).map_err(|e| Error::io("reading the image", path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut prev_ff = false;
+    let mut seen_sos = false;
+    // Segment bytes still to skip (marker payloads are not entropy data).
+    let mut skip: usize = 0;
+    // Reading a two-byte segment length: 0 = no, 1 = have high byte.
+    let mut length_state: Option<(u8, Option<u8>)> = None;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading the image", path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        for &b in &buf[..n] {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if let Some((marker, hi)) = length_state {
+                match hi {
+                    None => length_state = Some((marker, Some(b))),
+                    Some(hi) => {
+                        let len = usize::from(u16::from_be_bytes([hi, b]));
+                        skip = len.saturating_sub(2);
+                        if marker == 0xDA {
+                            seen_sos = true;
+                        }
+                        length_state = None;
+                    }
+                }
+                continue;
+            }
+            if prev_ff {
+                prev_ff = false;
+                match b {
+                    0x00 | 0xFF | 0xD0..=0xD7 | 0x01 => {
+                        prev_ff = b == 0xFF;
+                    }
+                    0xD8 => {}
+                    0xD9 => {
+                        if seen_sos {
+                            return Ok(true);
+                        }
+                    }
+                    marker => length_state = Some((marker, None)),
+                }
+            } else if b == 0xFF {
+                prev_ff = true;
+            }
+        }
+    }
+}
+
+/// Streaming JPEG decoder (libjpeg-turbo scanlines), RGB or grey.
+pub struct JpegRows {
+    decoder: Option<mozjpeg::decompress::DecompressStarted<BufReader<File>>>,
+    size: Size,
+    channels: usize,
+    path: PathBuf,
+}
+
+impl JpegRows {
+    /// Open `path`; `None` for colour spaces this path does not handle (CMYK, YCCK), which the
+    /// caller decodes whole instead.
+    pub fn open(path: &Path) -> Result<Option<JpegRows>> {
+        if !jpeg_is_complete(path)? {
+            return Err(corrupt(path, "the file ends early (truncated)"));
+        }
+        let opened = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Option<JpegRows>> {
+            let d = mozjpeg::Decompress::new_path(path)?;
+            let grey = match d.color_space() {
+                mozjpeg::ColorSpace::JCS_GRAYSCALE => true,
+                mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => false,
+                _ => return Ok(None),
+            };
+            let size = Size::new(d.width() as u32, d.height() as u32);
+            let started = if grey { d.grayscale()? } else { d.rgb()? };
+            Ok(Some(JpegRows {
+                decoder: Some(started),
+                size,
+                channels: if grey { 1 } else { 3 },
+                path: path.to_path_buf(),
+            }))
+        }));
+        match opened {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(corrupt(path, e.to_string())),
+            Err(payload) => Err(corrupt(path, panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+impl RowDecoder for JpegRows {
+    fn size(&self) -> Size {
+        self.size
+    }
+
+    fn layout(&self) -> RowLayout {
+        RowLayout {
+            channels: self.channels,
+            high_bit_depth: false,
+        }
+    }
+
+    fn read_row(&mut self, out: RowOut<'_>) -> Result<()> {
+        let RowOut::U8(out) = out else {
+            return Err(Error::Internal("JPEG rows are 8-bit".to_owned()));
+        };
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Err(corrupt(&self.path, "decoding already failed"));
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            decoder.read_scanlines_into::<u8>(out).map(|_| ())
+        })) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.decoder = None;
+                Err(corrupt(&self.path, "the file ends early (truncated)"))
+            }
+            Ok(Err(e)) => {
+                self.decoder = None;
+                Err(corrupt(&self.path, e.to_string()))
+            }
+            Err(payload) => {
+                // libjpeg's state is undefined after a fatal error: never touch it again.
+                std::mem::forget(self.decoder.take());
+                Err(corrupt(&self.path, panic_message(payload.as_ref())))
+            }
+        }
+    }
+}
+
+/// Rows of finished pixels: RGBA, 8 or 16 bit, `width` px wide.
+pub enum RowsIn<'a> {
+    /// 8-bit RGBA.
+    U8(&'a [u8]),
+    /// 16-bit RGBA.
+    U16(&'a [u16]),
+}
+
+/// An encoder that takes rows top to bottom.
+pub trait RowEncoder {
+    /// Write whole rows of RGBA samples.
+    fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String>;
+    /// Finish the file.
+    fn finish(self: Box<Self>) -> std::result::Result<(), String>;
+}
+
+/// PNG rows through `png`'s stream writer.
+pub struct PngRowEncoder {
+    writer: png::StreamWriter<'static, Box<dyn Write>>,
+    alpha: bool,
+    high_bit_depth: bool,
+    scratch: Vec<u8>,
+}
+
+impl PngRowEncoder {
+    /// Start a PNG of `size`, RGBA when `alpha`, 16-bit when `high_bit_depth`.
+    pub fn new(
+        out: Box<dyn Write>,
+        size: Size,
+        alpha: bool,
+        high_bit_depth: bool,
+        icc_profile: Option<&[u8]>,
+    ) -> std::result::Result<Self, String> {
+        let mut info = png::Info::with_size(size.width, size.height);
+        info.color_type = if alpha {
+            png::ColorType::Rgba
+        } else {
+            png::ColorType::Rgb
+        };
+        info.bit_depth = if high_bit_depth {
+            png::BitDepth::Sixteen
+        } else {
+            png::BitDepth::Eight
+        };
+        info.icc_profile = icc_profile.map(|p| std::borrow::Cow::Owned(p.to_vec()));
+        let mut encoder = png::Encoder::with_info(out, info).map_err(|e| e.to_string())?;
+        encoder.set_compression(png::Compression::Fast);
+        encoder.set_filter(png::Filter::Adaptive);
+        let writer = encoder
+            .write_header()
+            .and_then(png::Writer::into_stream_writer)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            writer,
+            alpha,
+            high_bit_depth,
+            scratch: Vec::new(),
+        })
+    }
+}
+
+impl RowEncoder for PngRowEncoder {
+    fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
+        self.scratch.clear();
+        let keep = if self.alpha { 4 } else { 3 };
+        match rows {
+            RowsIn::U8(samples) => {
+                for px in samples.chunks_exact(4) {
+                    self.scratch.extend_from_slice(&px[..keep]);
+                }
+            }
+            RowsIn::U16(samples) => {
+                debug_assert!(self.high_bit_depth);
+                for px in samples.chunks_exact(4) {
+                    for v in &px[..keep] {
+                        self.scratch.extend_from_slice(&v.to_be_bytes());
+                    }
+                }
+            }
+        }
+        self.writer
+            .write_all(&self.scratch)
+            .map_err(|e| e.to_string())
+    }
+
+    fn finish(self: Box<Self>) -> std::result::Result<(), String> {
+        self.writer.finish().map_err(|e| e.to_string())
+    }
+}
+
+/// JPEG rows through libjpeg-turbo; transparency is flattened over white.
+pub struct JpegRowEncoder {
+    compress: Option<mozjpeg::compress::CompressStarted<Box<dyn Write>>>,
+    scratch: Vec<u8>,
+}
+
+impl JpegRowEncoder {
+    /// Start a JPEG of `size` at `quality` (1..=100).
+    pub fn new(
+        out: Box<dyn Write>,
+        size: Size,
+        quality: u8,
+        icc_profile: Option<&[u8]>,
+    ) -> std::result::Result<Self, String> {
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+            c.set_fastest_defaults();
+            c.set_size(size.width as usize, size.height as usize);
+            c.set_quality(f32::from(quality.clamp(1, 100)));
+            c.set_optimize_coding(true);
+            let mut started = c.start_compress(out)?;
+            if let Some(icc) = icc_profile {
+                started.write_icc_profile(icc);
+            }
+            Ok::<_, std::io::Error>(started)
+        }));
+        match started {
+            Ok(Ok(compress)) => Ok(Self {
+                compress: Some(compress),
+                scratch: Vec::new(),
+            }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(payload) => Err(panic_message(payload.as_ref())),
+        }
+    }
+}
+
+/// Composite straight-alpha 8-bit RGBA over white into RGB.
+fn flatten_into(rgba: &[u8], out: &mut Vec<u8>) {
+    for px in rgba.chunks_exact(4) {
+        let a = u32::from(px[3]);
+        for &c in &px[..3] {
+            out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+}
+
+impl RowEncoder for JpegRowEncoder {
+    fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
+        self.scratch.clear();
+        match rows {
+            RowsIn::U8(samples) => flatten_into(samples, &mut self.scratch),
+            RowsIn::U16(samples) => {
+                let eight: Vec<u8> = samples
+                    .iter()
+                    .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8)
+                    .collect();
+                flatten_into(&eight, &mut self.scratch);
+            }
+        }
+        let Some(compress) = self.compress.as_mut() else {
+            return Err("the JPEG encoder already failed".to_owned());
+        };
+        let scratch = &self.scratch;
+        match catch_unwind(AssertUnwindSafe(|| compress.write_scanlines(scratch))) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(payload) => {
+                std::mem::forget(self.compress.take());
+                Err(panic_message(payload.as_ref()))
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> std::result::Result<(), String> {
+        let Some(compress) = self.compress.take() else {
+            return Err("the JPEG encoder already failed".to_owned());
+        };
+        match catch_unwind(AssertUnwindSafe(|| compress.finish())) {
+            Ok(Ok(mut out)) => out.flush().map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(payload) => Err(panic_message(payload.as_ref())),
+        }
+    }
+}
