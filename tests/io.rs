@@ -557,3 +557,40 @@ fn cmyk_jpeg_decodes_to_rgb() {
     );
     assert!(white.0.iter().all(|&v| v > 230), "white: {white:?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_usual_file_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    std::fs::write(
+        &input,
+        encode(&test_image(8, 8, 1, false), ImageFormat::Png),
+    )
+    .unwrap();
+    let reference = dir.path().join("reference");
+    std::fs::File::create(&reference).unwrap();
+    let expected = std::fs::metadata(&reference).unwrap().permissions().mode() & 0o777;
+    for name in ["out.png", "out.tif"] {
+        let out = dir.path().join(name);
+        let format = OutputFormat::from_path(&out).unwrap();
+        let options = EncodeOptions {
+            format,
+            quality: 90,
+            lossless: false,
+        };
+        engine(1 << 30)
+            .render_file(
+                &input,
+                &blur_chain(),
+                &out,
+                &options,
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "{name}");
+    }
+}

@@ -128,8 +128,13 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         &Default::default(),
     )?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let streamed = match (report.streamed_input, report.streamed_output) {
+        (true, true) => ", streamed in and out",
+        (false, true) => ", streamed out",
+        _ => "",
+    };
     println!(
-        "wrote {} ({}x{} px, {}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",
+        "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",
         args.output.display(),
         report.output_size.width,
         report.output_size.height,

@@ -382,7 +382,9 @@ impl JpegRowEncoder {
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
             c.set_quality(f32::from(quality.clamp(1, 100)));
-            c.set_optimize_coding(true);
+            // Huffman optimisation and progressive mode make libjpeg buffer every coefficient
+            // of the image; baseline with standard tables keeps encoding streamed.
+            c.set_optimize_coding(false);
             let mut started = c.start_compress(out)?;
             if let Some(icc) = icc_profile {
                 started.write_icc_profile(icc);
