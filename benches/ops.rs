@@ -12,6 +12,10 @@ use opossum::ops;
 
 const SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 
+/// The same allocator as the `opossum` binary, so figures match `opossum bench ops`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn engine() -> Engine {
     let mut config = Config::default();
     config.performance.max_memory_usage = opossum::config::ByteSize(4 << 30);

@@ -48,6 +48,7 @@ pub fn convolve_separable(src: &Tile, dst: &mut Tile, weights: &[f32]) {
     // Horizontal pass over every source row, only for the output columns.
     let mut horizontal = vec![0f32; out_stride * s.height as usize];
     let mut padded = vec![0f32; (out.width as usize + 2 * radius) * CHANNELS];
+    let taps = weights.len();
     for row_y in 0..s.height as usize {
         let src_row = src.row(row_y);
         for (i, px) in padded.chunks_exact_mut(CHANNELS).enumerate() {
@@ -55,41 +56,54 @@ pub fn convolve_separable(src: &Tile, dst: &mut Tile, weights: &[f32]) {
             let cx = x.clamp(i64::from(s.x), i64::from(s.right()) - 1) as usize - s.x as usize;
             px.copy_from_slice(&src_row[cx * CHANNELS..cx * CHANNELS + CHANNELS]);
         }
-        let acc = &mut horizontal[row_y * out_stride..(row_y + 1) * out_stride];
-        convolve_line(acc, weights, |k| {
-            &padded[k * CHANNELS..k * CHANNELS + out_stride]
-        });
+        let lines: Vec<&[f32]> = (0..taps)
+            .map(|k| &padded[k * CHANNELS..k * CHANNELS + out_stride])
+            .collect();
+        convolve_line(
+            &mut horizontal[row_y * out_stride..(row_y + 1) * out_stride],
+            weights,
+            &lines,
+        );
     }
 
     // Vertical pass: each output row from the horizontal rows around it, clamped to `src`.
     for oy in 0..out.height as usize {
         let y = i64::from(out.y) + oy as i64;
-        let acc = dst.row_mut(oy);
-        convolve_line(acc, weights, |k| {
-            let sy = (y + k as i64 - radius as i64).clamp(i64::from(s.y), i64::from(s.bottom()) - 1)
-                as usize
-                - s.y as usize;
-            &horizontal[sy * out_stride..(sy + 1) * out_stride]
-        });
+        let lines: Vec<&[f32]> = (0..taps)
+            .map(|k| {
+                let sy = (y + k as i64 - radius as i64)
+                    .clamp(i64::from(s.y), i64::from(s.bottom()) - 1)
+                    as usize
+                    - s.y as usize;
+                &horizontal[sy * out_stride..(sy + 1) * out_stride]
+            })
+            .collect();
+        convolve_line(dst.row_mut(oy), weights, &lines);
     }
 }
 
-/// `acc = Σ_k weights[k] · line(k)`, summing symmetric pairs first (one multiply per pair).
-#[inline]
-fn convolve_line<'a>(acc: &mut [f32], weights: &[f32], line: impl Fn(usize) -> &'a [f32]) {
+/// `acc = Σ_k weights[k] · lines[k]`, summing symmetric pairs first (one multiply per pair).
+/// Compiled for several instruction sets (chosen at run time); every element is computed with
+/// the same operations in the same order on each, so results are bit-identical.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+#[allow(clippy::needless_range_loop)] // Index loops over pre-sliced rows vectorise cleanly.
+fn convolve_line(acc: &mut [f32], weights: &[f32], lines: &[&[f32]]) {
     let taps = weights.len();
     let radius = taps / 2;
+    let n = acc.len();
     acc.fill(0.0);
-    for (k, &w) in weights.iter().enumerate().take(radius) {
-        let a = line(k);
-        let b = line(taps - 1 - k);
-        for ((o, x), y) in acc.iter_mut().zip(a).zip(b) {
-            *o += w * (x + y);
+    for k in 0..radius {
+        let w = weights[k];
+        let a = &lines[k][..n];
+        let b = &lines[taps - 1 - k][..n];
+        for i in 0..n {
+            acc[i] += w * (a[i] + b[i]);
         }
     }
     let w = weights[radius];
-    for (o, x) in acc.iter_mut().zip(line(radius)) {
-        *o += w * x;
+    let c = &lines[radius][..n];
+    for i in 0..n {
+        acc[i] += w * c[i];
     }
 }
 

@@ -18,6 +18,43 @@ pub trait Source: Sync {
 }
 
 /// Convert `rect` of an interleaved buffer with `channels` samples per pixel into a tile.
+/// 8-bit RGB samples to working RGBA (alpha 1).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn rgb8_to_working(src: &[u8], dst: &mut [f32]) {
+    for (d, s) in dst.chunks_exact_mut(CHANNELS).zip(src.chunks_exact(3)) {
+        d[0] = u8_to_unit(s[0]);
+        d[1] = u8_to_unit(s[1]);
+        d[2] = u8_to_unit(s[2]);
+        d[3] = 1.0;
+    }
+}
+
+/// 8-bit RGBA samples to working RGBA.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn rgba8_to_working(src: &[u8], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = u8_to_unit(s);
+    }
+}
+
+/// Convert `rect` of an interleaved 8-bit buffer, with fast paths for RGB and RGBA.
+pub(crate) fn read_interleaved_u8(data: &[u8], width: u32, channels: usize, rect: Rect) -> Tile {
+    if channels != 3 && channels != 4 {
+        return read_interleaved(data, width, channels, rect, u8_to_unit);
+    }
+    let mut tile = Tile::new(rect);
+    for y in 0..rect.height as usize {
+        let row_start = ((rect.y as usize + y) * width as usize + rect.x as usize) * channels;
+        let src = &data[row_start..row_start + rect.width as usize * channels];
+        if channels == 3 {
+            rgb8_to_working(src, tile.row_mut(y));
+        } else {
+            rgba8_to_working(src, tile.row_mut(y));
+        }
+    }
+    tile
+}
+
 pub(crate) fn read_interleaved<T: Copy>(
     data: &[T],
     width: u32,
@@ -78,8 +115,8 @@ impl Source for DynamicImage {
         match self {
             DynamicImage::ImageLuma8(b) => read_interleaved(b.as_raw(), w, 1, rect, from8),
             DynamicImage::ImageLumaA8(b) => read_interleaved(b.as_raw(), w, 2, rect, from8),
-            DynamicImage::ImageRgb8(b) => read_interleaved(b.as_raw(), w, 3, rect, from8),
-            DynamicImage::ImageRgba8(b) => read_interleaved(b.as_raw(), w, 4, rect, from8),
+            DynamicImage::ImageRgb8(b) => read_interleaved_u8(b.as_raw(), w, 3, rect),
+            DynamicImage::ImageRgba8(b) => read_interleaved_u8(b.as_raw(), w, 4, rect),
             DynamicImage::ImageLuma16(b) => read_interleaved(b.as_raw(), w, 1, rect, from16),
             DynamicImage::ImageLumaA16(b) => read_interleaved(b.as_raw(), w, 2, rect, from16),
             DynamicImage::ImageRgb16(b) => read_interleaved(b.as_raw(), w, 3, rect, from16),

@@ -5,7 +5,7 @@
 use std::sync::RwLock;
 
 use super::geom::{Rect, Size};
-use super::source::{Source, read_interleaved, u8_to_unit};
+use super::source::{Source, read_interleaved, read_interleaved_u8};
 use super::tile::Tile;
 use crate::error::{Error, Result};
 use crate::io::rows::{RowDecoder, RowLayout, RowOut};
@@ -129,7 +129,7 @@ impl Source for StreamSource {
         );
         let (width, channels) = (self.size.width, self.layout.channels);
         match &w.samples {
-            Samples::U8(v) => read_interleaved(v, width, channels, local, u8_to_unit),
+            Samples::U8(v) => read_interleaved_u8(v, width, channels, local),
             Samples::U16(v) => {
                 read_interleaved(v, width, channels, local, |s: u16| f32::from(s) / 65_535.0)
             }

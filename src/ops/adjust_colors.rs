@@ -143,13 +143,20 @@ fn chroma_matrix(saturation: f64, hue_rad: f64) -> [[f32; 3]; 3] {
     m
 }
 
+/// `v * gain + offset`, clamped, on the colour channels of RGBA pixels.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn gain_offset(row: &mut [f32], gain: f32, offset: f32) {
+    for px in row.chunks_exact_mut(4) {
+        px[0] = unit(px[0] * gain + offset);
+        px[1] = unit(px[1] * gain + offset);
+        px[2] = unit(px[2] * gain + offset);
+    }
+}
+
 impl PointKernel for AdjustColors {
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
-        let (gain, offset) = (self.gain, self.offset);
-        for px in row.chunks_exact_mut(4) {
-            px[0] = unit(px[0] * gain + offset);
-            px[1] = unit(px[1] * gain + offset);
-            px[2] = unit(px[2] * gain + offset);
+        if self.gain != 1.0 || self.offset != 0.0 {
+            gain_offset(row, self.gain, self.offset);
         }
         if let Some(m) = &self.matrix {
             for px in row.chunks_exact_mut(4) {

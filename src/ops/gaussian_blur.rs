@@ -55,6 +55,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
 }
 
 /// Multiply colour by alpha, in place.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
 pub(crate) fn premultiply(data: &mut [f32]) {
     for px in data.chunks_exact_mut(4) {
         let a = px[3];
@@ -65,6 +66,7 @@ pub(crate) fn premultiply(data: &mut [f32]) {
 }
 
 /// Divide colour by alpha where alpha is not zero, in place.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
 pub(crate) fn unpremultiply(data: &mut [f32]) {
     for px in data.chunks_exact_mut(4) {
         let a = px[3];

@@ -41,17 +41,21 @@ fn build(p: &Params, _ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     Ok(Kernel::Pointwise(Box::new(Grayscale { weights })))
 }
 
+/// Weighted sum of R, G, B written to all three.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn weighted_grey(row: &mut [f32], wr: f32, wg: f32, wb: f32) {
+    for px in row.chunks_exact_mut(4) {
+        let y = wr * px[0] + wg * px[1] + wb * px[2];
+        px[0] = y;
+        px[1] = y;
+        px[2] = y;
+    }
+}
+
 impl PointKernel for Grayscale {
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         match self.weights {
-            Some([wr, wg, wb]) => {
-                for px in row.chunks_exact_mut(4) {
-                    let y = wr * px[0] + wg * px[1] + wb * px[2];
-                    px[0] = y;
-                    px[1] = y;
-                    px[2] = y;
-                }
-            }
+            Some([wr, wg, wb]) => weighted_grey(row, wr, wg, wb),
             None => {
                 for px in row.chunks_exact_mut(4) {
                     let y = 0.5 * (px[0].max(px[1]).max(px[2]) + px[0].min(px[1]).min(px[2]));
