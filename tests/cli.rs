@@ -346,3 +346,38 @@ fn bundled_presets_render_the_bundled_samples() {
     }
     assert!(count >= 8);
 }
+
+#[cfg(unix)]
+#[test]
+fn hostile_file_names_work() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = setup();
+    let d = dir.path();
+    let weird = std::ffi::OsStr::from_bytes(b"-caf\xe9\nline.jpg");
+    std::fs::copy(d.join("in.jpg"), d.join(weird)).unwrap();
+    let long = format!("{}.png", "x".repeat(240));
+    let out = Command::new(bin())
+        .current_dir(d)
+        .env("XDG_CONFIG_HOME", d.join("xdg-config"))
+        .arg("render")
+        .arg("-c")
+        .arg("chain.toml")
+        .arg("-o")
+        .arg(&long)
+        .arg("--")
+        .arg(weird)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d.join(&long).exists());
+    // A failing hostile name is reported, not mangled into a crash.
+    let missing = std::ffi::OsStr::from_bytes(b"-missing\xff.png");
+    let out = Command::new(bin())
+        .current_dir(d)
+        .args(["render", "-c", "chain.toml", "-o", "out/x.png", "--"])
+        .arg(missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("-missing"), "{}", stderr(&out));
+}

@@ -594,3 +594,46 @@ fn outputs_get_the_usual_file_mode() {
         assert_eq!(mode, expected, "{name}");
     }
 }
+
+#[test]
+fn stale_temp_files_from_a_crash_are_cleaned_and_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join(".opossum-tmp-crashed.tmp");
+    let fresh = dir.path().join(".opossum-tmp-busy.tmp");
+    let other = dir.path().join("keep.tmp");
+    for p in [&stale, &fresh, &other] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let input = dir.path().join("in.png");
+    std::fs::write(
+        &input,
+        encode(&test_image(8, 8, 1, false), ImageFormat::Png),
+    )
+    .unwrap();
+    engine(1 << 30)
+        .render_file(
+            &input,
+            &blur_chain(),
+            &dir.path().join("out.png"),
+            &png_options(),
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(!stale.exists(), "a crashed run's temp file is removed");
+    assert!(fresh.exists(), "a temp file still being written is kept");
+    assert!(other.exists(), "other files are never touched");
+}

@@ -63,12 +63,14 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Start writing `path`.
+    /// Start writing `path`. Temporary files of interrupted earlier runs in the same folder
+    /// (untouched for ten minutes) are removed first.
     pub fn create(path: &Path) -> Result<Self> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        clean_stale_temp_files(dir, std::time::Duration::from_secs(600));
         let mut builder = tempfile::Builder::new();
         builder.prefix(TEMP_PREFIX).suffix(".tmp");
         // Temporary files are private (0600) by default; the output should get the same mode
@@ -123,6 +125,35 @@ fn encode_error(path: &Path, e: &std::io::Error) -> Error {
         reason: e.to_string(),
         path: path.to_path_buf(),
     }
+}
+
+/// Remove temporary files that an earlier, interrupted run left in `dir` (names starting with
+/// [`TEMP_PREFIX`] that have not been modified for `max_age`). A temporary file that another
+/// process is still writing keeps a fresh modification time and is left alone. Returns how many
+/// were removed; errors are ignored (cleaning is best effort).
+pub fn clean_stale_temp_files(dir: &Path, max_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(TEMP_PREFIX) || !name.ends_with(".tmp") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= max_age);
+        if meta.is_file() && stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Write a file atomically with [`AtomicFile`]: `write` fills it, then it is committed.

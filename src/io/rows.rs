@@ -76,6 +76,8 @@ impl PngRows {
         let file = File::open(path).map_err(|e| Error::io("reading the image", path, e))?;
         let mut decoder = png::Decoder::new(BufReader::new(file));
         decoder.set_transformations(png::Transformations::EXPAND);
+        // Text chunks are never used; skipping them also skips inflating compressed ones.
+        decoder.set_ignore_text_chunk(true);
         decoder.set_limits(png::Limits {
             bytes: usize::try_from(max_alloc_bytes).unwrap_or(usize::MAX),
         });
