@@ -327,11 +327,6 @@ impl Chain {
         };
         crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))
     }
-
-    /// The enabled steps.
-    pub fn enabled_ops(&self) -> impl Iterator<Item = &ChainOp> {
-        self.ops.iter().filter(|op| op.enabled)
-    }
 }
 
 /// Upgrade an older chain table to the current version. Version 1 is the first; future

@@ -109,15 +109,6 @@ impl Rect {
         )
     }
 
-    /// Whether `other` lies inside this rectangle.
-    pub fn contains(self, other: Rect) -> bool {
-        other.is_empty()
-            || (other.x >= self.x
-                && other.y >= self.y
-                && other.right() <= self.right()
-                && other.bottom() <= self.bottom())
-    }
-
     /// Split `size` into a grid of tiles of at most `tile_px` × `tile_px`, row-major.
     pub fn grid(size: Size, tile_px: u32) -> Vec<Rect> {
         let tile_px = tile_px.max(1);

@@ -6,7 +6,7 @@ use super::geom::Size;
 use crate::chain::{Chain, OutputLimits};
 use crate::error::{Error, Result};
 use crate::io::decode::Orientation;
-use crate::ops::{self, BuildCtx, Footprint, Kernel};
+use crate::ops::{self, BuildCtx, Kernel};
 
 /// One step of a plan.
 pub struct Stage {
@@ -114,25 +114,5 @@ impl Plan {
             output: size,
             scale,
         })
-    }
-
-    /// Footprint of each stage (for display and tests).
-    pub fn footprints(&self) -> Vec<Footprint> {
-        self.stages
-            .iter()
-            .map(|s| match &s.kernel {
-                Kernel::Pointwise(_) => Footprint::Pointwise,
-                Kernel::Area(k) => Footprint::Area {
-                    halo_px: {
-                        let probe =
-                            super::geom::Rect::new(s.input.width / 2, s.input.height / 2, 1, 1);
-                        let r = k.input_rect(probe);
-                        (probe.x - r.x).max(r.right() - probe.right())
-                    },
-                },
-                Kernel::Geometry { .. } => Footprint::Geometry,
-                Kernel::Global(_) => Footprint::Global,
-            })
-            .collect()
     }
 }

@@ -11,8 +11,6 @@ use crate::io::encode::{OutputImage, Pixels};
 pub trait TileSink: Sync {
     /// Store a finished tile.
     fn put(&self, tile: &Tile);
-    /// Bytes the sink holds (for the memory budget).
-    fn bytes(&self) -> u64;
 }
 
 /// Quantise working values into an RGBA buffer of 8 or 16 bits.
@@ -122,10 +120,6 @@ impl TileSink for OutputSink {
             }
         }
     }
-
-    fn bytes(&self) -> u64 {
-        Self::bytes_for(self.size, self.high_bit_depth)
-    }
 }
 
 /// Collect a whole image in working format.
@@ -149,9 +143,5 @@ impl TileSink for FullSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .copy_from(tile);
-    }
-
-    fn bytes(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).data.len() as u64 * 4
     }
 }

@@ -146,16 +146,6 @@ fn decode_error(err: ImageError, path: &Path) -> Error {
     }
 }
 
-/// Read only the header: format and stored size.
-pub fn probe(path: &Path) -> Result<(ImageFormat, Size)> {
-    let reader = open(path)?;
-    let format = reader.format().ok_or_else(|| unknown_format(path))?;
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| decode_error(e, path))?;
-    Ok((format, Size::new(w, h)))
-}
-
 fn unknown_format(path: &Path) -> Error {
     let ext = path
         .extension()
