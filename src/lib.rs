@@ -23,6 +23,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "gui")]
+pub mod gui;
 pub mod io;
 pub mod ops;
 pub mod params;

@@ -6,11 +6,27 @@ use clap::{Args, Parser, Subcommand};
 
 /// Build image-processing filter chains and run them fast, at any resolution.
 #[derive(Debug, Parser)]
-#[command(name = "opossum", version, about, propagate_version = true)]
+#[command(
+    name = "opossum",
+    version,
+    about,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Settings that apply to every command.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Without a command: the image to open in the app (default: the last one, or a sample).
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Without a command: a chain file to load in the app.
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Without a command: save a screenshot of the app window once the preview is ready, then
+    /// quit (for tests and documentation).
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -62,13 +62,7 @@ fn report_error(e: &Error) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => {
-            println!(
-                "Opossum {} (built without the desktop app)\nRun `opossum --help` for the commands, e.g. `opossum render photo.jpg --chain chain.toml -o out.webp`.",
-                env!("CARGO_PKG_VERSION")
-            );
-            Ok(())
-        }
+        None => open_app(&cli),
         Some(Command::Ops { json }) => {
             print!("{}", if json { ops_json() } else { ops_text() });
             Ok(())
@@ -78,6 +72,39 @@ fn run(cli: Cli) -> Result<()> {
             what: BenchCommand::Ops(args),
         }) => bench_ops(&cli.global, &args),
     }
+}
+
+/// Start the desktop app (feature `gui`).
+#[cfg(feature = "gui")]
+fn open_app(cli: &Cli) -> Result<()> {
+    let config = load_config(&cli.global)?;
+    let config_path = cli.global.config.clone().or_else(Config::default_path);
+    let options = crate::gui::GuiOptions {
+        image: cli.image.clone(),
+        chain: cli.chain.clone(),
+        screenshot: cli.screenshot.clone(),
+        config,
+        config_path,
+        fresh_state: cli.screenshot.is_some(),
+        hide_timings: false,
+    };
+    crate::gui::run(options).map_err(|reason| Error::Config { reason, path: None })
+}
+
+/// Without the `gui` feature there is no app: say how to use the command line.
+#[cfg(not(feature = "gui"))]
+fn open_app(cli: &Cli) -> Result<()> {
+    if cli.image.is_some() || cli.chain.is_some() || cli.screenshot.is_some() {
+        return Err(Error::Config {
+            reason: "this build has no desktop app (built without the `gui` feature)".to_owned(),
+            path: None,
+        });
+    }
+    println!(
+        "Opossum {} (built without the desktop app)\nRun `opossum --help` for the commands, e.g. `opossum render photo.jpg --chain chain.toml -o out.webp`.",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(())
 }
 
 /// Config from file plus command-line overrides.

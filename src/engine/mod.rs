@@ -8,6 +8,7 @@
 pub mod convolve;
 pub mod geom;
 pub mod plan;
+pub mod pyramid;
 pub mod render;
 pub mod sink;
 pub mod source;
@@ -122,8 +123,29 @@ impl Engine {
         high_bit_depth: bool,
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
+        self.render_source_scaled(source, orientation, chain, 1.0, high_bit_depth, control)
+    }
+
+    /// Render `chain` over `source`, a copy of the image at `scale` × full resolution (a
+    /// pyramid level): spatial parameters are scaled the same way, so the result is the
+    /// full-resolution render at that scale.
+    pub fn render_source_scaled(
+        &self,
+        source: &dyn Source,
+        orientation: Orientation,
+        chain: &Chain,
+        scale: f64,
+        high_bit_depth: bool,
+        control: &RenderControl<'_>,
+    ) -> Result<(OutputImage, RenderStats)> {
         puffin::profile_function!();
-        let plan = Plan::new(chain, source.size(), orientation, 1.0, self.output_limits())?;
+        let plan = Plan::new(
+            chain,
+            source.size(),
+            orientation,
+            scale,
+            self.output_limits(),
+        )?;
         let reserved = source.bytes() + OutputSink::bytes_for(plan.output, high_bit_depth);
         if reserved > self.budget_bytes() {
             return Err(Error::Budget {

@@ -9,7 +9,9 @@
 //! Every output pixel is computed from the same values in the same order whatever the tiling,
 //! so tiled and single-tile renders are bit-identical (tests/tiling.rs).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::geom::{Rect, Size};
 use super::plan::{Plan, Stage};
@@ -44,7 +46,7 @@ pub struct TileSettings {
 }
 
 /// Statistics of a finished render.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RenderStats {
     /// Tiles rendered.
     pub tiles: usize,
@@ -54,6 +56,20 @@ pub struct RenderStats {
     pub tile_px: u32,
     /// Estimated peak bytes of the tiles in flight.
     pub peak_tile_bytes: u64,
+    /// CPU time per stage (summed over tiles and threads), in plan order; fused pointwise runs
+    /// are one entry labelled `a+b`, reading the source is `read`.
+    pub stage_times: Vec<(String, Duration)>,
+}
+
+/// Add `(label, time)` pairs into a running per-label total, keeping first-seen order.
+fn merge_times(into: &Mutex<Vec<(String, Duration)>>, times: Vec<(String, Duration)>) {
+    let mut all = into.lock().unwrap_or_else(|e| e.into_inner());
+    for (label, d) in times {
+        match all.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, total)) => *total += d,
+            None => all.push((label, d)),
+        }
+    }
 }
 
 /// The input rectangle of every stage for output `out`: `rects[i]` is stage `i`'s input,
@@ -100,15 +116,23 @@ fn apply_fused(kernels: &[&dyn PointKernel], tile: &mut Tile) {
     }
 }
 
-/// Render one output tile of `stages` (no global stage among them).
-fn render_tile(source: &dyn Source, stages: &[Stage], out: Rect) -> Tile {
+/// Render one output tile of `stages` (no global stage among them), with the time each
+/// stage took.
+fn render_tile(
+    source: &dyn Source,
+    stages: &[Stage],
+    out: Rect,
+) -> (Tile, Vec<(String, Duration)>) {
     puffin::profile_scope!("tile");
+    let mut times = Vec::with_capacity(stages.len() + 1);
     let rects = stage_rects(stages, out);
+    let t = Instant::now();
     let mut tile = if rects[0].is_empty() {
         Tile::new(Rect::EMPTY)
     } else {
         source.read(rects[0])
     };
+    times.push(("read".to_owned(), t.elapsed()));
     let mut i = 0;
     while i < stages.len() {
         if let Kernel::Pointwise(_) = stages[i].kernel {
@@ -122,23 +146,32 @@ fn render_tile(source: &dyn Source, stages: &[Stage], out: Rect) -> Tile {
                 run.push(k.as_ref());
                 i += 1;
             }
-            puffin::profile_scope!("pointwise", fused_label(&stages[start..i]));
-            apply_fused(&run, &mut tile);
+            let label = fused_label(&stages[start..i]);
+            let t = Instant::now();
+            {
+                puffin::profile_scope!("pointwise", &label);
+                apply_fused(&run, &mut tile);
+            }
+            times.push((label, t.elapsed()));
             continue;
         }
         let stage = &stages[i];
-        puffin::profile_scope!("op", stage.label);
-        let mut dst = Tile::new(rects[i + 1]);
-        if !dst.rect.is_empty() {
-            match &stage.kernel {
-                Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => k.run(&tile, &mut dst),
-                Kernel::Global(_) | Kernel::Pointwise(_) => {}
+        let t = Instant::now();
+        {
+            puffin::profile_scope!("op", stage.label);
+            let mut dst = Tile::new(rects[i + 1]);
+            if !dst.rect.is_empty() {
+                match &stage.kernel {
+                    Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => k.run(&tile, &mut dst),
+                    Kernel::Global(_) | Kernel::Pointwise(_) => {}
+                }
             }
+            tile = dst;
         }
-        tile = dst;
+        times.push((stage.label.to_owned(), t.elapsed()));
         i += 1;
     }
-    tile
+    (tile, times)
 }
 
 fn fused_label(stages: &[Stage]) -> String {
@@ -185,6 +218,7 @@ fn run_tiled(
     let total = tiles.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
+    let times = Mutex::new(Vec::new());
     pool.scope(|scope| {
         for _ in 0..in_flight {
             scope.spawn(|_| {
@@ -196,8 +230,9 @@ fn run_tiled(
                     let Some(rect) = tiles.get(i) else {
                         break;
                     };
-                    let tile = render_tile(source, stages, *rect);
+                    let (tile, tile_times) = render_tile(source, stages, *rect);
                     sink.put(&tile);
+                    merge_times(&times, tile_times);
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(progress) = control.progress {
                         progress(progress_base.0 + finished, progress_base.1);
@@ -214,6 +249,7 @@ fn run_tiled(
         tiles_in_flight: in_flight,
         tile_px,
         peak_tile_bytes: per_tile * in_flight as u64,
+        stage_times: times.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }
 
@@ -262,6 +298,7 @@ pub fn render(
     let mut intermediate: Option<TileSource> = None;
     let mut start = 0;
     let mut stats = RenderStats::default();
+    let mut earlier_times: Vec<(String, Duration)> = Vec::new();
     for &g in &globals {
         let stage = &plan.stages[g];
         let Kernel::Global(kernel) = &stage.kernel else {
@@ -293,6 +330,7 @@ pub fn render(
                 tile_px: settings.tile_px,
                 budget_bytes: settings.budget_bytes - tiling_live,
             };
+            earlier_times.append(&mut stats.stage_times);
             stats = run_tiled(
                 pool,
                 src,
@@ -314,7 +352,11 @@ pub fn render(
             if control.cancelled() {
                 return Err(Error::Cancelled);
             }
+            let t = Instant::now();
             kernel.run(&input, &mut output);
+            stats
+                .stage_times
+                .push((stage.label.to_owned(), t.elapsed()));
         }
         intermediate = Some(TileSource(output));
         start = g + 1;
@@ -334,11 +376,15 @@ pub fn render(
         (done, total),
         sink,
     )?;
+    earlier_times.append(&mut stats.stage_times);
+    let all_times = Mutex::new(earlier_times);
+    merge_times(&all_times, last.stage_times);
     Ok(RenderStats {
         tiles: stats.tiles + last.tiles,
         tiles_in_flight: last.tiles_in_flight.max(stats.tiles_in_flight),
         tile_px: last.tile_px,
         peak_tile_bytes: last.peak_tile_bytes.max(stats.peak_tile_bytes),
+        stage_times: all_times.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }
 
@@ -460,6 +506,7 @@ pub fn render_banded(
     let in_flight = fit.min(pool.current_num_threads().max(1));
     let total: usize = bands.iter().map(|b| b.tiles.len()).sum();
     let done = AtomicUsize::new(0);
+    let times = Mutex::new(Vec::new());
     for band in bands {
         if control.cancelled() {
             return Err(Error::Cancelled);
@@ -478,8 +525,9 @@ pub fn render_banded(
                         let Some(rect) = band.tiles.get(i) else {
                             break;
                         };
-                        let tile = render_tile(source, stages, *rect);
+                        let (tile, tile_times) = render_tile(source, stages, *rect);
                         sink.put(&tile);
+                        merge_times(&times, tile_times);
                         let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Some(progress) = control.progress {
                             progress(finished, total);
@@ -499,5 +547,6 @@ pub fn render_banded(
         tiles_in_flight: in_flight,
         tile_px: settings.tile_px,
         peak_tile_bytes: per_tile * in_flight as u64,
+        stage_times: times.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }

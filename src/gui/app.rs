@@ -1,0 +1,1508 @@
+//! The app: per frame it (1) takes in background results (loaded image, previews, export
+//! progress), (2) draws the panels, which only emit [`Command`]s, and (3) applies the commands
+//! (chain edits with undo, opening files, starting jobs). Nothing here blocks on rendering.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::{Color32, ColorImage, Key, KeyboardShortcut, Modifiers, TextureHandle, Vec2};
+use serde::{Deserialize, Serialize};
+
+use super::dialogs::FileDialogs;
+use super::history::History;
+use super::jobs::{ExportJob, LoadedImage, PreviewFrame, PreviewWorker, load_image};
+use super::params_ui::params_ui;
+use crate::chain::raw::RawValue;
+use crate::chain::{Chain, ChainOp, Format, OutputLimits};
+use crate::config::{ByteSize, Config, QualityPreset};
+use crate::engine::Engine;
+use crate::io::encode::{EncodeOptions, OutputFormat};
+use crate::ops;
+
+/// How the app was started.
+pub struct GuiOptions {
+    /// Image to open at start (else the last one, else the bundled sample).
+    pub image: Option<PathBuf>,
+    /// Chain file to load at start.
+    pub chain: Option<PathBuf>,
+    /// Save a screenshot of the window here once the preview is shown, then quit.
+    pub screenshot: Option<PathBuf>,
+    /// The configuration in effect.
+    pub config: Config,
+    /// Where settings are saved (None: not saved).
+    pub config_path: Option<PathBuf>,
+    /// Ignore state persisted by an earlier session (tests, screenshots).
+    pub fresh_state: bool,
+    /// Leave timings out of the UI (for reproducible snapshots).
+    pub hide_timings: bool,
+}
+
+/// The bundled sample shown when nothing else is opened.
+pub fn sample_image_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/coffee.png")
+}
+
+/// Built-in chains (name, TOML), from `assets/presets/`.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "Web export",
+        include_str!("../../assets/presets/web_export.toml"),
+    ),
+    (
+        "Sharpen and border",
+        include_str!("../../assets/presets/print_border.toml"),
+    ),
+    ("Vintage", include_str!("../../assets/presets/vintage.toml")),
+    (
+        "Line art",
+        include_str!("../../assets/presets/line_art.toml"),
+    ),
+];
+
+/// What survives a restart (eframe storage).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct PersistedState {
+    recent_files: Vec<PathBuf>,
+    last_chain: Option<String>,
+    last_image: Option<PathBuf>,
+}
+
+/// Everything a panel can ask for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Open an image (dialog when `None`).
+    OpenImage(Option<PathBuf>),
+    /// Load a chain file (dialog when `None`).
+    LoadChain(Option<PathBuf>),
+    /// Save the chain (dialog when `None`).
+    SaveChain(Option<PathBuf>),
+    /// Replace the chain with a preset.
+    LoadPreset(usize),
+    /// Export the full-resolution render (dialog when `None`).
+    Export(Option<PathBuf>),
+    /// Stop the running export.
+    CancelExport,
+    /// Add an op after the selection.
+    AddOp(&'static str),
+    /// Remove op `i`.
+    RemoveOp(usize),
+    /// Duplicate op `i`.
+    DuplicateOp(usize),
+    /// Move an op to another position.
+    MoveOp {
+        /// Current index.
+        from: usize,
+        /// New index.
+        to: usize,
+    },
+    /// Enable or disable op `i`.
+    ToggleOp(usize),
+    /// Select op `i`.
+    Select(Option<usize>),
+    /// Set a parameter of op `i`.
+    SetParam {
+        /// Index of the op.
+        index: usize,
+        /// Parameter key.
+        key: &'static str,
+        /// New value.
+        value: RawValue,
+        /// Whether the gesture (a slider drag) continues, so undo merges it.
+        dragging: bool,
+    },
+    /// Undo the last chain edit.
+    Undo,
+    /// Redo.
+    Redo,
+    /// Fit the image to the view.
+    ZoomFit,
+    /// Show pixels 1:1.
+    Zoom100,
+    /// Show the unprocessed image.
+    ToggleBefore,
+    /// Show or hide the profiler.
+    ToggleProfiler,
+    /// Show or hide the settings.
+    ToggleSettings,
+    /// Save the settings draft.
+    SaveSettings,
+    /// Dismiss the error banner.
+    DismissError,
+}
+
+/// Runtime state of the preview.
+#[derive(Default)]
+struct PreviewState {
+    texture: Option<TextureHandle>,
+    original: Option<(usize, TextureHandle)>,
+    size: [usize; 2],
+    scale: f64,
+    level: usize,
+    latency: Duration,
+    stage_ms: Vec<(String, f64)>,
+    histogram: Option<[[u32; 256]; 4]>,
+    requested: u64,
+    shown: u64,
+    error: Option<String>,
+    rgba: Vec<u8>,
+}
+
+/// The Opossum desktop app.
+pub struct OpossumApp {
+    state: PersistedState,
+    fresh_state: bool,
+    hide_timings: bool,
+    chain: Chain,
+    chain_path: Option<PathBuf>,
+    history: History,
+    selected: Option<usize>,
+    config: Config,
+    config_path: Option<PathBuf>,
+    preview_engine: Arc<Engine>,
+    export_engine: Arc<Engine>,
+    worker: PreviewWorker,
+    image: Option<LoadedImage>,
+    loading: Option<(PathBuf, Receiver<Result<LoadedImage, String>>)>,
+    preview: PreviewState,
+    chain_changed: bool,
+    zoom: Option<f32>,
+    pan: Vec2,
+    before: bool,
+    split: Option<f32>,
+    export: Option<ExportJob>,
+    last_export: Option<String>,
+    export_quality: u8,
+    show_profiler: bool,
+    show_settings: bool,
+    settings_draft: Config,
+    settings_message: Option<String>,
+    palette_query: String,
+    error: Option<String>,
+    dialogs: Box<dyn FileDialogs>,
+    screenshot: Option<PathBuf>,
+    screenshot_state: ScreenshotState,
+    /// Outcome for `--screenshot` runs, read after the window closes.
+    pub exit_error: Arc<Mutex<Option<String>>>,
+    frame_times: VecDeque<f32>,
+    last_frame: Option<Instant>,
+    started: Instant,
+    commands: Vec<Command>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScreenshotState {
+    Waiting,
+    Requested,
+    Done,
+}
+
+fn engine_for(config: &Config) -> Arc<Engine> {
+    Arc::new(Engine::new(config.clone()).unwrap_or_else(|_| {
+        Engine::new(Config::default()).unwrap_or_else(|e| panic!("default engine: {e}"))
+    }))
+}
+
+impl OpossumApp {
+    /// Create the app (restoring persisted state from `storage`).
+    pub fn new(
+        ctx: &egui::Context,
+        storage: Option<&dyn eframe::Storage>,
+        options: GuiOptions,
+        dialogs: Box<dyn FileDialogs>,
+    ) -> Self {
+        ctx.options_mut(|o| o.theme_preference = egui::ThemePreference::System);
+        let state: PersistedState = if options.fresh_state {
+            PersistedState::default()
+        } else {
+            storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default()
+        };
+        let repaint_ctx = ctx.clone();
+        let preview_engine = engine_for(&options.config);
+        let mut app = Self {
+            fresh_state: options.fresh_state,
+            hide_timings: options.hide_timings,
+            chain: Chain::default(),
+            chain_path: None,
+            history: History::default(),
+            selected: None,
+            settings_draft: options.config.clone(),
+            config: options.config.clone(),
+            config_path: options.config_path,
+            export_engine: engine_for(&options.config),
+            worker: PreviewWorker::start(preview_engine.clone(), move || {
+                repaint_ctx.request_repaint()
+            }),
+            preview_engine,
+            image: None,
+            loading: None,
+            preview: PreviewState::default(),
+            chain_changed: true,
+            zoom: None,
+            pan: Vec2::ZERO,
+            before: false,
+            split: None,
+            export: None,
+            last_export: None,
+            export_quality: 90,
+            show_profiler: false,
+            show_settings: false,
+            settings_message: None,
+            palette_query: String::new(),
+            error: None,
+            dialogs,
+            screenshot: options.screenshot,
+            screenshot_state: ScreenshotState::Waiting,
+            exit_error: Arc::new(Mutex::new(None)),
+            frame_times: VecDeque::with_capacity(240),
+            last_frame: None,
+            started: Instant::now(),
+            commands: Vec::new(),
+            state,
+        };
+        // The chain: from the command line, else the last session's, else a starter preset.
+        if let Some(path) = &options.chain {
+            app.load_chain(path);
+            app.history = History::default();
+        } else if let Some(text) = app.state.last_chain.clone() {
+            if let Ok(chain) =
+                Chain::parse_bytes(text.as_bytes(), Format::Toml, OutputLimits::default())
+            {
+                app.chain = chain;
+            }
+        } else if let Ok(chain) = Chain::parse_bytes(
+            PRESETS[0].1.as_bytes(),
+            Format::Toml,
+            OutputLimits::default(),
+        ) {
+            app.chain = chain;
+        }
+        let image = options
+            .image
+            .or_else(|| app.state.last_image.clone().filter(|p| p.is_file()))
+            .unwrap_or_else(sample_image_path);
+        app.open_image(ctx, image);
+        app
+    }
+
+    /// The current chain (for tests).
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The last preview's pixels (8-bit RGBA) and size (for tests).
+    pub fn preview_pixels(&self) -> Option<(&[u8], [usize; 2])> {
+        (self.preview.texture.is_some())
+            .then_some((self.preview.rgba.as_slice(), self.preview.size))
+    }
+
+    /// Whether the preview shows the latest chain (no render pending).
+    pub fn preview_is_current(&self) -> bool {
+        self.image.is_some()
+            && !self.chain_changed
+            && self.preview.requested != 0
+            && self.preview.shown == self.preview.requested
+    }
+
+    /// The error shown to the user, if any.
+    pub fn error_message(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Whether an export is running.
+    pub fn exporting(&self) -> bool {
+        self.export.is_some()
+    }
+
+    /// Result line of the last export.
+    pub fn last_export(&self) -> Option<&str> {
+        self.last_export.as_deref()
+    }
+
+    fn open_image(&mut self, ctx: &egui::Context, path: PathBuf) {
+        let repaint = ctx.clone();
+        let rx = load_image(self.preview_engine.clone(), path.clone(), move || {
+            repaint.request_repaint();
+        });
+        self.loading = Some((path, rx));
+    }
+
+    fn load_chain(&mut self, path: &Path) {
+        match Chain::load(path, self.preview_engine.output_limits()) {
+            Ok(chain) => {
+                self.history.record(&self.chain, None);
+                self.chain = chain;
+                self.chain_path = Some(path.to_path_buf());
+                self.selected = None;
+                self.chain_changed = true;
+            }
+            Err(e) => self.error = Some(format!("{e}\n{}", e.hint())),
+        }
+    }
+
+    fn remember_recent(&mut self, path: &Path) {
+        self.state.recent_files.retain(|p| p != path);
+        self.state.recent_files.insert(0, path.to_path_buf());
+        self.state.recent_files.truncate(10);
+        self.state.last_image = Some(path.to_path_buf());
+    }
+
+    // ---------------------------------------------------------------- background results
+
+    fn poll_jobs(&mut self, ctx: &egui::Context) {
+        if let Some((path, rx)) = &self.loading {
+            match rx.try_recv() {
+                Ok(Ok(loaded)) => {
+                    let path = path.clone();
+                    self.image = Some(loaded);
+                    self.loading = None;
+                    self.preview.original = None;
+                    self.zoom = None;
+                    self.pan = Vec2::ZERO;
+                    self.chain_changed = true;
+                    self.error = None;
+                    self.remember_recent(&path);
+                }
+                Ok(Err(message)) => {
+                    self.error = Some(format!("Could not open {}:\n{message}", path.display()));
+                    self.loading = None;
+                }
+                Err(_) => {}
+            }
+        }
+        while let Ok((generation, result)) = self.worker.results.try_recv() {
+            if generation < self.preview.shown {
+                continue;
+            }
+            match result {
+                Ok(frame) => self.show_frame(ctx, frame),
+                Err(message) => {
+                    self.preview.shown = generation;
+                    self.preview.error = Some(message);
+                }
+            }
+        }
+        if let Some(job) = &self.export {
+            if let Ok(result) = job.result.try_recv() {
+                match result {
+                    Ok(summary) => self.last_export = Some(summary),
+                    Err(message) => {
+                        if message.starts_with("cancelled") {
+                            self.last_export = Some("Export cancelled".to_owned());
+                        } else {
+                            self.error = Some(format!("Export failed:\n{message}"));
+                        }
+                    }
+                }
+                self.export = None;
+            } else {
+                ctx.request_repaint_after(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn show_frame(&mut self, ctx: &egui::Context, frame: PreviewFrame) {
+        let image = ColorImage::from_rgba_unmultiplied(frame.size, &frame.rgba);
+        match &mut self.preview.texture {
+            Some(tex) => tex.set(image, egui::TextureOptions::LINEAR),
+            None => {
+                self.preview.texture =
+                    Some(ctx.load_texture("preview", image, egui::TextureOptions::LINEAR));
+            }
+        }
+        self.preview.histogram = Some(histogram(&frame.rgba));
+        self.preview.size = frame.size;
+        self.preview.scale = frame.scale;
+        self.preview.level = frame.level;
+        self.preview.latency = frame.latency;
+        self.preview.stage_ms = frame.stage_ms;
+        self.preview.shown = frame.generation;
+        self.preview.error = None;
+        self.preview.rgba = frame.rgba;
+        if self.preview.original.as_ref().map(|(l, _)| *l) != Some(frame.level)
+            && let Some(img) = &self.image
+        {
+            let level = &img.pyramid.levels[frame.level].image;
+            let original = ColorImage::from_rgba_unmultiplied(
+                [level.width() as usize, level.height() as usize],
+                level.as_bytes(),
+            );
+            self.preview.original = Some((
+                frame.level,
+                ctx.load_texture("original", original, egui::TextureOptions::LINEAR),
+            ));
+        }
+    }
+
+    /// Ask for a new preview when the chain or the needed level changed.
+    fn request_preview(&mut self, view_px: Vec2, pixels_per_point: f32) {
+        let Some(image) = &self.image else { return };
+        let full = image.pyramid.full;
+        let fit = (view_px.x / full.width as f32)
+            .min(view_px.y / full.height as f32)
+            .clamp(0.001, 1.0);
+        let wanted = f64::from(self.zoom.unwrap_or(fit) * pixels_per_point);
+        let level = image.pyramid.level_for(wanted);
+        if self.chain_changed || level != self.preview.level || self.preview.requested == 0 {
+            let pyramid = image.pyramid.clone();
+            let orientation = image.orientation;
+            self.preview.level = level;
+            self.preview.requested = self
+                .worker
+                .request(&self.chain, &pyramid, orientation, level);
+            self.chain_changed = false;
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn apply(&mut self, ctx: &egui::Context, command: Command) {
+        match command {
+            Command::OpenImage(path) => {
+                if let Some(path) = path.or_else(|| self.dialogs.open_image()) {
+                    self.open_image(ctx, path);
+                }
+            }
+            Command::LoadChain(path) => {
+                if let Some(path) = path.or_else(|| self.dialogs.open_chain()) {
+                    self.load_chain(&path);
+                }
+            }
+            Command::SaveChain(path) => {
+                let suggested = self
+                    .chain_path
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map_or_else(
+                        || "chain.toml".to_owned(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                if let Some(path) = path.or_else(|| self.dialogs.save_chain(&suggested)) {
+                    match self.chain.save(&path) {
+                        Ok(()) => self.chain_path = Some(path),
+                        Err(e) => self.error = Some(format!("{e}\n{}", e.hint())),
+                    }
+                }
+            }
+            Command::LoadPreset(i) => {
+                if let Some((_, text)) = PRESETS.get(i) {
+                    match Chain::parse_bytes(text.as_bytes(), Format::Toml, OutputLimits::default())
+                    {
+                        Ok(chain) => self.edit(|c| *c = chain, None),
+                        Err(e) => self.error = Some(e.to_string()),
+                    }
+                    self.selected = None;
+                }
+            }
+            Command::Export(path) => self.start_export(ctx, path),
+            Command::CancelExport => {
+                if let Some(job) = &self.export {
+                    job.progress
+                        .cancel
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Command::AddOp(id) => {
+                if let Some(def) = ops::find(id) {
+                    let at = self.selected.map_or(self.chain.ops.len(), |s| s + 1);
+                    self.edit(|c| c.ops.insert(at, ChainOp::new(def)), None);
+                    self.selected = Some(at);
+                    self.palette_query.clear();
+                }
+            }
+            Command::RemoveOp(i) => {
+                if i < self.chain.ops.len() {
+                    self.edit(|c| drop(c.ops.remove(i)), None);
+                    self.selected = match self.selected {
+                        Some(s) if s == i => None,
+                        Some(s) if s > i => Some(s - 1),
+                        other => other,
+                    };
+                }
+            }
+            Command::DuplicateOp(i) => {
+                if let Some(op) = self.chain.ops.get(i).cloned() {
+                    self.edit(|c| c.ops.insert(i + 1, op), None);
+                    self.selected = Some(i + 1);
+                }
+            }
+            Command::MoveOp { from, to } => {
+                let n = self.chain.ops.len();
+                if from < n && to < n && from != to {
+                    self.edit(
+                        |c| {
+                            let op = c.ops.remove(from);
+                            c.ops.insert(to, op);
+                        },
+                        None,
+                    );
+                    self.selected = Some(to);
+                }
+            }
+            Command::ToggleOp(i) => {
+                if i < self.chain.ops.len() {
+                    self.edit(|c| c.ops[i].enabled = !c.ops[i].enabled, None);
+                }
+            }
+            Command::Select(i) => self.selected = i,
+            Command::SetParam {
+                index,
+                key,
+                value,
+                dragging,
+            } => {
+                let Some(op) = self.chain.ops.get(index) else {
+                    return;
+                };
+                let mut params = op.params.clone();
+                match params.set(op.def.params, key, &value) {
+                    Ok(()) if params != op.params => {
+                        let gesture = format!("param:{index}:{key}");
+                        self.edit(|c| c.ops[index].params = params, Some(&gesture));
+                        if !dragging {
+                            self.history.close_gesture();
+                        }
+                    }
+                    Ok(()) => {
+                        if !dragging {
+                            self.history.close_gesture();
+                        }
+                    }
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            Command::Undo => {
+                if let Some(previous) = self.history.undo(&self.chain) {
+                    self.chain = previous;
+                    self.after_history_step();
+                }
+            }
+            Command::Redo => {
+                if let Some(next) = self.history.redo(&self.chain) {
+                    self.chain = next;
+                    self.after_history_step();
+                }
+            }
+            Command::ZoomFit => {
+                self.zoom = None;
+                self.pan = Vec2::ZERO;
+            }
+            Command::Zoom100 => self.zoom = Some(1.0),
+            Command::ToggleBefore => self.before = !self.before,
+            Command::ToggleProfiler => {
+                self.show_profiler = !self.show_profiler;
+                puffin::set_scopes_on(self.show_profiler);
+            }
+            Command::ToggleSettings => {
+                self.show_settings = !self.show_settings;
+                self.settings_draft = self.config.clone();
+                self.settings_message = None;
+            }
+            Command::SaveSettings => self.save_settings(),
+            Command::DismissError => self.error = None,
+        }
+    }
+
+    fn after_history_step(&mut self) {
+        self.chain_changed = true;
+        if self.selected.is_some_and(|s| s >= self.chain.ops.len()) {
+            self.selected = None;
+        }
+    }
+
+    /// Change the chain, recording the previous state for undo.
+    fn edit(&mut self, change: impl FnOnce(&mut Chain), gesture: Option<&str>) {
+        let before = self.chain.clone();
+        change(&mut self.chain);
+        if self.chain != before {
+            self.history.record(&before, gesture);
+            self.chain_changed = true;
+        }
+    }
+
+    fn start_export(&mut self, ctx: &egui::Context, path: Option<PathBuf>) {
+        if self.export.is_some() {
+            return;
+        }
+        let Some(image) = &self.image else {
+            self.error = Some("Open an image before exporting".to_owned());
+            return;
+        };
+        let stem = image
+            .path
+            .file_stem()
+            .map_or_else(|| "export".to_owned(), |s| s.to_string_lossy().into_owned());
+        let Some(output) =
+            path.or_else(|| self.dialogs.export_image(&format!("{stem}_opossum.png")))
+        else {
+            return;
+        };
+        let Some(format) = OutputFormat::from_path(&output) else {
+            self.error = Some(format!(
+                "Choose a .png, .jpg, .webp or .tif file name (got {})",
+                output.display()
+            ));
+            return;
+        };
+        let options = EncodeOptions {
+            format,
+            quality: self.export_quality,
+            lossless: false,
+        };
+        let repaint = ctx.clone();
+        let megapixels = image.pyramid.full.pixels() as f64 / 1e6;
+        self.last_export = None;
+        self.export = Some(ExportJob::start(
+            self.export_engine.clone(),
+            image.path.clone(),
+            self.chain.clone(),
+            output,
+            options,
+            megapixels,
+            move || repaint.request_repaint(),
+        ));
+    }
+
+    fn save_settings(&mut self) {
+        if let Err(e) = self.settings_draft.validate() {
+            self.settings_message = Some(e.to_string());
+            return;
+        }
+        self.config = self.settings_draft.clone();
+        self.preview_engine = engine_for(&self.config);
+        self.export_engine = engine_for(&self.config);
+        let repaint_ctx_engine = self.preview_engine.clone();
+        let _ = repaint_ctx_engine;
+        self.chain_changed = true;
+        match &self.config_path {
+            Some(path) => {
+                let text = toml::to_string_pretty(&self.config).unwrap_or_default();
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))
+                            .map_err(|e| e.to_string())
+                    });
+                self.settings_message = Some(match written {
+                    Ok(()) => format!("Saved to {}", path.display()),
+                    Err(e) => format!("Applied, but not saved: {e}"),
+                });
+            }
+            None => self.settings_message = Some("Applied for this session".to_owned()),
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        let typing = ctx.wants_keyboard_input();
+        let mut commands = Vec::new();
+        ctx.input_mut(|i| {
+            let cmd = Modifiers::COMMAND;
+            let cmd_shift = Modifiers::COMMAND | Modifiers::SHIFT;
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd_shift, Key::Z))
+                || i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::Y))
+            {
+                commands.push(Command::Redo);
+            }
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::Z)) {
+                commands.push(Command::Undo);
+            }
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd_shift, Key::O)) {
+                commands.push(Command::LoadChain(None));
+            }
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::O)) {
+                commands.push(Command::OpenImage(None));
+            }
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::S)) {
+                commands.push(Command::SaveChain(None));
+            }
+            if i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::E)) {
+                commands.push(Command::Export(None));
+            }
+            if !typing {
+                if let Some(sel) = self.selected {
+                    if i.consume_key(Modifiers::NONE, Key::Delete) {
+                        commands.push(Command::RemoveOp(sel));
+                    }
+                    if i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::D)) {
+                        commands.push(Command::DuplicateOp(sel));
+                    }
+                }
+                if i.consume_key(Modifiers::NONE, Key::F) {
+                    commands.push(Command::ZoomFit);
+                }
+                if i.consume_key(Modifiers::NONE, Key::Num1) {
+                    commands.push(Command::Zoom100);
+                }
+                if i.consume_key(Modifiers::NONE, Key::B) {
+                    commands.push(Command::ToggleBefore);
+                }
+            }
+            for file in &i.raw.dropped_files {
+                if let Some(path) = &file.path {
+                    let is_chain = matches!(
+                        path.extension().and_then(|e| e.to_str()),
+                        Some("toml" | "json")
+                    );
+                    commands.push(if is_chain {
+                        Command::LoadChain(Some(path.clone()))
+                    } else {
+                        Command::OpenImage(Some(path.clone()))
+                    });
+                }
+            }
+        });
+        self.commands.extend(commands);
+    }
+
+    fn handle_screenshot(&mut self, ctx: &egui::Context) {
+        let Some(path) = self.screenshot.clone() else {
+            return;
+        };
+        match self.screenshot_state {
+            ScreenshotState::Waiting => {
+                let ready = self.preview_is_current() || self.error.is_some();
+                let timed_out = self.started.elapsed() > Duration::from_secs(120);
+                if ready || timed_out {
+                    if timed_out {
+                        *self.exit_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some("the preview did not finish within 120 s".to_owned());
+                    }
+                    if let Some(error) = &self.error {
+                        *self.exit_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(error.clone());
+                    }
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(Default::default()));
+                    self.screenshot_state = ScreenshotState::Requested;
+                }
+                ctx.request_repaint_after(Duration::from_millis(50));
+            }
+            ScreenshotState::Requested => {
+                let shot = ctx.input(|i| {
+                    i.events.iter().find_map(|e| match e {
+                        egui::Event::Screenshot { image, .. } => Some(image.clone()),
+                        _ => None,
+                    })
+                });
+                if let Some(image) = shot {
+                    let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+                    let saved = image::RgbaImage::from_raw(
+                        image.size[0] as u32,
+                        image.size[1] as u32,
+                        rgba,
+                    )
+                    .ok_or_else(|| "screenshot buffer size".to_owned())
+                    .and_then(|img| {
+                        let mut bytes = std::io::Cursor::new(Vec::new());
+                        img.write_to(&mut bytes, image::ImageFormat::Png)
+                            .map_err(|e| e.to_string())?;
+                        crate::io::write_atomic(&path, |w| w.write_all(bytes.get_ref()))
+                            .map_err(|e| e.to_string())
+                    });
+                    if let Err(e) = saved {
+                        *self.exit_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(format!("could not save the screenshot: {e}"));
+                    }
+                    self.screenshot_state = ScreenshotState::Done;
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                } else {
+                    ctx.request_repaint_after(Duration::from_millis(50));
+                }
+            }
+            ScreenshotState::Done => {}
+        }
+    }
+
+    /// One frame: take in results, draw, apply commands.
+    pub fn frame(&mut self, ctx: &egui::Context) {
+        puffin::GlobalProfiler::lock().new_frame();
+        puffin::profile_function!();
+        let now = Instant::now();
+        if let Some(last) = self.last_frame.replace(now) {
+            if self.frame_times.len() == 240 {
+                self.frame_times.pop_front();
+            }
+            self.frame_times
+                .push_back((now - last).as_secs_f32() * 1000.0);
+        }
+        self.poll_jobs(ctx);
+        self.shortcuts(ctx);
+        self.menu_ui(ctx);
+        self.status_ui(ctx);
+        self.chain_panel_ui(ctx);
+        self.inspector_ui(ctx);
+        self.preview_ui(ctx);
+        self.windows_ui(ctx);
+        for command in std::mem::take(&mut self.commands) {
+            self.apply(ctx, command);
+        }
+        if self.chain_changed && self.image.is_some() {
+            ctx.request_repaint();
+        }
+        self.handle_screenshot(ctx);
+        if !self.fresh_state {
+            self.state.last_chain = Some(self.chain.to_toml_string());
+        }
+    }
+
+    // ---------------------------------------------------------------- panels
+
+    fn menu_ui(&mut self, ctx: &egui::Context) {
+        egui::TopBottomPanel::top("menu_bar").show(ctx, |ui| {
+            egui::MenuBar::new().ui(ui, |ui| {
+                ui.menu_button("File", |ui| {
+                    if ui.button("Open image…").on_hover_text("Ctrl+O").clicked() {
+                        self.commands.push(Command::OpenImage(None));
+                    }
+                    ui.menu_button("Open recent", |ui| {
+                        if self.state.recent_files.is_empty() {
+                            ui.label("No recent files");
+                        }
+                        for path in self.state.recent_files.clone() {
+                            if ui.button(path.display().to_string()).clicked() {
+                                self.commands.push(Command::OpenImage(Some(path)));
+                            }
+                        }
+                    });
+                    ui.separator();
+                    if ui
+                        .button("Load chain…")
+                        .on_hover_text("Ctrl+Shift+O")
+                        .clicked()
+                    {
+                        self.commands.push(Command::LoadChain(None));
+                    }
+                    if ui.button("Save chain…").on_hover_text("Ctrl+S").clicked() {
+                        self.commands.push(Command::SaveChain(None));
+                    }
+                    ui.menu_button("Presets", |ui| {
+                        for (i, (name, _)) in PRESETS.iter().enumerate() {
+                            if ui.button(*name).clicked() {
+                                self.commands.push(Command::LoadPreset(i));
+                            }
+                        }
+                    });
+                    ui.separator();
+                    let can_export = self.image.is_some() && self.export.is_none();
+                    if ui
+                        .add_enabled(can_export, egui::Button::new("Export…"))
+                        .on_hover_text("Ctrl+E")
+                        .clicked()
+                    {
+                        self.commands.push(Command::Export(None));
+                    }
+                    ui.separator();
+                    if ui.button("Quit").clicked() {
+                        ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                });
+                ui.menu_button("Edit", |ui| {
+                    if ui
+                        .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
+                        .on_hover_text("Ctrl+Z")
+                        .clicked()
+                    {
+                        self.commands.push(Command::Undo);
+                    }
+                    if ui
+                        .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
+                        .on_hover_text("Ctrl+Shift+Z")
+                        .clicked()
+                    {
+                        self.commands.push(Command::Redo);
+                    }
+                    ui.separator();
+                    if ui.button("Settings…").clicked() {
+                        self.commands.push(Command::ToggleSettings);
+                    }
+                });
+                ui.menu_button("View", |ui| {
+                    if ui.button("Fit to window").on_hover_text("F").clicked() {
+                        self.commands.push(Command::ZoomFit);
+                    }
+                    if ui
+                        .button("Actual pixels (100%)")
+                        .on_hover_text("1")
+                        .clicked()
+                    {
+                        self.commands.push(Command::Zoom100);
+                    }
+                    let mut before = self.before;
+                    if ui.checkbox(&mut before, "Show original (before)").changed() {
+                        self.commands.push(Command::ToggleBefore);
+                    }
+                    let mut split = self.split.is_some();
+                    if ui.checkbox(&mut split, "Before/after split").changed() {
+                        self.split = split.then_some(0.5);
+                    }
+                    ui.separator();
+                    let mut profiler = self.show_profiler;
+                    if ui.checkbox(&mut profiler, "Profiler").changed() {
+                        self.commands.push(Command::ToggleProfiler);
+                    }
+                });
+            });
+        });
+    }
+
+    fn status_ui(&mut self, ctx: &egui::Context) {
+        egui::TopBottomPanel::bottom("status_bar").show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                if let Some((path, _)) = &self.loading {
+                    ui.spinner();
+                    ui.label(format!("Opening {}", file_name(path)));
+                    ui.separator();
+                }
+                if let Some(job) = &self.export {
+                    let (fraction, eta) = job.fraction_and_eta();
+                    let text = match eta {
+                        Some(eta) => format!(
+                            "Exporting {:.0}% · {:.0} s left",
+                            fraction * 100.0,
+                            eta.as_secs_f32().ceil()
+                        ),
+                        None => "Exporting…".to_owned(),
+                    };
+                    ui.add(
+                        egui::ProgressBar::new(fraction)
+                            .desired_width(200.0)
+                            .text(text),
+                    );
+                    if ui.button("Cancel export").clicked() {
+                        self.commands.push(Command::CancelExport);
+                    }
+                    ui.separator();
+                } else if let Some(summary) = &self.last_export {
+                    ui.label(summary);
+                    ui.separator();
+                }
+                if self.image.is_some() && !self.hide_timings {
+                    ui.label(format!(
+                        "Preview {:.0} ms at {:.0}% (level {})",
+                        self.preview.latency.as_secs_f64() * 1000.0,
+                        self.preview.scale * 100.0,
+                        self.preview.level
+                    ));
+                    ui.separator();
+                }
+                let pyramid_bytes = self.image.as_ref().map_or(0, |i| i.pyramid.bytes());
+                ui.label(format!(
+                    "Memory: images {} of {} limit",
+                    crate::error::human_bytes(pyramid_bytes),
+                    ByteSize(self.config.performance.max_memory_usage.0)
+                ));
+            });
+        });
+    }
+
+    fn chain_panel_ui(&mut self, ctx: &egui::Context) {
+        egui::SidePanel::left("chain_panel")
+            .resizable(true)
+            .default_width(250.0)
+            .show(ctx, |ui| {
+                ui.heading("Chain");
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
+                        .clicked()
+                    {
+                        self.commands.push(Command::Undo);
+                    }
+                    if ui
+                        .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
+                        .clicked()
+                    {
+                        self.commands.push(Command::Redo);
+                    }
+                });
+                ui.separator();
+                let n = self.chain.ops.len();
+                let mut drop_target = None;
+                egui::ScrollArea::vertical()
+                    .max_height(ui.available_height() * 0.55)
+                    .show(ui, |ui| {
+                        if n == 0 {
+                            ui.label("No operations yet: add one below");
+                        }
+                        for i in 0..n {
+                            let op = &self.chain.ops[i];
+                            let row = ui.horizontal(|ui| {
+                                // The grip is the drag handle; drop onto any row to move there.
+                                ui.dnd_drag_source(egui::Id::new(("chain_grip", i)), i, |ui| {
+                                    ui.label("↕").on_hover_text("Drag to reorder");
+                                });
+                                let mut enabled = op.enabled;
+                                let toggle = ui
+                                    .checkbox(&mut enabled, "")
+                                    .on_hover_text("Enable or disable this step");
+                                let name = format!("Enable {}. {}", i + 1, op.def.label);
+                                toggle.widget_info(|| {
+                                    egui::WidgetInfo::selected(
+                                        egui::WidgetType::Checkbox,
+                                        true,
+                                        enabled,
+                                        &name,
+                                    )
+                                });
+                                if toggle.changed() {
+                                    self.commands.push(Command::ToggleOp(i));
+                                }
+                                let name = format!("{}. {}", i + 1, op.def.label);
+                                let label = ui
+                                    .add(egui::Button::selectable(self.selected == Some(i), name));
+                                if label.clicked() {
+                                    self.commands.push(Command::Select(Some(i)));
+                                }
+                            });
+                            if let Some(from) = row.response.dnd_release_payload::<usize>() {
+                                drop_target = Some((*from, i));
+                            }
+                        }
+                    });
+                if let Some((from, to)) = drop_target {
+                    self.commands.push(Command::MoveOp { from, to });
+                }
+                if let Some(i) = self.selected.filter(|&i| i < n) {
+                    ui.horizontal_wrapped(|ui| {
+                        if ui
+                            .add_enabled(i > 0, egui::Button::new("Move up"))
+                            .clicked()
+                        {
+                            self.commands.push(Command::MoveOp { from: i, to: i - 1 });
+                        }
+                        if ui
+                            .add_enabled(i + 1 < n, egui::Button::new("Move down"))
+                            .clicked()
+                        {
+                            self.commands.push(Command::MoveOp { from: i, to: i + 1 });
+                        }
+                        if ui.button("Duplicate").on_hover_text("Ctrl+D").clicked() {
+                            self.commands.push(Command::DuplicateOp(i));
+                        }
+                        if ui.button("Remove").on_hover_text("Delete").clicked() {
+                            self.commands.push(Command::RemoveOp(i));
+                        }
+                    });
+                }
+                ui.separator();
+                ui.label("Add operation");
+                let search = ui.add(
+                    egui::TextEdit::singleline(&mut self.palette_query)
+                        .hint_text("Search operations"),
+                );
+                let search = search.on_hover_text("Type to filter, Enter adds the first match");
+                let query = self.palette_query.to_lowercase();
+                let matches: Vec<&'static ops::OpDef> = ops::registry()
+                    .iter()
+                    .copied()
+                    .filter(|d| {
+                        query.is_empty()
+                            || d.label.to_lowercase().contains(&query)
+                            || d.id.contains(&query)
+                            || d.category.to_lowercase().contains(&query)
+                    })
+                    .collect();
+                if search.lost_focus()
+                    && ui.input(|i| i.key_pressed(Key::Enter))
+                    && let Some(first) = matches.first()
+                {
+                    self.commands.push(Command::AddOp(first.id));
+                }
+                egui::ScrollArea::vertical()
+                    .id_salt("palette")
+                    .show(ui, |ui| {
+                        for def in matches {
+                            if ui
+                                .button(format!("+ {}", def.label))
+                                .on_hover_text(def.doc)
+                                .clicked()
+                            {
+                                self.commands.push(Command::AddOp(def.id));
+                            }
+                        }
+                    });
+            });
+    }
+
+    fn inspector_ui(&mut self, ctx: &egui::Context) {
+        egui::SidePanel::right("inspector")
+            .resizable(true)
+            .default_width(320.0)
+            .show(ctx, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    match self
+                        .selected
+                        .and_then(|i| self.chain.ops.get(i).map(|op| (i, op)))
+                    {
+                        Some((index, op)) => {
+                            ui.heading(op.def.label);
+                            ui.label(op.def.doc);
+                            ui.add_space(4.0);
+                            if let Some(edit) = params_ui(ui, op.def.params, &op.params) {
+                                self.commands.push(Command::SetParam {
+                                    index,
+                                    key: edit.key,
+                                    value: edit.value,
+                                    dragging: edit.dragging,
+                                });
+                            }
+                        }
+                        None => {
+                            ui.heading("Inspector");
+                            ui.label("Select a step in the chain to edit its parameters");
+                        }
+                    }
+                    ui.separator();
+                    ui.heading("Image");
+                    match &self.image {
+                        Some(img) => {
+                            ui.label(file_name(&img.path));
+                            ui.label(format!(
+                                "{} × {} px · {} · {}",
+                                img.pyramid.full.width,
+                                img.pyramid.full.height,
+                                img.format,
+                                crate::error::human_bytes(img.file_bytes)
+                            ));
+                            if !self.hide_timings {
+                                ui.label(format!(
+                                    "Opened in {:.0} ms ({} pyramid levels)",
+                                    img.load_time.as_secs_f64() * 1000.0,
+                                    img.pyramid.levels.len()
+                                ));
+                            }
+                        }
+                        None => {
+                            ui.label("No image");
+                        }
+                    }
+                    if let Some(error) = &self.preview.error {
+                        ui.colored_label(ui.visuals().error_fg_color, error);
+                    }
+                    ui.separator();
+                    ui.heading("Histogram");
+                    if let Some(h) = &self.preview.histogram {
+                        histogram_ui(ui, h);
+                    }
+                    ui.separator();
+                    ui.heading("Render times (last preview)");
+                    egui::Grid::new("stage_times").striped(true).show(ui, |ui| {
+                        for (label, ms) in &self.preview.stage_ms {
+                            ui.label(label);
+                            if self.hide_timings {
+                                ui.label("… ms");
+                            } else {
+                                ui.label(format!("{ms:.1} ms"));
+                            }
+                            ui.end_row();
+                        }
+                    });
+                    ui.separator();
+                    ui.heading("Export");
+                    ui.horizontal(|ui| {
+                        let label = ui.label("Quality");
+                        ui.add(egui::Slider::new(&mut self.export_quality, 1..=100))
+                            .labelled_by(label.id);
+                    });
+                    let can_export = self.image.is_some() && self.export.is_none();
+                    if ui
+                        .add_enabled(can_export, egui::Button::new("Export full resolution…"))
+                        .clicked()
+                    {
+                        self.commands.push(Command::Export(None));
+                    }
+                });
+            });
+    }
+
+    fn preview_ui(&mut self, ctx: &egui::Context) {
+        egui::CentralPanel::default().show(ctx, |ui| {
+            if let Some(error) = self.error.clone() {
+                egui::Frame::new()
+                    .fill(ui.visuals().error_fg_color.gamma_multiply(0.15))
+                    .inner_margin(8.0)
+                    .show(ui, |ui| {
+                        if ui.button("Dismiss").clicked() {
+                            self.commands.push(Command::DismissError);
+                        }
+                        ui.colored_label(ui.visuals().error_fg_color, error);
+                    });
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Fit").clicked() {
+                    self.commands.push(Command::ZoomFit);
+                }
+                if ui.button("100%").clicked() {
+                    self.commands.push(Command::Zoom100);
+                }
+                let mut before = self.before;
+                if ui.toggle_value(&mut before, "Before").clicked() {
+                    self.commands.push(Command::ToggleBefore);
+                }
+                let mut split = self.split.is_some();
+                if ui.toggle_value(&mut split, "Split").clicked() {
+                    self.split = split.then_some(0.5);
+                }
+                if let Some(s) = &mut self.split {
+                    let label = ui.label("Split position");
+                    ui.add(egui::Slider::new(s, 0.0..=1.0).show_value(false))
+                        .labelled_by(label.id);
+                }
+                let zoom_text = match self.zoom {
+                    Some(z) => format!("{:.0}%", z * 100.0),
+                    None => "Fit".to_owned(),
+                };
+                ui.label(zoom_text);
+            });
+            let (rect, response) =
+                ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
+            let ppp = ctx.pixels_per_point();
+            self.request_preview(rect.size() * ppp, 1.0);
+            let painter = ui.painter_at(rect);
+            painter.rect_filled(rect, 0.0, ui.visuals().extreme_bg_color);
+            let Some(texture) = &self.preview.texture else {
+                if self.loading.is_some() || self.image.is_some() {
+                    painter.text(
+                        rect.center(),
+                        egui::Align2::CENTER_CENTER,
+                        "Rendering preview…",
+                        egui::FontId::proportional(16.0),
+                        ui.visuals().text_color(),
+                    );
+                }
+                return;
+            };
+            // Full-resolution size of what is shown, and the zoom that fits it.
+            let scale = self.preview.scale.max(1e-6) as f32;
+            let full = Vec2::new(self.preview.size[0] as f32, self.preview.size[1] as f32) / scale;
+            let fit = (rect.width() / full.x)
+                .min(rect.height() / full.y)
+                .min(1.0 / ppp);
+            // Mouse wheel zooms about the pointer; dragging pans.
+            if response.hovered() {
+                let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+                if scroll != 0.0 {
+                    let old = self.zoom.unwrap_or(fit);
+                    let new = (old * (scroll / 200.0).exp()).clamp(0.01, 16.0);
+                    if let Some(pointer) = response.hover_pos() {
+                        let from_center = pointer - rect.center() - self.pan;
+                        self.pan -= from_center * (new / old - 1.0);
+                    }
+                    self.zoom = Some(new);
+                }
+            }
+            if response.dragged() {
+                self.pan += response.drag_delta();
+            }
+            let zoom = self.zoom.unwrap_or(fit);
+            let shown = full * zoom;
+            let centred = egui::Rect::from_center_size(rect.center() + self.pan, shown);
+            // Snap to whole physical pixels so a 1:1 view samples texels exactly (no blur).
+            let snapped_min = (centred.min.to_vec2() * ppp).round() / ppp;
+            let image_rect = egui::Rect::from_min_size(snapped_min.to_pos2(), shown);
+            let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+            let original = self.preview.original.as_ref().map(|(_, t)| t.id());
+            if self.before
+                && let Some(orig) = original
+            {
+                painter.image(orig, image_rect, uv, Color32::WHITE);
+            } else if let (Some(split), Some(orig)) = (self.split, original) {
+                let x = image_rect.left() + image_rect.width() * split;
+                let left =
+                    egui::Rect::from_min_max(image_rect.min, egui::pos2(x, image_rect.bottom()));
+                let right =
+                    egui::Rect::from_min_max(egui::pos2(x, image_rect.top()), image_rect.max);
+                let uv_left =
+                    egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(split, 1.0));
+                let uv_right =
+                    egui::Rect::from_min_max(egui::pos2(split, 0.0), egui::pos2(1.0, 1.0));
+                painter.image(orig, left, uv_left, Color32::WHITE);
+                painter.image(texture.id(), right, uv_right, Color32::WHITE);
+                painter.vline(
+                    x,
+                    image_rect.y_range(),
+                    egui::Stroke::new(2.0, Color32::WHITE),
+                );
+            } else {
+                painter.image(texture.id(), image_rect, uv, Color32::WHITE);
+            }
+            if response.double_clicked() {
+                self.commands.push(if self.zoom.is_some() {
+                    Command::ZoomFit
+                } else {
+                    Command::Zoom100
+                });
+            }
+        });
+    }
+
+    fn windows_ui(&mut self, ctx: &egui::Context) {
+        if self.show_profiler {
+            let mut open = true;
+            egui::Window::new("Profiler")
+                .open(&mut open)
+                .default_size([900.0, 500.0])
+                .show(ctx, |ui| {
+                    let frames: Vec<f32> = self.frame_times.iter().copied().collect();
+                    let mut sorted = frames.clone();
+                    sorted.sort_by(f32::total_cmp);
+                    let p = |q: f32| {
+                        sorted
+                            .get(((sorted.len() as f32 - 1.0) * q) as usize)
+                            .copied()
+                            .unwrap_or(0.0)
+                    };
+                    ui.label(format!(
+                        "UI frame time p50 {:.1} ms · p99 {:.1} ms · last preview {:.0} ms",
+                        p(0.5),
+                        p(0.99),
+                        self.preview.latency.as_secs_f64() * 1000.0
+                    ));
+                    if let Some(job) = &self.export {
+                        let (fraction, _) = job.fraction_and_eta();
+                        let secs = job.started.elapsed().as_secs_f64().max(1e-3);
+                        ui.label(format!(
+                            "Export throughput {:.1} Mpx/s",
+                            job.megapixels * f64::from(fraction) / secs
+                        ));
+                    }
+                    ui.separator();
+                    puffin_egui::profiler_ui(ui);
+                });
+            if !open {
+                self.commands.push(Command::ToggleProfiler);
+            }
+        }
+        if self.show_settings {
+            let mut open = true;
+            egui::Window::new("Settings").open(&mut open).show(ctx, |ui| {
+                let p = &mut self.settings_draft.performance;
+                egui::Grid::new("settings_grid").num_columns(2).show(ui, |ui| {
+                    let l = ui.label("CPU cores (0 = all)");
+                    ui.add(egui::DragValue::new(&mut p.max_cpu_cores).range(0..=256)).labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Memory limit (MiB)");
+                    let mut mib = p.max_memory_usage.0 >> 20;
+                    if ui.add(egui::DragValue::new(&mut mib).range(16..=1 << 20)).labelled_by(l.id).changed() {
+                        p.max_memory_usage = ByteSize(mib << 20);
+                    }
+                    ui.end_row();
+                    let l = ui.label("Tile size (px)");
+                    ui.add(egui::DragValue::new(&mut p.tile_size).range(16..=8192)).labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Images in parallel (0 = auto)");
+                    ui.add(egui::DragValue::new(&mut p.parallel_images).range(0..=64)).labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Quality preset");
+                    egui::ComboBox::from_id_salt("quality_preset")
+                        .selected_text(format!("{:?}", p.quality).to_lowercase())
+                        .show_ui(ui, |ui| {
+                            for q in [QualityPreset::Ultra, QualityPreset::High, QualityPreset::Balanced, QualityPreset::Fast, QualityPreset::Draft] {
+                                ui.selectable_value(&mut p.quality, q, format!("{q:?}").to_lowercase());
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("GPU previews");
+                    ui.checkbox(&mut p.gpu_enabled, "").labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Result cache");
+                    ui.checkbox(&mut p.enable_result_cache, "").labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Intermediate cache");
+                    ui.checkbox(&mut p.enable_intermediate_cache, "").labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Cache lifetime (s)");
+                    ui.add(egui::DragValue::new(&mut p.cache_ttl).range(0..=31_536_000)).labelled_by(l.id);
+                    ui.end_row();
+                });
+                ui.label("GPU and cache settings are stored now and take effect with the GPU and cache features.");
+                if let Some(path) = &self.config_path {
+                    ui.label(format!("Config file: {}", path.display()));
+                }
+                if ui.button("Save settings").clicked() {
+                    self.commands.push(Command::SaveSettings);
+                }
+                if let Some(message) = &self.settings_message {
+                    ui.label(message);
+                }
+            });
+            if !open {
+                self.commands.push(Command::ToggleSettings);
+            }
+        }
+    }
+}
+
+impl eframe::App for OpossumApp {
+    fn update(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.frame(ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if !self.fresh_state {
+            eframe::set_value(storage, eframe::APP_KEY, &self.state);
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Per-channel (R, G, B, luma) histograms of 8-bit RGBA pixels.
+fn histogram(rgba: &[u8]) -> [[u32; 256]; 4] {
+    let mut h = [[0u32; 256]; 4];
+    for px in rgba.chunks_exact(4) {
+        h[0][px[0] as usize] += 1;
+        h[1][px[1] as usize] += 1;
+        h[2][px[2] as usize] += 1;
+        let y = (u32::from(px[0]) * 54 + u32::from(px[1]) * 183 + u32::from(px[2]) * 19) >> 8;
+        h[3][y.min(255) as usize] += 1;
+    }
+    h
+}
+
+fn histogram_ui(ui: &mut egui::Ui, h: &[[u32; 256]; 4]) {
+    let (rect, _) =
+        ui.allocate_exact_size(Vec2::new(ui.available_width(), 90.0), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+    let max = h
+        .iter()
+        .flat_map(|c| c.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f32;
+    let colors = [
+        Color32::from_rgb(230, 80, 80),
+        Color32::from_rgb(80, 200, 80),
+        Color32::from_rgb(90, 130, 240),
+        ui.visuals().text_color(),
+    ];
+    for (channel, color) in h.iter().zip(colors) {
+        let points: Vec<egui::Pos2> = channel
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let x = rect.left() + rect.width() * i as f32 / 255.0;
+                let y = rect.bottom() - rect.height() * (v as f32 / max).sqrt();
+                egui::pos2(x, y)
+            })
+            .collect();
+        painter.add(egui::Shape::line(points, egui::Stroke::new(1.0, color)));
+    }
+}

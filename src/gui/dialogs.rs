@@ -1,0 +1,83 @@
+//! File dialogs behind a small trait, so tests never open a real dialog (rfd would block on a
+//! portal or zenity) and can script the paths a user would pick.
+
+use std::path::PathBuf;
+
+/// What the app asks the user for.
+pub trait FileDialogs {
+    /// Pick an image to open.
+    fn open_image(&mut self) -> Option<PathBuf>;
+    /// Pick a chain file to load.
+    fn open_chain(&mut self) -> Option<PathBuf>;
+    /// Pick where to save a chain file.
+    fn save_chain(&mut self, suggested: &str) -> Option<PathBuf>;
+    /// Pick where to export the image.
+    fn export_image(&mut self, suggested: &str) -> Option<PathBuf>;
+}
+
+/// Native dialogs through `rfd` (xdg portal on Linux).
+pub struct NativeDialogs;
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp"];
+
+impl FileDialogs for NativeDialogs {
+    fn open_image(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .add_filter("Images", IMAGE_EXTENSIONS)
+            .pick_file()
+    }
+
+    fn open_chain(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .add_filter("Chain files", &["toml", "json"])
+            .pick_file()
+    }
+
+    fn save_chain(&mut self, suggested: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .add_filter("Chain files", &["toml", "json"])
+            .set_file_name(suggested)
+            .save_file()
+    }
+
+    fn export_image(&mut self, suggested: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .add_filter("PNG", &["png"])
+            .add_filter("JPEG", &["jpg", "jpeg"])
+            .add_filter("WebP", &["webp"])
+            .add_filter("TIFF", &["tif", "tiff"])
+            .set_file_name(suggested)
+            .save_file()
+    }
+}
+
+/// Scripted answers, for tests: each call pops the next path of its kind.
+#[derive(Default)]
+pub struct ScriptedDialogs {
+    /// Answers to `open_image`.
+    pub images: Vec<PathBuf>,
+    /// Answers to `open_chain`.
+    pub chains: Vec<PathBuf>,
+    /// Answers to `save_chain`.
+    pub chain_saves: Vec<PathBuf>,
+    /// Answers to `export_image`.
+    pub exports: Vec<PathBuf>,
+}
+
+impl FileDialogs for ScriptedDialogs {
+    fn open_image(&mut self) -> Option<PathBuf> {
+        self.images.pop()
+    }
+
+    fn open_chain(&mut self) -> Option<PathBuf> {
+        self.chains.pop()
+    }
+
+    fn save_chain(&mut self, _suggested: &str) -> Option<PathBuf> {
+        self.chain_saves.pop()
+    }
+
+    fn export_image(&mut self, _suggested: &str) -> Option<PathBuf> {
+        self.exports.pop()
+    }
+}

@@ -1,0 +1,249 @@
+//! The desktop app driven as a user would, through its accessible widgets (egui_kittest), with
+//! the real wgpu renderer (lavapipe in CI): load the sample, add ops, change a slider, reorder,
+//! toggle, undo/redo, save and reload the chain, and check the preview pixels change. Plus a
+//! snapshot of the main window.
+#![cfg(feature = "gui")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::{Key, Modifiers};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use opossum::config::Config;
+use opossum::gui::dialogs::ScriptedDialogs;
+use opossum::gui::{GuiOptions, OpossumApp};
+
+fn options(chain: PathBuf) -> GuiOptions {
+    let mut config = Config::default();
+    config.performance.max_cpu_cores = 2;
+    GuiOptions {
+        image: Some(opossum::gui::app::sample_image_path()),
+        chain: Some(chain),
+        screenshot: None,
+        config,
+        config_path: None,
+        fresh_state: true,
+        hide_timings: true,
+    }
+}
+
+fn harness<'a>(chain: PathBuf, dialogs: ScriptedDialogs) -> Harness<'a, OpossumApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 860.0))
+        .wgpu()
+        .build_eframe(move |cc| {
+            OpossumApp::new(&cc.egui_ctx, None, options(chain), Box::new(dialogs))
+        })
+}
+
+/// Step the UI until the preview shows the current chain (background renders finish).
+fn settle(harness: &mut Harness<'_, OpossumApp>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        harness.step();
+        if harness.state().preview_is_current() {
+            // One more frame so the new texture is drawn.
+            harness.step();
+            return;
+        }
+        assert!(Instant::now() < deadline, "preview did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn ids(app: &OpossumApp) -> Vec<(&'static str, bool)> {
+    app.chain()
+        .ops
+        .iter()
+        .map(|op| (op.def.id, op.enabled))
+        .collect()
+}
+
+#[test]
+fn editing_a_chain_like_a_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "version = 1\n").unwrap();
+    let saved = dir.path().join("saved.toml");
+    let dialogs = ScriptedDialogs {
+        chain_saves: vec![saved.clone()],
+        chains: vec![saved.clone()],
+        ..Default::default()
+    };
+    let mut h = harness(empty, dialogs);
+    settle(&mut h);
+    let (original, size) = h
+        .state()
+        .preview_pixels()
+        .map(|(p, s)| (p.to_vec(), s))
+        .unwrap();
+    assert_eq!(
+        size,
+        [600, 400],
+        "the sample is shown 1:1 at this window size"
+    );
+
+    // Add three operations from the palette.
+    for label in ["+ Gaussian blur", "+ Adjust colours", "+ Greyscale"] {
+        h.get_by_label(label).click();
+        h.run_steps(2);
+    }
+    assert_eq!(
+        ids(h.state()),
+        vec![
+            ("gaussian_blur", true),
+            ("adjust_colors", true),
+            ("grayscale", true)
+        ]
+    );
+    settle(&mut h);
+    let grey = h.state().preview_pixels().unwrap().0.to_vec();
+    assert_ne!(grey, original, "the preview changed");
+    assert!(
+        grey.chunks_exact(4)
+            .all(|px| px[0] == px[1] && px[1] == px[2]),
+        "greyscale preview"
+    );
+
+    // Select the blur and raise its sigma with the keyboard on the slider.
+    h.get_by_label("1. Gaussian blur").click();
+    h.run_steps(2);
+    if std::env::var("GUI_DEBUG").is_ok() {
+        eprintln!("{:#?}", h.root());
+    }
+    let sigma_before = h.state().chain().ops[0].params.float("sigma");
+    h.get_by_label("Sigma").focus();
+    h.run_steps(1);
+    for _ in 0..5 {
+        h.key_press(Key::ArrowRight);
+        h.run_steps(1);
+    }
+    let sigma_after = h.state().chain().ops[0].params.float("sigma");
+    assert!(
+        sigma_after > sigma_before,
+        "{sigma_before} -> {sigma_after}"
+    );
+
+    // Reorder: move the blur down below the colour adjustment.
+    h.get_by_label("Move down").click();
+    h.run_steps(2);
+    assert_eq!(h.state().chain().ops[1].def.id, "gaussian_blur");
+
+    // Toggle greyscale off: the preview is colourful again.
+    h.get_by_label("Enable 3. Greyscale").click();
+    h.run_steps(2);
+    assert!(!h.state().chain().ops[2].enabled);
+    settle(&mut h);
+    let colour = h.state().preview_pixels().unwrap().0.to_vec();
+    assert!(
+        colour.chunks_exact(4).any(|px| px[0] != px[2]),
+        "colour is back"
+    );
+
+    // Undo the toggle and the move; redo the move.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run_steps(2);
+    assert!(
+        h.state().chain().ops[2].enabled,
+        "undo re-enables greyscale"
+    );
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run_steps(2);
+    assert_eq!(
+        h.state().chain().ops[0].def.id,
+        "gaussian_blur",
+        "undo the move"
+    );
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.run_steps(2);
+    assert_eq!(
+        h.state().chain().ops[1].def.id,
+        "gaussian_blur",
+        "redo the move"
+    );
+
+    // Save the chain, change it, load it back.
+    let before_save = h.state().chain().clone();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    h.run_steps(2);
+    assert!(saved.exists(), "saved through the (scripted) dialog");
+    h.get_by_label("+ Flip").click();
+    h.run_steps(2);
+    assert_eq!(h.state().chain().ops.len(), 4);
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::O);
+    h.run_steps(2);
+    assert_eq!(
+        h.state().chain(),
+        &before_save,
+        "reloaded chain equals the saved one"
+    );
+    assert!(h.state().error_message().is_none());
+}
+
+#[test]
+fn a_bad_image_shows_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "version = 1\n").unwrap();
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let dialogs = ScriptedDialogs {
+        images: vec![bad],
+        ..Default::default()
+    };
+    let mut h = harness(empty, dialogs);
+    settle(&mut h);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::O);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.state().error_message().is_none() {
+        h.step();
+        assert!(Instant::now() < deadline, "no error shown");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let message = h.state().error_message().unwrap().to_owned();
+    assert!(message.contains("broken.png"), "{message}");
+    h.run_steps(2);
+    h.get_by_label("Dismiss").click();
+    h.run_steps(2);
+    assert!(h.state().error_message().is_none());
+    // The previous image is still shown.
+    assert!(h.state().preview_pixels().is_some());
+}
+
+#[test]
+fn export_runs_in_the_background_and_writes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, "version = 1\n[[ops]]\nop = \"grayscale\"\n").unwrap();
+    let out = dir.path().join("export.png");
+    let dialogs = ScriptedDialogs {
+        exports: vec![out.clone()],
+        ..Default::default()
+    };
+    let mut h = harness(chain, dialogs);
+    settle(&mut h);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::E);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        h.step();
+        if !h.state().exporting() && h.state().last_export().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "export did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let img = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (600, 400));
+    assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+}
+
+#[test]
+fn main_window_snapshot() {
+    let chain = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/presets/vintage.toml");
+    let mut h = harness(chain, ScriptedDialogs::default());
+    settle(&mut h);
+    h.get_by_label("3. Gaussian blur").click();
+    h.run_steps(3);
+    h.snapshot("main_window");
+}
