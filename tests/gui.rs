@@ -247,3 +247,125 @@ fn main_window_snapshot() {
     h.run_steps(3);
     h.snapshot("main_window");
 }
+
+#[test]
+fn zooming_in_refines_the_visible_region_at_full_resolution() {
+    use opossum::engine::Engine;
+    use opossum::io::decode::Orientation;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("large.png");
+    let photo = opossum::bench::synthetic_photo(2400);
+    photo.save(&input).unwrap();
+    let chain_path = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain_path,
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 2\n[[ops]]\nop = \"adjust_colors\"\ncontrast = 1.3\n",
+    )
+    .unwrap();
+    let mut opts = options(chain_path.clone());
+    opts.image = Some(input);
+    let config = opts.config.clone();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1400.0, 860.0))
+        .wgpu()
+        .build_eframe(move |cc| {
+            OpossumApp::new(
+                &cc.egui_ctx,
+                None,
+                opts,
+                Box::new(ScriptedDialogs::default()),
+            )
+        });
+    settle(&mut h);
+    let fit_size = h.state().preview_pixels().unwrap().1;
+    assert!(
+        fit_size[0] < 2400,
+        "at fit the preview uses a smaller pyramid level"
+    );
+    assert!(h.state().refined_pixels().is_none());
+
+    h.get_by_label("100%").click();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.state().refined_pixels().is_none() {
+        h.step();
+        assert!(Instant::now() < deadline, "no refinement");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (region, pixels) = h
+        .state()
+        .refined_pixels()
+        .map(|(r, p)| (r, p.to_vec()))
+        .unwrap();
+    assert!(region.width > 200 && region.height > 200, "{region:?}");
+
+    // The refined pixels are exactly that part of the full-resolution render.
+    let engine = Engine::new(config).unwrap();
+    let chain = opossum::chain::Chain::load(&chain_path, engine.output_limits()).unwrap();
+    let (full, _) = engine
+        .render_source(
+            &photo,
+            Orientation::NoTransforms,
+            &chain,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    let full = full.to_rgba8();
+    let width = 2400usize;
+    for y in 0..region.height as usize {
+        let start = ((region.y as usize + y) * width + region.x as usize) * 4;
+        let expected = &full[start..start + region.width as usize * 4];
+        let got = &pixels[y * region.width as usize * 4..(y + 1) * region.width as usize * 4];
+        assert_eq!(got, expected, "row {y} of the refined region");
+    }
+}
+
+#[test]
+fn extreme_shapes_and_sizes_never_exceed_the_texture_limit() {
+    // The test renderer allows 2048 px textures: 1×20000, 20000×1 and 4096² sources, and a
+    // chain that enlarges past the limit, must all show a preview without a texture panic.
+    let dir = tempfile::tempdir().unwrap();
+    let enlarge = dir.path().join("enlarge.toml");
+    std::fs::write(
+        &enlarge,
+        "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 6000\nheight = 6000\nmode = \"exact\"\n",
+    )
+    .unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "version = 1\n").unwrap();
+    let cases = [
+        (1u32, 20_000u32, &empty),
+        (20_000, 1, &empty),
+        (4096, 4096, &empty),
+        (600, 400, &enlarge),
+    ];
+    for (i, (w, h, chain)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("img{i}.png"));
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        })
+        .save(&path)
+        .unwrap();
+        let mut opts = options(chain.clone());
+        opts.image = Some(path);
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(1400.0, 860.0))
+            .wgpu()
+            .build_eframe(move |cc| {
+                OpossumApp::new(
+                    &cc.egui_ctx,
+                    None,
+                    opts,
+                    Box::new(ScriptedDialogs::default()),
+                )
+            });
+        settle(&mut harness);
+        let (_, size) = harness
+            .state()
+            .preview_pixels()
+            .expect("a preview is shown");
+        assert!(size[0] <= 2048 && size[1] <= 2048, "case {i}: {size:?}");
+        harness.get_by_label("100%").click();
+        harness.run_steps(3);
+    }
+}

@@ -163,6 +163,51 @@ impl Engine {
                 &self.pool,
                 source,
                 &plan,
+                None,
+                self.tile_settings(),
+                reserved,
+                control,
+                &sink,
+            )
+        })?;
+        Ok((sink.finish(), stats))
+    }
+
+    /// Render only `region` (in output pixels of the render at `scale`) of `chain` over
+    /// `source`: the visible part of a zoomed-in preview. The pixels equal the same part of a
+    /// whole render.
+    pub fn render_region(
+        &self,
+        source: &dyn Source,
+        orientation: Orientation,
+        chain: &Chain,
+        scale: f64,
+        region: geom::Rect,
+        control: &RenderControl<'_>,
+    ) -> Result<(OutputImage, RenderStats)> {
+        puffin::profile_function!();
+        let plan = Plan::new(
+            chain,
+            source.size(),
+            orientation,
+            scale,
+            self.output_limits(),
+        )?;
+        let region = region.intersect(plan.output.rect());
+        if region.is_empty() {
+            return Err(Error::Internal(
+                "the region lies outside the image".to_owned(),
+            ));
+        }
+        let reserved =
+            source.bytes() + OutputSink::bytes_for(Size::new(region.width, region.height), false);
+        let sink = OutputSink::for_region(region, false);
+        let stats = catch_panics(|| {
+            render::render(
+                &self.pool,
+                source,
+                &plan,
+                Some(region),
                 self.tile_settings(),
                 reserved,
                 control,

@@ -16,7 +16,7 @@ pub const SMALLEST_LEVEL_PX: u32 = 256;
 pub struct Level {
     /// The pixels (8-bit RGBA, stored orientation).
     pub image: DynamicImage,
-    /// Its scale relative to full resolution (1.0 for level 0), per axis.
+    /// Its scale relative to full resolution along the long side (1.0 for level 0).
     pub scale: f64,
 }
 
@@ -44,10 +44,11 @@ impl Pyramid {
             .use_alpha(true);
         while let Some(last) = levels.last() {
             let (w, h) = (last.image.width(), last.image.height());
-            if w.max(h) <= SMALLEST_LEVEL_PX || w < 2 || h < 2 {
+            if w.max(h) <= SMALLEST_LEVEL_PX {
                 break;
             }
-            let (nw, nh) = (w.div_ceil(2), h.div_ceil(2));
+            // Halve both sides; a 1-px side stays 1 px (a 1×20000 strip still shrinks).
+            let (nw, nh) = (w.div_ceil(2).max(1), h.div_ceil(2).max(1));
             let src = FirImage::from_vec_u8(w, h, last.image.as_bytes().to_vec(), PixelType::U8x4)
                 .map_err(|e| Error::Internal(format!("pyramid level: {e}")))?;
             let mut dst = FirImage::new(nw, nh, PixelType::U8x4);
@@ -56,9 +57,15 @@ impl Pyramid {
                 .map_err(|e| Error::Internal(format!("pyramid level: {e}")))?;
             let image = RgbaImage::from_raw(nw, nh, dst.into_vec())
                 .ok_or_else(|| Error::Internal("pyramid buffer size".to_owned()))?;
+            // The scale of the long side (the short one may have stopped at 1 px).
+            let scale = if full.width >= full.height {
+                f64::from(nw) / f64::from(full.width)
+            } else {
+                f64::from(nh) / f64::from(full.height)
+            };
             levels.push(Level {
                 image: DynamicImage::ImageRgba8(image),
-                scale: f64::from(nw) / f64::from(full.width),
+                scale,
             });
         }
         Ok(Pyramid { full, levels })

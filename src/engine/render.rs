@@ -184,7 +184,7 @@ fn run_tiled(
     pool: &rayon::ThreadPool,
     source: &dyn Source,
     stages: &[Stage],
-    out_size: Size,
+    region: Rect,
     settings: TileSettings,
     control: &RenderControl<'_>,
     progress_base: (usize, usize),
@@ -194,7 +194,10 @@ fn run_tiled(
     let threads = pool.current_num_threads().max(1);
     let mut tile_px = settings.tile_px.max(1);
     let (tiles, per_tile, in_flight) = loop {
-        let tiles = Rect::grid(out_size, tile_px);
+        let tiles: Vec<Rect> = Rect::grid(Size::new(region.width, region.height), tile_px)
+            .into_iter()
+            .map(|t| Rect::new(t.x + region.x, t.y + region.y, t.width, t.height))
+            .collect();
         let per_tile = tiles
             .iter()
             .map(|t| tile_bytes(stages, *t))
@@ -253,13 +256,16 @@ fn run_tiled(
     })
 }
 
-/// Render `plan` from `source` into `sink`. `reserved_bytes` is memory already spoken for
+/// Render `plan` from `source` into `sink`: the whole output, or only `region` of it (tiles of
+/// a region are computed exactly as in a whole render). `reserved_bytes` is memory already spoken for
 /// (decoded source, output buffer); the rest of `settings.budget_bytes` is for tiles and
 /// intermediates.
+#[allow(clippy::too_many_arguments)] // Each is a separate concern of one render call.
 pub fn render(
     pool: &rayon::ThreadPool,
     source: &dyn Source,
     plan: &Plan,
+    region: Option<Rect>,
     settings: TileSettings,
     reserved_bytes: u64,
     control: &RenderControl<'_>,
@@ -335,7 +341,7 @@ pub fn render(
                 pool,
                 src,
                 &plan.stages[start..g],
-                stage.input,
+                stage.input.rect(),
                 segment_settings,
                 control,
                 (done, total),
@@ -367,7 +373,7 @@ pub fn render(
         pool,
         src,
         &plan.stages[start..],
-        plan.output,
+        region.unwrap_or_else(|| plan.output.rect()),
         TileSettings {
             tile_px: settings.tile_px,
             budget_bytes: settings.budget_bytes.saturating_sub(reserved_bytes + held),
@@ -512,7 +518,7 @@ pub fn render_banded(
             return Err(Error::Cancelled);
         }
         before_band(band.source_rows.0, band.source_rows.1)?;
-        let sink = super::sink::OutputSink::for_band(band.rect, high_bit_depth);
+        let sink = super::sink::OutputSink::for_region(band.rect, high_bit_depth);
         let next = AtomicUsize::new(0);
         pool.scope(|scope| {
             for _ in 0..in_flight.min(band.tiles.len()) {

@@ -16,8 +16,8 @@ pub trait TileSink: Sync {
 /// Quantise working values into an RGBA buffer of 8 or 16 bits.
 pub struct OutputSink {
     size: Size,
-    /// Image row of the sink's first row (non-zero for one band of a streamed image).
-    origin_y: u32,
+    /// Image position of the sink's first pixel (non-zero for a band or a region).
+    origin: (u32, u32),
     high_bit_depth: bool,
     pixels: Mutex<Pixels>,
 }
@@ -33,17 +33,18 @@ impl OutputSink {
         };
         Self {
             size,
-            origin_y: 0,
+            origin: (0, 0),
             high_bit_depth,
             pixels: Mutex::new(pixels),
         }
     }
 
-    /// A sink for the full-width band of rows `band` of a streamed image.
-    pub fn for_band(band: Rect, high_bit_depth: bool) -> Self {
+    /// A sink for the part `region` of an image (a band of a streamed image, or the visible
+    /// part of a preview).
+    pub fn for_region(region: Rect, high_bit_depth: bool) -> Self {
         Self {
-            origin_y: band.y,
-            ..Self::new(Size::new(band.width, band.height), high_bit_depth)
+            origin: (region.x, region.y),
+            ..Self::new(Size::new(region.width, region.height), high_bit_depth)
         }
     }
 
@@ -102,8 +103,8 @@ impl TileSink for OutputSink {
         // Quantise outside the lock so workers only serialise on the row copies.
         let width = self.size.width as usize;
         let rect = Rect::new(
-            tile.rect.x,
-            tile.rect.y - self.origin_y,
+            tile.rect.x - self.origin.0,
+            tile.rect.y - self.origin.1,
             tile.rect.width,
             tile.rect.height,
         );

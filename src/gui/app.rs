@@ -40,9 +40,25 @@ pub struct GuiOptions {
     pub hide_timings: bool,
 }
 
-/// The bundled sample shown when nothing else is opened.
+/// The bundled sample (CC0, see `assets/samples/SOURCES.md`), built into the binary so an
+/// installed app has it too.
+static SAMPLE_PNG: &[u8] = include_bytes!("../../assets/samples/coffee.png");
+
+/// The bundled sample shown when nothing else is opened: the source tree's copy when it exists,
+/// else the built-in copy written once to the cache folder.
 pub fn sample_image_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/coffee.png")
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/coffee.png");
+    if in_tree.is_file() {
+        return in_tree;
+    }
+    let dir = directories::ProjectDirs::from("org", "Opossum", "opossum")
+        .map_or_else(std::env::temp_dir, |d| d.cache_dir().to_path_buf());
+    let path = dir.join("sample-coffee.png");
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(SAMPLE_PNG.len() as u64) {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = crate::io::write_atomic(&path, |w| w.write_all(SAMPLE_PNG));
+    }
+    path
 }
 
 /// Built-in chains (name, TOML), from `assets/presets/`.
@@ -146,9 +162,30 @@ struct PreviewState {
     stage_ms: Vec<(String, f64)>,
     histogram: Option<[[u32; 256]; 4]>,
     requested: u64,
+    /// Pyramid level of the last base request (`level` is the one shown).
+    requested_level: usize,
     shown: u64,
     error: Option<String>,
     rgba: Vec<u8>,
+    /// 1:1 pixels of the visible part, rendered when the view is idle and zoomed in past the
+    /// level shown.
+    refined: Option<Refined>,
+    /// The refinement asked for: its request and region.
+    refine_requested: Option<(u64, crate::engine::geom::Rect)>,
+    /// Coarsest-allowed level floor: raised when a render came out larger than the GPU's
+    /// largest texture (a chain that enlarges), reset on every edit.
+    min_level: usize,
+    /// Largest texture side the renderer accepts, px.
+    max_texture_side: usize,
+}
+
+/// A full-resolution render of the visible region.
+struct Refined {
+    region: crate::engine::geom::Rect,
+    texture: TextureHandle,
+    rgba: Vec<u8>,
+    /// The base preview it belongs to (stale when the chain changed since).
+    base: u64,
 }
 
 /// The Opossum desktop app.
@@ -189,6 +226,8 @@ pub struct OpossumApp {
     pub exit_error: Arc<Mutex<Option<String>>>,
     frame_times: VecDeque<f32>,
     last_frame: Option<Instant>,
+    /// When the chain, zoom or pan last changed (refinement waits for a quiet moment).
+    last_change: Instant,
     started: Instant,
     commands: Vec<Command>,
 }
@@ -261,6 +300,7 @@ impl OpossumApp {
             exit_error: Arc::new(Mutex::new(None)),
             frame_times: VecDeque::with_capacity(240),
             last_frame: None,
+            last_change: Instant::now(),
             started: Instant::now(),
             commands: Vec::new(),
             state,
@@ -299,6 +339,15 @@ impl OpossumApp {
     pub fn preview_pixels(&self) -> Option<(&[u8], [usize; 2])> {
         (self.preview.texture.is_some())
             .then_some((self.preview.rgba.as_slice(), self.preview.size))
+    }
+
+    /// The refined 1:1 region and its pixels, if one is shown (for tests).
+    pub fn refined_pixels(&self) -> Option<(crate::engine::geom::Rect, &[u8])> {
+        self.preview
+            .refined
+            .as_ref()
+            .filter(|r| r.base == self.preview.shown)
+            .map(|r| (r.region, r.rgba.as_slice()))
     }
 
     /// Whether the preview shows the latest chain (no render pending).
@@ -362,6 +411,7 @@ impl OpossumApp {
                     self.image = Some(loaded);
                     self.loading = None;
                     self.preview.original = None;
+                    self.preview.min_level = 0;
                     self.zoom = None;
                     self.pan = Vec2::ZERO;
                     self.chain_changed = true;
@@ -380,6 +430,7 @@ impl OpossumApp {
                 continue;
             }
             match result {
+                Ok(frame) if frame.region.is_some() => self.show_refined(ctx, frame),
                 Ok(frame) => self.show_frame(ctx, frame),
                 Err(message) => {
                     self.preview.shown = generation;
@@ -406,7 +457,38 @@ impl OpossumApp {
         }
     }
 
+    fn show_refined(&mut self, ctx: &egui::Context, frame: PreviewFrame) {
+        let Some(region) = frame.region else { return };
+        if self.preview.refine_requested.map(|(g, _)| g) != Some(frame.generation) {
+            return;
+        }
+        let image = ColorImage::from_rgba_unmultiplied(frame.size, &frame.rgba);
+        let texture = ctx.load_texture("refined", image, egui::TextureOptions::NEAREST);
+        self.preview.refined = Some(Refined {
+            region,
+            texture,
+            rgba: frame.rgba,
+            base: self.preview.shown,
+        });
+    }
+
     fn show_frame(&mut self, ctx: &egui::Context, frame: PreviewFrame) {
+        let max_side = self.preview.max_texture_side.max(256);
+        if frame.size[0].max(frame.size[1]) > max_side {
+            // The chain enlarges the image past what the GPU can show: use a coarser level.
+            let levels = self.image.as_ref().map_or(1, |i| i.pyramid.levels.len());
+            self.preview.shown = frame.generation;
+            if frame.level + 1 < levels {
+                self.preview.min_level = frame.level + 1;
+                self.chain_changed = true;
+            } else {
+                self.preview.error = Some(format!(
+                    "The result ({}×{} px) is larger than the largest texture the GPU can show ({max_side} px)",
+                    frame.size[0], frame.size[1]
+                ));
+            }
+            return;
+        }
         let image = ColorImage::from_rgba_unmultiplied(frame.size, &frame.rgba);
         match &mut self.preview.texture {
             Some(tex) => tex.set(image, egui::TextureOptions::LINEAR),
@@ -424,6 +506,8 @@ impl OpossumApp {
         self.preview.shown = frame.generation;
         self.preview.error = None;
         self.preview.rgba = frame.rgba;
+        self.preview.refined = None;
+        self.preview.refine_requested = None;
         if self.preview.original.as_ref().map(|(l, _)| *l) != Some(frame.level)
             && let Some(img) = &self.image
         {
@@ -446,16 +530,33 @@ impl OpossumApp {
         let fit = (view_px.x / full.width as f32)
             .min(view_px.y / full.height as f32)
             .clamp(0.001, 1.0);
-        let wanted = f64::from(self.zoom.unwrap_or(fit) * pixels_per_point);
-        let level = image.pyramid.level_for(wanted);
-        if self.chain_changed || level != self.preview.level || self.preview.requested == 0 {
+        // The base preview needs no more than twice the fit resolution: closer views get the
+        // visible part refined at 1:1 instead (refine_ui), so edits stay fast on huge images.
+        let zoom = self.zoom.unwrap_or(fit);
+        let wanted = f64::from(zoom.min(2.0 * fit) * pixels_per_point);
+        let mut level = image.pyramid.level_for(wanted).max(self.preview.min_level);
+        // Never ask for a texture the GPU cannot hold.
+        let max_side = self.preview.max_texture_side.max(256) as u32;
+        while level + 1 < image.pyramid.levels.len() {
+            let l = &image.pyramid.levels[level].image;
+            if l.width().max(l.height()) <= max_side {
+                break;
+            }
+            level += 1;
+        }
+        let level = level.min(image.pyramid.levels.len() - 1);
+        if self.chain_changed
+            || level != self.preview.requested_level
+            || self.preview.requested == 0
+        {
             let pyramid = image.pyramid.clone();
             let orientation = image.orientation;
-            self.preview.level = level;
-            self.preview.requested = self
-                .worker
-                .request(&self.chain, &pyramid, orientation, level);
+            self.preview.requested_level = level;
+            self.preview.requested =
+                self.worker
+                    .request(&self.chain, &pyramid, orientation, level, None);
             self.chain_changed = false;
+            self.last_change = Instant::now();
         }
     }
 
@@ -610,6 +711,7 @@ impl OpossumApp {
 
     fn after_history_step(&mut self) {
         self.chain_changed = true;
+        self.preview.min_level = 0;
         if self.selected.is_some_and(|s| s >= self.chain.ops.len()) {
             self.selected = None;
         }
@@ -622,6 +724,8 @@ impl OpossumApp {
         if self.chain != before {
             self.history.record(&before, gesture);
             self.chain_changed = true;
+            self.last_change = Instant::now();
+            self.preview.min_level = 0;
         }
     }
 
@@ -833,6 +937,7 @@ impl OpossumApp {
             self.frame_times
                 .push_back((now - last).as_secs_f32() * 1000.0);
         }
+        self.preview.max_texture_side = ctx.input(|i| i.max_texture_side);
         self.poll_jobs(ctx);
         self.shortcuts(ctx);
         self.menu_ui(ctx);
@@ -1281,8 +1386,20 @@ impl OpossumApp {
                 return;
             };
             // Full-resolution size of what is shown, and the zoom that fits it.
-            let scale = self.preview.scale.max(1e-6) as f32;
-            let full = Vec2::new(self.preview.size[0] as f32, self.preview.size[1] as f32) / scale;
+            // Full-resolution size of what is shown: the preview scaled back per axis by the
+            // ratio between the full image and the pyramid level it was rendered from.
+            let (sx, sy) = self.image.as_ref().map_or((1.0, 1.0), |img| {
+                let level =
+                    &img.pyramid.levels[self.preview.level.min(img.pyramid.levels.len() - 1)].image;
+                (
+                    img.pyramid.full.width as f32 / level.width().max(1) as f32,
+                    img.pyramid.full.height as f32 / level.height().max(1) as f32,
+                )
+            });
+            let full = Vec2::new(
+                self.preview.size[0] as f32 * sx,
+                self.preview.size[1] as f32 * sy,
+            );
             let fit = (rect.width() / full.x)
                 .min(rect.height() / full.y)
                 .min(1.0 / ppp);
@@ -1297,10 +1414,12 @@ impl OpossumApp {
                         self.pan -= from_center * (new / old - 1.0);
                     }
                     self.zoom = Some(new);
+                    self.last_change = Instant::now();
                 }
             }
             if response.dragged() {
                 self.pan += response.drag_delta();
+                self.last_change = Instant::now();
             }
             let zoom = self.zoom.unwrap_or(fit);
             let shown = full * zoom;
@@ -1333,6 +1452,7 @@ impl OpossumApp {
                 );
             } else {
                 painter.image(texture.id(), image_rect, uv, Color32::WHITE);
+                self.refine_ui(ctx, &painter, rect, image_rect, zoom, full);
             }
             if response.double_clicked() {
                 self.commands.push(if self.zoom.is_some() {
@@ -1342,6 +1462,87 @@ impl OpossumApp {
                 });
             }
         });
+    }
+
+    /// When the view is zoomed in past the level shown and has been still for a moment, render
+    /// the visible part at full resolution and draw it over the preview.
+    fn refine_ui(
+        &mut self,
+        ctx: &egui::Context,
+        painter: &egui::Painter,
+        view: egui::Rect,
+        image_rect: egui::Rect,
+        zoom: f32,
+        full: Vec2,
+    ) {
+        use crate::engine::geom::Rect as PxRect;
+        let ppp = ctx.pixels_per_point();
+        let upscaled = f64::from(zoom * ppp) > self.preview.scale * 1.05 && self.preview.level != 0;
+        if let Some(refined) = &self.preview.refined
+            && refined.base == self.preview.shown
+            && upscaled
+        {
+            let r = refined.region;
+            let min = image_rect.min + Vec2::new(r.x as f32, r.y as f32) * zoom;
+            let size = Vec2::new(r.width as f32, r.height as f32) * zoom;
+            let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+            painter.image(
+                refined.texture.id(),
+                egui::Rect::from_min_size(min, size),
+                uv,
+                Color32::WHITE,
+            );
+        }
+        if !upscaled || !self.preview_is_current() {
+            return;
+        }
+        if self.last_change.elapsed() < Duration::from_millis(150) {
+            ctx.request_repaint_after(Duration::from_millis(160));
+            return;
+        }
+        let visible = view.intersect(image_rect);
+        if !visible.is_positive() {
+            return;
+        }
+        let a = (visible.min - image_rect.min) / zoom;
+        let b = (visible.max - image_rect.min) / zoom;
+        let clamp = |v: f32, max: f32| v.clamp(0.0, max.max(0.0)) as u32;
+        let region = PxRect::from_bounds(
+            clamp(a.x.floor(), full.x),
+            clamp(a.y.floor(), full.y),
+            clamp(b.x.ceil(), full.x),
+            clamp(b.y.ceil(), full.y),
+        );
+        if region.is_empty() {
+            return;
+        }
+        let shown = self.preview.shown;
+        let already = self
+            .preview
+            .refine_requested
+            .is_some_and(|(_, r)| r == region)
+            || self
+                .preview
+                .refined
+                .as_ref()
+                .is_some_and(|r| r.region == region && r.base == shown);
+        if already {
+            return;
+        }
+        let max_side = self.preview.max_texture_side.max(256) as u32;
+        let region = PxRect::new(
+            region.x,
+            region.y,
+            region.width.min(max_side),
+            region.height.min(max_side),
+        );
+        if let Some(image) = &self.image {
+            let pyramid = image.pyramid.clone();
+            let generation =
+                self.worker
+                    .request(&self.chain, &pyramid, image.orientation, 0, Some(region));
+            self.preview.refine_requested = Some((generation, region));
+        }
     }
 
     fn windows_ui(&mut self, ctx: &egui::Context) {

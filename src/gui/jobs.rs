@@ -83,6 +83,8 @@ pub struct PreviewFrame {
     pub latency: Duration,
     /// Time per stage label.
     pub stage_ms: Vec<(String, f64)>,
+    /// For a refinement: the part of the full-resolution output these pixels cover.
+    pub region: Option<crate::engine::geom::Rect>,
 }
 
 /// What a preview request asks for.
@@ -92,6 +94,7 @@ struct PreviewRequest {
     pyramid: Arc<Pyramid>,
     orientation: Orientation,
     level: usize,
+    region: Option<crate::engine::geom::Rect>,
     cancel: Arc<AtomicBool>,
     submitted: Instant,
 }
@@ -143,13 +146,15 @@ impl PreviewWorker {
         }
     }
 
-    /// Ask for a preview of `chain` on pyramid `level`; cancels the previous request.
+    /// Ask for a preview of `chain` on pyramid `level` (only `region` of the full-resolution
+    /// output when given, with level 0); cancels the previous request.
     pub fn request(
         &mut self,
         chain: &Chain,
         pyramid: &Arc<Pyramid>,
         orientation: Orientation,
         level: usize,
+        region: Option<crate::engine::geom::Rect>,
     ) -> u64 {
         if let Some(previous) = self.in_flight.take() {
             previous.store(true, Ordering::Relaxed);
@@ -164,6 +169,7 @@ impl PreviewWorker {
             pyramid: pyramid.clone(),
             orientation,
             level,
+            region,
             cancel,
             submitted: Instant::now(),
         });
@@ -178,16 +184,28 @@ fn render_preview(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFr
         cancel: Some(&request.cancel),
         progress: None,
     };
-    let (image, stats) = engine
-        .render_source_scaled(
+    let (image, stats) = match request.region {
+        Some(region) => engine.render_region(
+            &level.image,
+            request.orientation,
+            &request.chain,
+            level.scale,
+            region,
+            &control,
+        ),
+        None => engine.render_source_scaled(
             &level.image,
             request.orientation,
             &request.chain,
             level.scale,
             false,
             &control,
-        )
-        .map_err(|e| e.to_string())?;
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    let region = request
+        .region
+        .map(|r| crate::engine::geom::Rect::new(r.x, r.y, image.size.width, image.size.height));
     Ok(PreviewFrame {
         generation: request.generation,
         size: [image.size.width as usize, image.size.height as usize],
@@ -200,6 +218,7 @@ fn render_preview(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFr
             .iter()
             .map(|(label, d)| (label.clone(), d.as_secs_f64() * 1000.0))
             .collect(),
+        region,
     })
 }
 

@@ -162,6 +162,7 @@ pub fn render_scaled(
         pool(),
         image,
         &plan,
+        None,
         TileSettings {
             tile_px,
             budget_bytes: 1 << 30,
