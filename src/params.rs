@@ -255,6 +255,23 @@ impl ParamSpec {
     }
 }
 
+/// A length in full-resolution pixels, `0..=65535`, default 0, that scales with the rendering
+/// scale (crop edges, resize targets, …).
+pub const fn px_param(key: &'static str, label: &'static str, doc: &'static str) -> ParamSpec {
+    ParamSpec {
+        key,
+        label,
+        doc,
+        kind: ParamKind::Int {
+            min: 0,
+            max: 65_535,
+            default: 0,
+            unit: Unit::Px,
+            spatial: true,
+        },
+    }
+}
+
 /// Parse `#rgb`, `#rrggbb` or `#rrggbbaa` into RGBA.
 pub fn parse_color(text: &str) -> Option<[u8; 4]> {
     let hex = text.trim().strip_prefix('#')?;

@@ -139,38 +139,15 @@ impl Engine {
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
         puffin::profile_function!();
-        let plan = Plan::new(
-            chain,
-            source.size(),
+        self.render_part(
+            source,
             orientation,
+            chain,
             scale,
-            self.output_limits(),
-        )?;
-        let reserved = source.bytes() + OutputSink::bytes_for(plan.output, high_bit_depth);
-        if reserved > self.budget_bytes() {
-            return Err(Error::Budget {
-                what: format!(
-                    "holding the {}x{} px source and the {}x{} px output",
-                    plan.input.width, plan.input.height, plan.output.width, plan.output.height
-                ),
-                needed_bytes: reserved,
-                limit_bytes: self.budget_bytes(),
-            });
-        }
-        let sink = OutputSink::new(plan.output, high_bit_depth);
-        let stats = catch_panics(|| {
-            render::render(
-                &self.pool,
-                source,
-                &plan,
-                None,
-                self.tile_settings(),
-                reserved,
-                control,
-                &sink,
-            )
-        })?;
-        Ok((sink.finish(), stats))
+            None,
+            high_bit_depth,
+            control,
+        )
     }
 
     /// Render only `region` (in output pixels of the render at `scale`) of `chain` over
@@ -186,6 +163,29 @@ impl Engine {
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
         puffin::profile_function!();
+        self.render_part(
+            source,
+            orientation,
+            chain,
+            scale,
+            Some(region),
+            false,
+            control,
+        )
+    }
+
+    /// The whole output, or `region` of it, into an in-memory image under the budget.
+    #[allow(clippy::too_many_arguments)] // The two public entry points above fix most of them.
+    fn render_part(
+        &self,
+        source: &dyn Source,
+        orientation: Orientation,
+        chain: &Chain,
+        scale: f64,
+        region: Option<geom::Rect>,
+        high_bit_depth: bool,
+        control: &RenderControl<'_>,
+    ) -> Result<(OutputImage, RenderStats)> {
         let plan = Plan::new(
             chain,
             source.size(),
@@ -193,15 +193,25 @@ impl Engine {
             scale,
             self.output_limits(),
         )?;
-        let region = region.intersect(plan.output.rect());
+        let region = region.map_or(plan.output.rect(), |r| r.intersect(plan.output.rect()));
         if region.is_empty() {
             return Err(Error::Internal(
                 "the region lies outside the image".to_owned(),
             ));
         }
-        let reserved =
-            source.bytes() + OutputSink::bytes_for(Size::new(region.width, region.height), false);
-        let sink = OutputSink::for_region(region, false);
+        let out_size = Size::new(region.width, region.height);
+        let reserved = source.bytes() + OutputSink::bytes_for(out_size, high_bit_depth);
+        if reserved > self.budget_bytes() {
+            return Err(Error::Budget {
+                what: format!(
+                    "holding the {}x{} px source and the {}x{} px output",
+                    plan.input.width, plan.input.height, out_size.width, out_size.height
+                ),
+                needed_bytes: reserved,
+                limit_bytes: self.budget_bytes(),
+            });
+        }
+        let sink = OutputSink::for_region(region, high_bit_depth);
         let stats = catch_panics(|| {
             render::render(
                 &self.pool,

@@ -3,7 +3,7 @@
 use super::remap::Remap;
 use super::{BuildCtx, BuildError, Kernel, OpDef, geometry_footprint};
 use crate::engine::geom::Size;
-use crate::params::{ParamKind, ParamSpec, Params, Unit};
+use crate::params::{ParamSpec, Params, px_param};
 
 /// Registration.
 pub static DEF: OpDef = OpDef {
@@ -18,30 +18,15 @@ pub static DEF: OpDef = OpDef {
     build,
 };
 
-const fn px(key: &'static str, label: &'static str, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        key,
-        label,
-        doc,
-        kind: ParamKind::Int {
-            min: 0,
-            max: 65_535,
-            default: 0,
-            unit: Unit::Px,
-            spatial: true,
-        },
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
-    px("x", "Left", "Left edge of the kept rectangle"),
-    px("y", "Top", "Top edge of the kept rectangle"),
-    px(
+    px_param("x", "Left", "Left edge of the kept rectangle"),
+    px_param("y", "Top", "Top edge of the kept rectangle"),
+    px_param(
         "width",
         "Width",
         "Width of the kept rectangle; 0 keeps everything right of x",
     ),
-    px(
+    px_param(
         "height",
         "Height",
         "Height of the kept rectangle; 0 keeps everything below y",

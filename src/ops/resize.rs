@@ -14,7 +14,7 @@ use crate::chain::OutputLimits;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::{CHANNELS, Tile};
 use crate::ops::gaussian_blur::{premultiply, unpremultiply};
-use crate::params::{ParamKind, ParamSpec, Params, Unit};
+use crate::params::{ParamKind, ParamSpec, Params, Unit, px_param};
 
 /// Registration.
 pub static DEF: OpDef = OpDef {
@@ -29,21 +29,6 @@ pub static DEF: OpDef = OpDef {
     build,
 };
 
-const fn dim(key: &'static str, label: &'static str, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        key,
-        label,
-        doc,
-        kind: ParamKind::Int {
-            min: 0,
-            max: 65_535,
-            default: 0,
-            unit: Unit::Px,
-            spatial: true,
-        },
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         key: "width",
@@ -57,7 +42,7 @@ const PARAMS: &[ParamSpec] = &[
             spatial: true,
         },
     },
-    dim(
+    px_param(
         "height",
         "Height",
         "Target height; 0 follows the aspect ratio",
