@@ -6,13 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Build image-processing filter chains and run them fast, at any resolution.
 #[derive(Debug, Parser)]
-#[command(
-    name = "opossum",
-    version,
-    about,
-    propagate_version = true,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "opossum", version, about, propagate_version = true)]
 pub struct Cli {
     /// Settings that apply to every command.
     #[command(flatten)]
