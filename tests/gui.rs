@@ -369,3 +369,52 @@ fn extreme_shapes_and_sizes_never_exceed_the_texture_limit() {
         harness.run_steps(3);
     }
 }
+
+#[test]
+fn dropping_a_file_on_the_window_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "version = 1\n").unwrap();
+    let dropped = dir.path().join("dropped.png");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 40, 40]))
+        .save(&dropped)
+        .unwrap();
+    let mut h = harness(empty, ScriptedDialogs::default());
+    settle(&mut h);
+    h.input_mut().dropped_files.push(egui::DroppedFile {
+        path: Some(dropped),
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        h.step();
+        if let Some((pixels, size)) = h.state().preview_pixels()
+            && size == [64, 48]
+        {
+            assert_eq!(&pixels[..4], &[200, 40, 40, 255]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dropped image was not opened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn settings_window_snapshot_and_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "version = 1\n").unwrap();
+    let mut h = harness(empty, ScriptedDialogs::default());
+    settle(&mut h);
+    h.get_by_label("Edit").click();
+    h.run_steps(2);
+    h.get_by_label("Settings…").click();
+    h.run_steps(3);
+    h.snapshot("settings_window");
+    h.get_by_label("Save settings").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Applied for this session");
+}
