@@ -418,3 +418,27 @@ fn settings_window_snapshot_and_validation() {
     h.run_steps(2);
     h.get_by_label_contains("Applied for this session");
 }
+
+#[test]
+fn profiler_window_opens_and_records_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, "version = 1\n[[ops]]\nop = \"sharpen\"\n").unwrap();
+    let mut h = harness(chain, ScriptedDialogs::default());
+    settle(&mut h);
+    h.get_by_label("View").click();
+    h.run_steps(2);
+    h.get_by_label("Profiler").click();
+    h.run_steps(2);
+    // An edit while profiling renders a new preview with its scopes recorded.
+    h.get_by_label("1. Sharpen").click();
+    h.run_steps(2);
+    h.get_by_label("Amount").focus();
+    h.key_press(Key::ArrowRight);
+    settle(&mut h);
+    for _ in 0..5 {
+        h.step();
+    }
+    h.get_by_label_contains("UI frame time p50");
+    assert!(puffin::are_scopes_on());
+}
