@@ -4,7 +4,7 @@
 use std::io::BufReader;
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder as _, ImageError, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use crate::engine::geom::Size;
 use crate::error::{Error, Result};
@@ -84,11 +84,28 @@ pub struct Probe {
 /// budget: a streaming render may not need the whole image in memory).
 pub fn probe_details(path: &Path, limits: &DecodeLimits) -> Result<Probe> {
     puffin::profile_function!();
+    let (format, mut decoder) = open_decoder(path)?;
+    read_header(path, format, &mut decoder, limits)
+}
+
+/// Open `path` and pick its decoder by content.
+fn open_decoder(path: &Path) -> Result<(ImageFormat, impl ImageDecoder)> {
     let reader = open(path)?;
     let Some(format) = reader.format() else {
         return Err(unknown_format(path));
     };
-    let mut decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
+    let decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
+    Ok((format, decoder))
+}
+
+/// What `decoder` says about the image, with the size checked against the pixel caps (the
+/// memory budget is the caller's concern: streaming renders need less than a whole decode).
+fn read_header(
+    path: &Path,
+    format: ImageFormat,
+    decoder: &mut impl ImageDecoder,
+    limits: &DecodeLimits,
+) -> Result<Probe> {
     let (w, h) = decoder.dimensions();
     let color = decoder.color_type();
     let size = Size::new(w, h);
@@ -224,15 +241,9 @@ pub fn check_declared(
 /// Decode the first frame of the image at `path`.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<Decoded> {
     puffin::profile_function!();
-    let reader = open(path)?;
-    let Some(format) = reader.format() else {
-        return Err(unknown_format(path));
-    };
-    let mut decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
-    let (w, h) = decoder.dimensions();
-    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
-    check_declared(Size::new(w, h), bytes_per_pixel, limits, path)?;
-
+    let (format, mut decoder) = open_decoder(path)?;
+    let probe = read_header(path, format, &mut decoder, limits)?;
+    check_declared(probe.size, probe.bytes_per_pixel, limits, path)?;
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_side_px);
     image_limits.max_image_height = Some(limits.max_side_px);
@@ -240,18 +251,11 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<Decoded> {
     decoder
         .set_limits(image_limits)
         .map_err(|e| decode_error(e, path))?;
-
-    let icc_profile = decoder
-        .icc_profile()
-        .ok()
-        .flatten()
-        .filter(|icc| icc.len() <= limits.max_icc_bytes);
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(e, path))?;
     Ok(Decoded {
         image,
         format,
-        orientation,
-        icc_profile,
+        orientation: probe.orientation,
+        icc_profile: probe.icc_profile,
     })
 }
