@@ -47,6 +47,39 @@ pub fn params_ui(ui: &mut Ui, specs: &'static [ParamSpec], params: &Params) -> O
     edit
 }
 
+/// A slider over the range, or a drag value when the range is too wide for a slider to be
+/// precise; the unit as suffix.
+fn number_widget<N: egui::emath::Numeric>(
+    ui: &mut Ui,
+    value: &mut N,
+    range: std::ops::RangeInclusive<N>,
+    wide: bool,
+    unit: crate::params::Unit,
+) -> egui::Response {
+    let suffix = format!(" {}", unit.suffix());
+    if wide {
+        // Whole pixels move one per pixel dragged; real values cover the range in ~2000 px.
+        let span = range.end().to_f64() - range.start().to_f64();
+        let speed = if N::INTEGRAL {
+            1.0
+        } else {
+            (span / 2000.0).max(1e-3)
+        };
+        ui.add(
+            egui::DragValue::new(value)
+                .range(range)
+                .speed(speed)
+                .suffix(suffix),
+        )
+    } else {
+        ui.add(
+            egui::Slider::new(value, range)
+                .suffix(suffix)
+                .clamping(egui::SliderClamping::Always),
+        )
+    }
+}
+
 fn param_widget(
     ui: &mut Ui,
     spec: &'static ParamSpec,
@@ -66,40 +99,12 @@ fn param_widget(
     };
     match (spec.kind, current) {
         (ParamKind::Float { min, max, unit, .. }, ParamValue::Float(mut v)) => {
-            let wide = max - min > 1000.0;
-            let response = if wide {
-                ui.add(
-                    egui::DragValue::new(&mut v)
-                        .range(min..=max)
-                        .speed((max - min) / 2000.0)
-                        .suffix(format!(" {}", unit.suffix())),
-                )
-            } else {
-                ui.add(
-                    egui::Slider::new(&mut v, min..=max)
-                        .suffix(format!(" {}", unit.suffix()))
-                        .clamping(egui::SliderClamping::Always),
-                )
-            }
-            .labelled_by(label);
-            edit(RawValue::Float(v), &response)
+            let response = number_widget(ui, &mut v, min..=max, max - min > 1000.0, unit);
+            edit(RawValue::Float(v), &response.labelled_by(label))
         }
         (ParamKind::Int { min, max, unit, .. }, ParamValue::Int(mut v)) => {
-            let response = if max - min > 4096 {
-                ui.add(
-                    egui::DragValue::new(&mut v)
-                        .range(min..=max)
-                        .suffix(format!(" {}", unit.suffix())),
-                )
-            } else {
-                ui.add(
-                    egui::Slider::new(&mut v, min..=max)
-                        .suffix(format!(" {}", unit.suffix()))
-                        .clamping(egui::SliderClamping::Always),
-                )
-            }
-            .labelled_by(label);
-            edit(RawValue::Int(v), &response)
+            let response = number_widget(ui, &mut v, min..=max, max - min > 4096, unit);
+            edit(RawValue::Int(v), &response.labelled_by(label))
         }
         (ParamKind::Bool { .. }, ParamValue::Bool(mut v)) => {
             let response = ui.checkbox(&mut v, "").labelled_by(label);
