@@ -2,7 +2,8 @@
 //!
 //! The library is the engine shared by the command line (and the desktop app): operations
 //! ([`ops`]), chains and chain files ([`chain`]), image I/O ([`io`]), configuration
-//! ([`config`]) and the tiled renderer ([`engine`]). Nothing here depends on a UI toolkit.
+//! ([`config`]), the tiled renderer ([`engine`]) and, with feature `gpu`, the GPU preview
+//! executor (`gpu`). Nothing here depends on a UI toolkit.
 //!
 //! ```no_run
 //! use opossum::{chain::Chain, config::Config, engine::Engine};
@@ -23,6 +24,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod io;

@@ -6,6 +6,7 @@
 //! RGBA floats, tap by tap, which the compiler vectorises.
 
 use super::geom::Rect;
+use crate::ops::gpu::{GpuKernel, GpuPass, PassExtent, f32_words, uniform_bytes};
 use super::tile::{CHANNELS, Tile};
 
 /// A normalised, symmetric Gaussian of standard deviation `sigma_px`, truncated at
@@ -104,6 +105,45 @@ fn convolve_line(acc: &mut [f32], weights: &[f32], lines: &[&[f32]]) {
     let c = &lines[radius][..n];
     for i in 0..n {
         acc[i] += w * c[i];
+    }
+}
+
+/// Mirrors `Params` of the shaders that include `shaders/convolve.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    radius: u32,
+    /// Op-specific values (sharpen: amount, threshold).
+    extra: [f32; 2],
+    _pad: u32,
+}
+
+/// The GPU form of a separable convolution with `weights` in `shader`: a `horizontal` pass over
+/// the input rectangle, then the op's `main` (vertical) pass over the output, with the same
+/// weights and summation order as [`convolve_separable`].
+pub fn gpu_separable(shader: &'static str, weights: &[f32], extra: [f32; 2]) -> GpuKernel {
+    let params = uniform_bytes(&GpuParams {
+        radius: (weights.len() / 2) as u32,
+        extra,
+        _pad: 0,
+    });
+    let data = f32_words(weights);
+    GpuKernel::Passes {
+        shader,
+        passes: vec![
+            GpuPass {
+                entry: "horizontal",
+                extent: PassExtent::Input,
+                params: params.clone(),
+                data: data.clone(),
+            },
+            GpuPass {
+                entry: "main",
+                extent: PassExtent::Output,
+                params,
+                data,
+            },
+        ],
     }
 }
 

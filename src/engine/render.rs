@@ -74,7 +74,7 @@ fn merge_times(into: &Mutex<Vec<(String, Duration)>>, times: Vec<(String, Durati
 
 /// The input rectangle of every stage for output `out`: `rects[i]` is stage `i`'s input,
 /// `rects[n]` the output.
-fn stage_rects(stages: &[Stage], out: Rect) -> Vec<Rect> {
+pub fn stage_rects(stages: &[Stage], out: Rect) -> Vec<Rect> {
     let mut rects = vec![Rect::EMPTY; stages.len() + 1];
     rects[stages.len()] = out;
     for (i, stage) in stages.iter().enumerate().rev() {

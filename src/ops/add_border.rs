@@ -51,6 +51,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     Ok(Kernel::Geometry {
         output: ctx.check_output(output, "size")?,
         kernel: Box::new(Remap {
+            shader: "add_border",
             input,
             x_coeffs: [1, 0, -i64::from(size)],
             y_coeffs: [0, 1, -i64::from(size)],

@@ -5,6 +5,7 @@
 //! gamma (`v^(1/gamma)`), then clamp to `0..=1`. Neutral values (1.0, 0 EV, 0°) leave the image
 //! unchanged. Alpha is untouched.
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
@@ -153,7 +154,42 @@ fn gain_offset(row: &mut [f32], gain: f32, offset: f32) {
     }
 }
 
+/// Mirrors `Params` in `shaders/adjust_colors.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    m0: [f32; 4],
+    m1: [f32; 4],
+    m2: [f32; 4],
+    gain: f32,
+    offset: f32,
+    inv_gamma: f32,
+    /// Bit 0: gain/offset, bit 1: matrix, bit 2: gamma.
+    flags: u32,
+}
+
 impl PointKernel for AdjustColors {
+    fn gpu(&self) -> GpuKernel {
+        let m = self.matrix.unwrap_or([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let row = |r: [f32; 3]| [r[0], r[1], r[2], 0.0];
+        let flags = u32::from(self.gain != 1.0 || self.offset != 0.0)
+            | u32::from(self.matrix.is_some()) << 1
+            | u32::from(self.inv_gamma.is_some()) << 2;
+        GpuKernel::single(
+            "adjust_colors",
+            &GpuParams {
+                m0: row(m[0]),
+                m1: row(m[1]),
+                m2: row(m[2]),
+                gain: self.gain,
+                offset: self.offset,
+                inv_gamma: self.inv_gamma.unwrap_or(1.0),
+                flags,
+            },
+            Vec::new(),
+        )
+    }
+
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         if self.gain != 1.0 || self.offset != 0.0 {
             gain_offset(row, self.gain, self.offset);

@@ -1,5 +1,6 @@
 //! `color_convert`: sepia toning, inversion or a free 3×3 channel mixer. Alpha is kept.
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
@@ -117,7 +118,34 @@ fn build(p: &Params, _ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     })))
 }
 
+/// Mirrors `Params` in `shaders/color_convert.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    m0: [f32; 4],
+    m1: [f32; 4],
+    m2: [f32; 4],
+    offset: f32,
+    _pad: [f32; 3],
+}
+
 impl PointKernel for ColorConvert {
+    fn gpu(&self) -> GpuKernel {
+        let m = &self.matrix;
+        let row = |r: [f32; 3]| [r[0], r[1], r[2], 0.0];
+        GpuKernel::single(
+            "color_convert",
+            &GpuParams {
+                m0: row(m[0]),
+                m1: row(m[1]),
+                m2: row(m[2]),
+                offset: self.offset,
+                _pad: [0.0; 3],
+            },
+            Vec::new(),
+        )
+    }
+
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         let m = &self.matrix;
         let o = self.offset;

@@ -57,6 +57,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     Ok(Kernel::Geometry {
         output: ctx.check_output(output, "width")?,
         kernel: Box::new(Remap {
+            shader: "crop",
             input,
             x_coeffs: [1, 0, i64::from(x)],
             y_coeffs: [0, 1, i64::from(y)],

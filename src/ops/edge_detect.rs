@@ -1,6 +1,7 @@
 //! `edge_detect`: Sobel gradient magnitude (an area op, halo 1) or Canny edges (a global op:
 //! hysteresis follows edges across the whole image). Output is grey; alpha is kept.
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, luma};
 use crate::chain::OutputLimits;
 use crate::engine::convolve::{convolve_separable, gaussian_weights};
@@ -128,6 +129,10 @@ struct Sobel {
 }
 
 impl SpatialKernel for Sobel {
+    fn gpu(&self) -> GpuKernel {
+        GpuKernel::single("edge_detect", &[0u32; 4], Vec::new())
+    }
+
     fn input_rect(&self, out: Rect) -> Rect {
         out.expand_clip(1, self.input)
     }
@@ -164,6 +169,13 @@ struct Canny {
 }
 
 impl SpatialKernel for Canny {
+    fn gpu(&self) -> GpuKernel {
+        GpuKernel::Cpu {
+            reason: "Canny's hysteresis follows edges across the whole image (a sequential flood \
+                     fill); the GPU reads its input back and uploads the CPU result",
+        }
+    }
+
     fn input_rect(&self, _out: Rect) -> Rect {
         // Global: the renderer always passes the whole input.
         Rect::EMPTY

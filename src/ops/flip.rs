@@ -43,6 +43,7 @@ pub fn kernel(input: Size, horizontal: bool, vertical: bool) -> Kernel {
     Kernel::Geometry {
         output: input,
         kernel: Box::new(Remap {
+            shader: "flip",
             input,
             x_coeffs: if horizontal {
                 [-1, 0, w - 1]

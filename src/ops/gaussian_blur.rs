@@ -1,6 +1,7 @@
 //! `gaussian_blur`: separable Gaussian blur with edge replication, alpha-correct (colours are
 //! premultiplied by alpha while blurring, so transparent pixels do not bleed dark fringes).
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel};
 use crate::engine::convolve::{
     convolve_scratch_bytes, convolve_separable, gaussian_radius, gaussian_weights,
@@ -84,6 +85,10 @@ pub(crate) fn unpremultiply(data: &mut [f32]) {
 }
 
 impl SpatialKernel for GaussianBlur {
+    fn gpu(&self) -> GpuKernel {
+        crate::engine::convolve::gpu_separable("gaussian_blur", &self.weights, [0.0; 2])
+    }
+
     fn input_rect(&self, out: Rect) -> Rect {
         out.expand_clip((self.weights.len() / 2) as u32, self.input)
     }

@@ -1,5 +1,6 @@
 //! `grayscale`: replace colour by a grey value computed with a chosen formula. Alpha is kept.
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint};
 use crate::params::{ParamKind, ParamSpec, Params};
 
@@ -52,7 +53,30 @@ fn weighted_grey(row: &mut [f32], wr: f32, wg: f32, wb: f32) {
     }
 }
 
+/// Mirrors `Params` in `shaders/grayscale.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    weights: [f32; 4],
+    /// 1: lightness (mean of max and min) instead of weights.
+    lightness: u32,
+    _pad: [u32; 3],
+}
+
 impl PointKernel for Grayscale {
+    fn gpu(&self) -> GpuKernel {
+        let [r, g, b] = self.weights.unwrap_or([0.0; 3]);
+        GpuKernel::single(
+            "grayscale",
+            &GpuParams {
+                weights: [r, g, b, 0.0],
+                lightness: u32::from(self.weights.is_none()),
+                _pad: [0; 3],
+            },
+            Vec::new(),
+        )
+    }
+
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         match self.weights {
             Some([wr, wg, wb]) => weighted_grey(row, wr, wg, wb),

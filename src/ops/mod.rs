@@ -12,6 +12,7 @@ use crate::chain::OutputLimits;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
 use crate::params::{ParamSpec, Params};
+pub use gpu::GpuKernel;
 
 pub mod add_border;
 pub mod adjust_colors;
@@ -20,6 +21,7 @@ pub mod crop;
 pub mod edge_detect;
 pub mod flip;
 pub mod gaussian_blur;
+pub mod gpu;
 pub mod grayscale;
 pub(crate) mod remap;
 pub mod resize;
@@ -114,6 +116,9 @@ impl BuildError {
 pub trait PointKernel: Send + Sync {
     /// Apply to `row` (RGBA f32), whose first pixel is at image column `x0`, row `y`.
     fn apply_row(&self, x0: u32, y: u32, row: &mut [f32]);
+
+    /// The same kernel for the GPU (same numbers, WGSL in `shaders/`).
+    fn gpu(&self) -> GpuKernel;
 }
 
 /// A kernel that reads a rectangle of its input to write a rectangle of its output.
@@ -123,6 +128,10 @@ pub trait SpatialKernel: Send + Sync {
 
     /// Fill `dst` (its `rect` set, data zeroed) from `src`, which covers `input_rect(dst.rect)`.
     fn run(&self, src: &Tile, dst: &mut Tile);
+
+    /// The same kernel for the GPU (same numbers, WGSL in `shaders/`), or a documented
+    /// CPU-only exception.
+    fn gpu(&self) -> GpuKernel;
 
     /// Whether the output can be less opaque than the input (e.g. a transparent border), so
     /// a streaming encoder knows before the first row whether to write alpha.
@@ -153,6 +162,16 @@ pub enum Kernel {
     },
     /// Needs its whole input at once.
     Global(Box<dyn SpatialKernel>),
+}
+
+impl Kernel {
+    /// The GPU description of this kernel.
+    pub fn gpu(&self) -> GpuKernel {
+        match self {
+            Kernel::Pointwise(k) => k.gpu(),
+            Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } | Kernel::Global(k) => k.gpu(),
+        }
+    }
 }
 
 /// The declaration of one operation.

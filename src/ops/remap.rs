@@ -5,11 +5,14 @@
 //! send rectangles to rectangles, so tile input rectangles are exact.
 
 use super::SpatialKernel;
+use super::gpu::GpuKernel;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::{CHANNELS, Tile};
 
 /// An integer affine pixel map with optional fill outside the input.
 pub struct Remap {
+    /// The op's WGSL file (each includes `remap.wgsl`).
+    pub shader: &'static str,
     /// Input image size.
     pub input: Size,
     /// Input x = `ax·x + bx·y + cx`.
@@ -30,7 +33,31 @@ impl Remap {
     }
 }
 
+/// Mirrors `Params` in `shaders/remap.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    x_coeffs: [i32; 4],
+    y_coeffs: [i32; 4],
+    /// Transparent black where the op has no fill (as on the CPU).
+    fill: [f32; 4],
+}
+
 impl SpatialKernel for Remap {
+    fn gpu(&self) -> GpuKernel {
+        // Coefficients are sizes and offsets of images under 2^31 px (capped by the limits).
+        let c = |v: [i64; 3]| [v[0] as i32, v[1] as i32, v[2] as i32, 0];
+        GpuKernel::single(
+            self.shader,
+            &GpuParams {
+                x_coeffs: c(self.x_coeffs),
+                y_coeffs: c(self.y_coeffs),
+                fill: self.fill.unwrap_or_default(),
+            },
+            Vec::new(),
+        )
+    }
+
     fn may_add_transparency(&self) -> bool {
         self.fill.is_some_and(|f| f[3] < 1.0)
     }

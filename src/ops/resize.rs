@@ -9,6 +9,7 @@
 //! floating-point offsets differ per tile. The weights here are computed in f64 once per build;
 //! the passes below are plain separable loops over RGBA f32.
 
+use super::gpu::{GpuKernel, GpuPass, PassExtent, uniform_bytes};
 use super::{BuildCtx, BuildError, Kernel, OpDef, SpatialKernel, geometry_footprint, unit};
 use crate::chain::OutputLimits;
 use crate::engine::geom::{Rect, Size};
@@ -187,6 +188,19 @@ impl Axis {
         (lo, hi)
     }
 
+    /// The taps as GPU words: per output index `start, len, weights[stride]` (floats as bits).
+    fn push_words(&self, words: &mut Vec<u32>) {
+        for (i, (&start, &len)) in self.start.iter().zip(&self.len).enumerate() {
+            words.push(start);
+            words.push(len);
+            words.extend(
+                self.weights[i * self.stride..(i + 1) * self.stride]
+                    .iter()
+                    .map(|w| w.to_bits()),
+            );
+        }
+    }
+
     fn taps(&self, i: usize) -> (usize, &[f32]) {
         let len = self.len[i] as usize;
         (
@@ -307,7 +321,51 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     })
 }
 
+/// Mirrors `Params` in `shaders/resize.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    /// Word offset of the horizontal taps and words per output column.
+    h_offset: u32,
+    h_record: u32,
+    /// Word offset of the vertical taps and words per output row.
+    v_offset: u32,
+    v_record: u32,
+}
+
 impl SpatialKernel for Resize {
+    /// The same taps as the CPU, uploaded as tables: a horizontal pass over the output's
+    /// columns and the input's rows, then a vertical pass.
+    fn gpu(&self) -> GpuKernel {
+        let mut data = Vec::new();
+        self.horizontal.push_words(&mut data);
+        let v_offset = data.len() as u32;
+        self.vertical.push_words(&mut data);
+        let params = uniform_bytes(&GpuParams {
+            h_offset: 0,
+            h_record: self.horizontal.stride as u32 + 2,
+            v_offset,
+            v_record: self.vertical.stride as u32 + 2,
+        });
+        GpuKernel::Passes {
+            shader: "resize",
+            passes: vec![
+                GpuPass {
+                    entry: "horizontal",
+                    extent: PassExtent::OutputColumnsInputRows,
+                    params: params.clone(),
+                    data: data.clone(),
+                },
+                GpuPass {
+                    entry: "main",
+                    extent: PassExtent::Output,
+                    params,
+                    data,
+                },
+            ],
+        }
+    }
+
     fn input_rect(&self, out: Rect) -> Rect {
         if out.is_empty() {
             return Rect::EMPTY;

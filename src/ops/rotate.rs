@@ -57,6 +57,7 @@ pub fn kernel(input: Size, quarter_turns: u32) -> Kernel {
     Kernel::Geometry {
         output,
         kernel: Box::new(Remap {
+            shader: "rotate",
             input,
             x_coeffs,
             y_coeffs,

@@ -1,6 +1,7 @@
 //! `sharpen`: unsharp mask. `out = in + amount·(in − blur(in, radius))` wherever the difference
 //! exceeds `threshold` (in 8-bit levels); alpha is kept.
 
+use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, unit};
 use crate::engine::convolve::{
     convolve_scratch_bytes, convolve_separable, gaussian_radius, gaussian_weights,
@@ -85,6 +86,14 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
 }
 
 impl SpatialKernel for Sharpen {
+    fn gpu(&self) -> GpuKernel {
+        crate::engine::convolve::gpu_separable(
+            "sharpen",
+            &self.weights,
+            [self.amount, self.threshold],
+        )
+    }
+
     fn input_rect(&self, out: Rect) -> Rect {
         out.expand_clip((self.weights.len() / 2) as u32, self.input)
     }

@@ -8,6 +8,7 @@
 use ab_glyph::{Font as _, FontRef, PxScale, ScaleFont as _, point};
 
 use super::remap::rgba_f32;
+use super::gpu::{GpuKernel, f32_words};
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint};
 use crate::engine::geom::Rect;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
@@ -203,7 +204,31 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     })))
 }
 
+/// Mirrors `Params` in `shaders/watermark.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuParams {
+    /// The mask's rectangle: x, y, width, height.
+    rect: [u32; 4],
+    color: [f32; 4],
+}
+
 impl PointKernel for Watermark {
+    /// The glyphs are rasterised on the CPU at build time (ab_glyph); the GPU blends the same
+    /// coverage mask.
+    fn gpu(&self) -> GpuKernel {
+        let r = self.rect;
+        let [cr, cg, cb] = self.color;
+        GpuKernel::single(
+            "watermark",
+            &GpuParams {
+                rect: [r.x, r.y, r.width, r.height],
+                color: [cr, cg, cb, 1.0],
+            },
+            f32_words(&self.coverage),
+        )
+    }
+
     fn apply_row(&self, x0: u32, y: u32, row: &mut [f32]) {
         let r = self.rect;
         if y < r.y || y >= r.bottom() {

@@ -1,0 +1,3 @@
+// add_border: grow the canvas and fill the new border with a colour, as an integer pixel map. The kernel is the
+// one rotate, flip, crop and add_border share, as they share src/ops/remap.rs on the CPU.
+//#include remap

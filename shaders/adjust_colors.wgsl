@@ -1,0 +1,37 @@
+// adjust_colors: gain/offset (exposure, brightness, contrast), a chroma matrix (saturation,
+// hue), then gamma; the same constants as the CPU kernel, each step skipped when it is an
+// identity (flags), as on the CPU.
+
+struct Params {
+    m0: vec4<f32>,
+    m1: vec4<f32>,
+    m2: vec4<f32>,
+    gain: f32,
+    offset: f32,
+    inv_gamma: f32,
+    flags: u32,
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let p = dst_pixel(id);
+    if p.z == 0 {
+        return;
+    }
+    let px = src_at(p.xy);
+    var c = px.rgb;
+    if (params.flags & 1u) != 0u {
+        c = unit3(c * params.gain + vec3<f32>(params.offset));
+    }
+    if (params.flags & 2u) != 0u {
+        c = unit3(vec3<f32>(
+            params.m0.x * c.r + params.m0.y * c.g + params.m0.z * c.b,
+            params.m1.x * c.r + params.m1.y * c.g + params.m1.z * c.b,
+            params.m2.x * c.r + params.m2.y * c.g + params.m2.z * c.b,
+        ));
+    }
+    if (params.flags & 4u) != 0u {
+        c = pow(c, vec3<f32>(params.inv_gamma));
+    }
+    store(p.xy, vec4<f32>(c, px.a));
+}

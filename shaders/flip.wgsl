@@ -1,0 +1,3 @@
+// flip: mirror horizontally, vertically or both, as an integer pixel map. The kernel is the
+// one rotate, flip, crop and add_border share, as they share src/ops/remap.rs on the CPU.
+//#include remap
