@@ -54,7 +54,7 @@ fn main() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 860.0))
         .wgpu()
-        .build_eframe(move |cc| OpossumApp::new(&cc.egui_ctx, None, options, Box::new(dialogs)));
+        .build_eframe(move |cc| OpossumApp::new(cc, options, Box::new(dialogs)));
     let deadline = Instant::now() + Duration::from_secs(300);
     while !h.state().preview_is_current() {
         h.step();

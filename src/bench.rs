@@ -3,6 +3,9 @@
 //! for every registered op. Times are for the full tiled render from an in-memory 8-bit RGB
 //! image to an 8-bit RGBA output buffer (what a render does between decode and encode).
 
+pub mod preview;
+pub use preview::PreviewBench;
+
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, RgbImage};

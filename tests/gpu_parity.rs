@@ -2,8 +2,8 @@
 //! these tests fail, never skip, when no adapter exists: `.ci/run` installs one).
 //!
 //! Tolerances (working values are 0..1 floats):
-//! - every op × random parameters × odd sizes, at full and half scale: max abs error ≤ 1/1000
-//!   per channel and PSNR ≥ 60 dB (measured worst cases are printed with `--nocapture`; f32
+//! - every op × random parameters × odd sizes, at full and half scale: max abs error ≤ 2/10000
+//!   per channel and PSNR ≥ 80 dB (random 3-op chains: ≤ 5/10000) (measured worst cases are printed with `--nocapture`; f32
 //!   sums in the same order, so differences come only from FMA contraction and `pow`/`sqrt`
 //!   precision);
 //! - preview at pyramid level L against the full-resolution export downsampled to level L:
@@ -125,7 +125,7 @@ fn every_op_matches_the_cpu_at_odd_sizes_and_scales() {
                     let (gpu, _) = gpu.unwrap_or_else(|e| panic!("{}: {e}", def.id));
                     let (max, psnr) = compare(&cpu, &gpu, 0..4);
                     assert!(
-                        max <= 1e-3 && psnr >= 60.0,
+                        max <= 2e-4 && psnr >= 80.0,
                         "{} at {w}x{h} level {level}: max abs {max}, PSNR {psnr:.1} dB\n{}",
                         def.id,
                         chain.to_toml_string()
@@ -158,7 +158,7 @@ fn random_chains_match_the_cpu() {
             .unwrap_or_else(|e| panic!("{e}\n{}", chain.to_toml_string()));
         let (max, psnr) = compare(&cpu, &gpu, 0..4);
         assert!(
-            max <= 2e-3 && psnr >= 60.0,
+            max <= 5e-4 && psnr >= 80.0,
             "case {case} {w}x{h}: max abs {max}, PSNR {psnr:.1}\n{}",
             chain.to_toml_string()
         );
@@ -196,10 +196,22 @@ fn editing_op_k_reruns_only_ops_k_to_n_and_gives_the_same_pixels() {
         .iter()
         .map(|s| (s.label.clone(), s.backend))
         .collect();
-    assert!(backends.contains(&("source".into(), Backend::Cached)), "{backends:?}");
-    assert!(backends.contains(&("gaussian_blur".into(), Backend::Cached)), "{backends:?}");
-    assert!(backends.contains(&("adjust_colors".into(), Backend::Gpu)), "{backends:?}");
-    assert!(backends.contains(&("sharpen".into(), Backend::Gpu)), "{backends:?}");
+    assert!(
+        backends.contains(&("source".into(), Backend::Cached)),
+        "{backends:?}"
+    );
+    assert!(
+        backends.contains(&("gaussian_blur".into(), Backend::Cached)),
+        "{backends:?}"
+    );
+    assert!(
+        backends.contains(&("adjust_colors".into(), Backend::Gpu)),
+        "{backends:?}"
+    );
+    assert!(
+        backends.contains(&("sharpen".into(), Backend::Gpu)),
+        "{backends:?}"
+    );
     assert_eq!(frame.cache_hits, 2);
     // The same as a render from scratch.
     let mut fresh = GpuRenderer::new(context());
@@ -276,7 +288,7 @@ fn histogram_counts_every_shown_pixel() {
         ops: vec![step("grayscale", &[])],
     };
     let (tile, frame) = gpu_render(&mut renderer, &pyramid, 0, &chain).unwrap();
-    for channel in &frame.histogram {
+    for channel in frame.histogram.iter() {
         assert_eq!(channel.iter().sum::<u32>(), 33 * 21);
     }
     let mut red = [0u32; 256];
@@ -304,7 +316,13 @@ fn preview_at_a_pyramid_level_matches_the_export_downsampled() {
                 ],
             ),
             step("gaussian_blur", &[("sigma", RawValue::Float(6.0))]),
-            step("sharpen", &[("amount", RawValue::Float(0.8)), ("radius", RawValue::Float(4.0))]),
+            step(
+                "sharpen",
+                &[
+                    ("amount", RawValue::Float(0.8)),
+                    ("radius", RawValue::Float(4.0)),
+                ],
+            ),
             step(
                 "add_border",
                 &[
@@ -333,7 +351,11 @@ fn preview_at_a_pyramid_level_matches_the_export_downsampled() {
         let reference = downsampled.levels[level].image.to_rgba8();
         let expected = Tile {
             rect: preview.rect,
-            data: reference.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect(),
+            data: reference
+                .as_raw()
+                .iter()
+                .map(|&v| f32::from(v) / 255.0)
+                .collect(),
         };
         let (max, psnr) = compare(&expected, &preview, 0..3);
         println!("level {level}: PSNR {psnr:.1} dB, max abs {max:.3}");

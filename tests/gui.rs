@@ -32,9 +32,7 @@ fn harness<'a>(chain: PathBuf, dialogs: ScriptedDialogs) -> Harness<'a, OpossumA
     Harness::builder()
         .with_size(egui::vec2(1400.0, 860.0))
         .wgpu()
-        .build_eframe(move |cc| {
-            OpossumApp::new(&cc.egui_ctx, None, options(chain), Box::new(dialogs))
-        })
+        .build_eframe(move |cc| OpossumApp::new(cc, options(chain), Box::new(dialogs)))
 }
 
 /// Step the UI until the preview shows the current chain (background renders finish).
@@ -268,14 +266,7 @@ fn zooming_in_refines_the_visible_region_at_full_resolution() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 860.0))
         .wgpu()
-        .build_eframe(move |cc| {
-            OpossumApp::new(
-                &cc.egui_ctx,
-                None,
-                opts,
-                Box::new(ScriptedDialogs::default()),
-            )
-        });
+        .build_eframe(move |cc| OpossumApp::new(cc, opts, Box::new(ScriptedDialogs::default())));
     settle(&mut h);
     let fit_size = h.state().preview_pixels().unwrap().1;
     assert!(
@@ -352,19 +343,17 @@ fn extreme_shapes_and_sizes_never_exceed_the_texture_limit() {
             .with_size(egui::vec2(1400.0, 860.0))
             .wgpu()
             .build_eframe(move |cc| {
-                OpossumApp::new(
-                    &cc.egui_ctx,
-                    None,
-                    opts,
-                    Box::new(ScriptedDialogs::default()),
-                )
+                OpossumApp::new(cc, opts, Box::new(ScriptedDialogs::default()))
             });
         settle(&mut harness);
-        let (_, size) = harness
-            .state()
-            .preview_pixels()
-            .expect("a preview is shown");
-        assert!(size[0] <= 2048 && size[1] <= 2048, "case {i}: {size:?}");
+        let (sizes, limit) = harness.state().preview_texture_sizes();
+        assert!(!sizes.is_empty(), "case {i}: no preview shown");
+        for size in sizes {
+            assert!(
+                size[0] as usize <= limit && size[1] as usize <= limit,
+                "case {i}: a {size:?} texture over the {limit} px limit"
+            );
+        }
         harness.get_by_label("100%").click();
         harness.run_steps(3);
     }
@@ -441,4 +430,42 @@ fn profiler_window_opens_and_records_scopes() {
     }
     h.get_by_label_contains("UI frame time p50");
     assert!(puffin::are_scopes_on());
+}
+
+#[test]
+fn previews_run_on_the_gpu_and_match_the_cpu_path_when_it_is_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 3.0\n[[ops]]\nop = \"adjust_colors\"\nsaturation = 1.4\n[[ops]]\nop = \"watermark\"\n",
+    )
+    .unwrap();
+    let mut h = harness(chain, ScriptedDialogs::default());
+    settle(&mut h);
+    assert!(
+        h.state().preview_on_gpu(),
+        "the kittest renderer has a wgpu device"
+    );
+    let (gpu_pixels, gpu_size) = h.state().preview_pixels().unwrap();
+    // Settings → GPU previews off → the next preview renders on the CPU.
+    h.get_by_label("Edit").click();
+    h.run_steps(2);
+    h.get_by_label("Settings…").click();
+    h.run_steps(3);
+    h.get_by_label("GPU previews").click();
+    h.run_steps(1);
+    h.get_by_label("Save settings").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert!(!h.state().preview_on_gpu());
+    let (cpu_pixels, cpu_size) = h.state().preview_pixels().unwrap();
+    assert_eq!(gpu_size, cpu_size);
+    let worst = gpu_pixels
+        .iter()
+        .zip(&cpu_pixels)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "GPU and CPU previews differ by {worst} levels");
 }

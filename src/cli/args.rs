@@ -98,6 +98,42 @@ pub struct RenderArgs {
 pub enum BenchCommand {
     /// Time the peer-comparison operations at several sizes and print an op × size table.
     Ops(BenchOpsArgs),
+    /// Time from a parameter change to a finished preview frame, GPU vs CPU path (p50, p95).
+    Preview(BenchPreviewArgs),
+}
+
+/// `opossum bench preview`.
+#[derive(Debug, Args)]
+pub struct BenchPreviewArgs {
+    /// Source size WIDTHxHEIGHT in px (default 24 megapixels).
+    #[arg(long, default_value = "6000x4000", value_parser = parse_size)]
+    pub source: (u32, u32),
+    /// Viewport WIDTHxHEIGHT in physical px; picks the pyramid level, as the app does.
+    #[arg(long, default_value = "1600x1000", value_parser = parse_size)]
+    pub viewport: (u32, u32),
+    /// Parameter changes timed per path (after one warm-up frame).
+    #[arg(long, default_value_t = 30)]
+    pub runs: usize,
+    /// Source photo (resized to --source); default: a synthetic image.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text}: expected WIDTHxHEIGHT, e.g. 1600x1000"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| (1..=65_535).contains(&n))
+            .ok_or_else(|| format!("{text}: sides must be 1..=65535 px"))
+    };
+    Ok((parse(w)?, parse(h)?))
 }
 
 /// `opossum bench ops`.

@@ -19,7 +19,7 @@ use crate::io::encode::{EncodeOptions, OutputFormat};
 use crate::ops::{self};
 use crate::params::ParamKind;
 use crate::profile::Profiler;
-use args::{BenchCommand, BenchOpsArgs, Cli, Command, GlobalArgs, RenderArgs};
+use args::{BenchCommand, BenchOpsArgs, BenchPreviewArgs, Cli, Command, GlobalArgs, RenderArgs};
 
 /// Exit code for a failed input.
 const EXIT_INPUT: u8 = 1;
@@ -71,6 +71,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench {
             what: BenchCommand::Ops(args),
         }) => bench_ops(&cli.global, &args),
+        Some(Command::Bench {
+            what: BenchCommand::Preview(args),
+        }) => bench_preview(&cli.global, &args),
     }
 }
 
@@ -248,6 +251,49 @@ pub fn ops_json() -> String {
     let mut text = serde_json::to_string_pretty(&ops).unwrap_or_default();
     text.push('\n');
     text
+}
+
+fn bench_preview(global: &GlobalArgs, args: &BenchPreviewArgs) -> Result<()> {
+    let engine = Engine::new(load_config(global)?)?;
+    let photo = match &args.image {
+        Some(path) => Some(decode::decode_file(path, &engine.decode_limits())?.image),
+        None => None,
+    };
+    let setup = bench::PreviewBench::new(photo.as_ref(), args.source, args.viewport)?;
+    println!(
+        "opossum bench preview: {}x{} px source ({:.1} Mpx), {}x{} viewport -> pyramid level {} ({}x{} px)",
+        args.source.0,
+        args.source.1,
+        f64::from(args.source.0) * f64::from(args.source.1) / 1e6,
+        args.viewport.0,
+        args.viewport.1,
+        setup.level,
+        setup.level_size.width,
+        setup.level_size.height,
+    );
+    println!("chain: {}", setup.describe());
+    println!(
+        "each run changes adjust_colors.brightness (op 2 of 5) and waits for the finished frame"
+    );
+    let mut report = Vec::new();
+    let cpu = setup.run_cpu(&engine, args.runs)?;
+    println!("{}", cpu.line());
+    report.push(cpu.json());
+    match setup.run_gpu(&engine, args.runs) {
+        Ok(gpu) => {
+            println!("{}", gpu.line());
+            for (label, ms) in &gpu.stages {
+                println!("    {label:<28} {ms:>8.2} ms (last frame)");
+            }
+            report.push(gpu.json());
+        }
+        Err(reason) => println!("gpu   not measured: {reason}"),
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    Ok(())
 }
 
 fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {

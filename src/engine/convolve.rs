@@ -6,8 +6,8 @@
 //! RGBA floats, tap by tap, which the compiler vectorises.
 
 use super::geom::Rect;
-use crate::ops::gpu::{GpuKernel, GpuPass, PassExtent, f32_words, uniform_bytes};
 use super::tile::{CHANNELS, Tile};
+use crate::ops::gpu::{GpuKernel, GpuPass, PassExtent, f32_words, uniform_bytes};
 
 /// A normalised, symmetric Gaussian of standard deviation `sigma_px`, truncated at
 /// `ceil(3·sigma)`. Returns `[1.0]` for `sigma_px <= 0`.

@@ -155,7 +155,7 @@ pub struct GpuFrame {
     /// Display tiles covering `region`.
     pub tiles: Vec<GpuTile>,
     /// 8-bit histogram of the shown pixels: R, G, B and luma.
-    pub histogram: [[u32; 256]; 4],
+    pub histogram: Box<[[u32; 256]; 4]>,
     /// Per stage: where it ran and how long it took.
     pub stages: Vec<StageTiming>,
     /// Stages served from the cache, and stages in all (over tiles).
@@ -398,24 +398,18 @@ impl GpuRenderer {
             .iter()
             .map(|s| stage_signature(req.chain, s, req.orientation))
             .collect();
-        let source_key = hash_of((
-            "source",
-            Arc::as_ptr(req.pyramid) as usize,
-            req.level,
-        ));
+        let source_key = hash_of(("source", Arc::as_ptr(req.pyramid) as usize, req.level));
         let mut timings: Vec<StageTiming> = Vec::new();
-        let mut add_time = |label: &str, backend: Backend, d: Duration| {
-            match timings
-                .iter_mut()
-                .find(|t| t.label == label && t.backend == backend)
-            {
-                Some(t) => t.ms += d.as_secs_f64() * 1000.0,
-                None => timings.push(StageTiming {
-                    label: label.to_owned(),
-                    backend,
-                    ms: d.as_secs_f64() * 1000.0,
-                }),
-            }
+        let mut add_time = |label: &str, backend: Backend, d: Duration| match timings
+            .iter_mut()
+            .find(|t| t.label == label && t.backend == backend)
+        {
+            Some(t) => t.ms += d.as_secs_f64() * 1000.0,
+            None => timings.push(StageTiming {
+                label: label.to_owned(),
+                backend,
+                ms: d.as_secs_f64() * 1000.0,
+            }),
         };
         let mut outputs = Vec::with_capacity(tiles.len());
         let (mut hits, mut count) = (0, 0);
@@ -481,7 +475,7 @@ impl GpuRenderer {
             output: plan.output,
             region,
             tiles,
-            histogram,
+            histogram: Box::new(histogram),
             stages: timings,
             cache_hits: hits,
             stage_count: count,
@@ -944,7 +938,11 @@ impl GpuRenderer {
                 });
                 cpass.set_pipeline(&pipeline);
                 cpass.set_bind_group(0, &bind_group, &[]);
-                cpass.dispatch_workgroups(r.width.div_ceil(WORKGROUP), r.height.div_ceil(WORKGROUP), 1);
+                cpass.dispatch_workgroups(
+                    r.width.div_ceil(WORKGROUP),
+                    r.height.div_ceil(WORKGROUP),
+                    1,
+                );
             }
             displays.push((texture, view));
         }
@@ -1016,7 +1014,8 @@ fn map_words(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<u32>, G
 }
 
 /// Read a working texture back as a tile (exact f32 values): tests, screenshots and the CPU
-/// exception ops. The preview itself never needs this.
+/// exception ops. The preview itself never needs this. Reads bands of rows so no buffer
+/// exceeds the device's limits.
 pub fn read_working(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
@@ -1024,45 +1023,52 @@ pub fn read_working(
 ) -> Result<Tile, GpuError> {
     let r = image.rect;
     let row_bytes = r.width * 16;
-    let padded = row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-        * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size: u64::from(padded) * u64::from(r.height),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    encoder.copy_texture_to_buffer(
-        wgpu::TexelCopyTextureInfo {
-            texture: &image.texture,
-            mip_level: 0,
-            origin: wgpu::Origin3d::ZERO,
-            aspect: wgpu::TextureAspect::All,
-        },
-        wgpu::TexelCopyBufferInfo {
-            buffer: &buffer,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(padded),
-                rows_per_image: None,
-            },
-        },
-        wgpu::Extent3d {
-            width: r.width,
-            height: r.height,
-            depth_or_array_layers: 1,
-        },
-    );
-    queue.submit([encoder.finish()]);
-    let words = map_words(device, &buffer)?;
-    let floats: &[f32] = bytemuck::cast_slice(&words);
+    let padded =
+        row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let max_bytes = device.limits().max_buffer_size.min(64 << 20);
+    let band_rows = (max_bytes / u64::from(padded)).clamp(1, u64::from(r.height)) as u32;
     let mut tile = Tile::new(r);
     let stride = (padded / 4) as usize;
-    for y in 0..r.height as usize {
-        let n = r.width as usize * 4;
-        tile.row_mut(y)
-            .copy_from_slice(&floats[y * stride..y * stride + n]);
+    let n = r.width as usize * 4;
+    let mut y0 = 0;
+    while y0 < r.height {
+        let rows = band_rows.min(r.height - y0);
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: u64::from(padded) * u64::from(rows),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture: &image.texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: y0, z: 0 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(padded),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::Extent3d {
+                width: r.width,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+        );
+        queue.submit([encoder.finish()]);
+        let words = map_words(device, &buffer)?;
+        let floats: &[f32] = bytemuck::cast_slice(&words);
+        for y in 0..rows as usize {
+            tile.row_mut(y0 as usize + y)
+                .copy_from_slice(&floats[y * stride..y * stride + n]);
+        }
+        y0 += rows;
     }
     Ok(tile)
 }

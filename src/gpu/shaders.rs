@@ -17,7 +17,10 @@ pub static SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../shaders/common.wgsl")),
     ("convolve", include_str!("../../shaders/convolve.wgsl")),
     ("crop", include_str!("../../shaders/crop.wgsl")),
-    ("edge_detect", include_str!("../../shaders/edge_detect.wgsl")),
+    (
+        "edge_detect",
+        include_str!("../../shaders/edge_detect.wgsl"),
+    ),
     ("flip", include_str!("../../shaders/flip.wgsl")),
     (
         "gaussian_blur",
@@ -35,7 +38,10 @@ pub static SOURCES: &[(&str, &str)] = &[
 
 /// The raw text of `shaders/<stem>.wgsl`.
 pub fn raw(stem: &str) -> Option<&'static str> {
-    SOURCES.iter().find(|(s, _)| *s == stem).map(|(_, text)| *text)
+    SOURCES
+        .iter()
+        .find(|(s, _)| *s == stem)
+        .map(|(_, text)| *text)
 }
 
 /// The complete module for shader `stem`: `common.wgsl` (unless `stem` is `present`, which has

@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileDialogs;
 use super::history::History;
-use super::jobs::{ExportJob, LoadedImage, PreviewFrame, PreviewWorker, load_image};
+use super::jobs::{ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, load_image};
 use super::params_ui::params_ui;
 use crate::chain::raw::RawValue;
 use crate::chain::{Chain, ChainOp, Format, OutputLimits};
 use crate::config::{ByteSize, Config, QualityPreset};
 use crate::engine::Engine;
+use crate::engine::geom::Rect as PxRect;
+use crate::gpu::{GpuContext, GpuFrame};
 use crate::io::encode::{EncodeOptions, OutputFormat};
 use crate::ops;
 
@@ -153,7 +155,7 @@ pub enum Command {
 /// Runtime state of the preview.
 #[derive(Default)]
 struct PreviewState {
-    texture: Option<TextureHandle>,
+    shown: Option<Shown>,
     original: Option<(usize, TextureHandle)>,
     size: [usize; 2],
     scale: f64,
@@ -164,9 +166,8 @@ struct PreviewState {
     requested: u64,
     /// Pyramid level of the last base request (`level` is the one shown).
     requested_level: usize,
-    shown: u64,
+    shown_generation: u64,
     error: Option<String>,
-    rgba: Vec<u8>,
     /// 1:1 pixels of the visible part, rendered when the view is idle and zoomed in past the
     /// level shown.
     refined: Option<Refined>,
@@ -177,13 +178,152 @@ struct PreviewState {
     min_level: usize,
     /// Largest texture side the renderer accepts, px.
     max_texture_side: usize,
+    /// Whether the last base preview ran on the GPU.
+    on_gpu: bool,
+    /// GPU stage cache hits and lookups of the last preview.
+    cache: Option<(usize, usize)>,
+    /// Why previews no longer run on the GPU (shown once, in the status bar).
+    gpu_warning: Option<String>,
+}
+
+/// Pixels on screen: textures tiling a rectangle of the rendered output.
+struct Shown {
+    /// The rectangle, in output pixels of the level (or of full resolution, for a refinement).
+    region: PxRect,
+    /// Each texture and the part of `region` it covers.
+    tiles: Vec<(PxRect, egui::TextureId)>,
+    owner: ShownOwner,
+}
+
+enum ShownOwner {
+    /// An egui texture of CPU pixels (kept for tests).
+    Cpu {
+        _texture: TextureHandle,
+        rgba: Vec<u8>,
+    },
+    /// Display textures of a GPU frame, registered with egui-wgpu (freed on drop).
+    Gpu { frame: GpuFrame, gpu: GpuDisplay },
+}
+
+/// eframe's wgpu device and egui's renderer, where the GPU path draws.
+#[derive(Clone)]
+struct GpuDisplay {
+    context: GpuContext,
+    renderer: Arc<egui::mutex::RwLock<eframe::egui_wgpu::Renderer>>,
+}
+
+impl Shown {
+    fn new(
+        ctx: &egui::Context,
+        frame: PreviewFrame,
+        gpu: Option<&GpuDisplay>,
+        name: &str,
+        filter: egui::TextureOptions,
+    ) -> Option<Self> {
+        let region = frame.region.unwrap_or(PxRect::new(
+            0,
+            0,
+            frame.size[0] as u32,
+            frame.size[1] as u32,
+        ));
+        match frame.pixels {
+            FramePixels::Cpu(rgba) => {
+                let image = ColorImage::from_rgba_unmultiplied(frame.size, &rgba);
+                let texture = ctx.load_texture(name, image, filter);
+                Some(Shown {
+                    region,
+                    tiles: vec![(region, texture.id())],
+                    owner: ShownOwner::Cpu {
+                        _texture: texture,
+                        rgba,
+                    },
+                })
+            }
+            FramePixels::Gpu(gpu_frame) => {
+                let gpu = gpu?.clone();
+                let mode = if filter.magnification == egui::TextureFilter::Nearest {
+                    wgpu::FilterMode::Nearest
+                } else {
+                    wgpu::FilterMode::Linear
+                };
+                let tiles = {
+                    let mut renderer = gpu.renderer.write();
+                    gpu_frame
+                        .tiles
+                        .iter()
+                        .map(|t| {
+                            let id = renderer.register_native_texture(
+                                &gpu.context.device,
+                                &t.display_view,
+                                mode,
+                            );
+                            (t.rect, id)
+                        })
+                        .collect()
+                };
+                Some(Shown {
+                    region: gpu_frame.region,
+                    tiles,
+                    owner: ShownOwner::Gpu {
+                        frame: gpu_frame,
+                        gpu,
+                    },
+                })
+            }
+        }
+    }
+
+    /// The pixels as 8-bit RGBA (a GPU frame is read back: tests and diagnostics only).
+    fn rgba(&self) -> Vec<u8> {
+        match &self.owner {
+            ShownOwner::Cpu { rgba, .. } => rgba.clone(),
+            ShownOwner::Gpu { frame, gpu } => frame
+                .read_back(&gpu.context)
+                .map(|t| {
+                    t.data
+                        .iter()
+                        .map(|&v| crate::engine::sink::to_u8(v))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Draw into `screen`, the on-screen rectangle of `self.region`, clipped to `clip`.
+    fn paint(&self, painter: &egui::Painter, screen: egui::Rect, clip: egui::Rect) {
+        let painter = painter.with_clip_rect(painter.clip_rect().intersect(clip));
+        let sx = screen.width() / self.region.width.max(1) as f32;
+        let sy = screen.height() / self.region.height.max(1) as f32;
+        let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+        for (r, id) in &self.tiles {
+            let min = screen.min
+                + Vec2::new(
+                    (r.x - self.region.x) as f32 * sx,
+                    (r.y - self.region.y) as f32 * sy,
+                );
+            let rect = egui::Rect::from_min_size(
+                min,
+                Vec2::new(r.width as f32 * sx, r.height as f32 * sy),
+            );
+            painter.image(*id, rect, uv, Color32::WHITE);
+        }
+    }
+}
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        if let ShownOwner::Gpu { gpu, .. } = &self.owner {
+            let mut renderer = gpu.renderer.write();
+            for (_, id) in &self.tiles {
+                renderer.free_texture(id);
+            }
+        }
+    }
 }
 
 /// A full-resolution render of the visible region.
 struct Refined {
-    region: crate::engine::geom::Rect,
-    texture: TextureHandle,
-    rgba: Vec<u8>,
+    shown: Shown,
     /// The base preview it belongs to (stale when the chain changed since).
     base: u64,
 }
@@ -201,6 +341,7 @@ pub struct OpossumApp {
     config_path: Option<PathBuf>,
     preview_engine: Arc<Engine>,
     export_engine: Arc<Engine>,
+    gpu: Option<GpuDisplay>,
     worker: PreviewWorker,
     image: Option<LoadedImage>,
     loading: Option<(PathBuf, Receiver<Result<LoadedImage, String>>)>,
@@ -248,11 +389,17 @@ fn engine_for(config: &Config) -> Arc<Engine> {
 impl OpossumApp {
     /// Create the app (restoring persisted state from `storage`).
     pub fn new(
-        ctx: &egui::Context,
-        storage: Option<&dyn eframe::Storage>,
+        cc: &eframe::CreationContext<'_>,
         options: GuiOptions,
         dialogs: Box<dyn FileDialogs>,
     ) -> Self {
+        let ctx = &cc.egui_ctx;
+        let storage = cc.storage;
+        // eframe's wgpu device runs the GPU previews (no second device).
+        let gpu = cc.wgpu_render_state.as_ref().map(|rs| GpuDisplay {
+            context: GpuContext::new(rs.device.clone(), rs.queue.clone(), &rs.adapter.get_info()),
+            renderer: rs.renderer.clone(),
+        });
         ctx.options_mut(|o| o.theme_preference = egui::ThemePreference::System);
         let state: PersistedState = if options.fresh_state {
             PersistedState::default()
@@ -274,13 +421,21 @@ impl OpossumApp {
             config: options.config.clone(),
             config_path: options.config_path,
             export_engine: engine_for(&options.config),
-            worker: PreviewWorker::start(preview_engine.clone(), move || {
-                repaint_ctx.request_repaint()
-            }),
+            worker: PreviewWorker::start(
+                preview_engine.clone(),
+                gpu.as_ref().map(|g| g.context.clone()),
+                move || repaint_ctx.request_repaint(),
+            ),
+            gpu,
             preview_engine,
             image: None,
             loading: None,
-            preview: PreviewState::default(),
+            preview: PreviewState {
+                gpu_warning: (cc.wgpu_render_state.is_none()
+                    && options.config.performance.gpu_enabled)
+                    .then(|| "no wgpu device: previews render on the CPU".to_owned()),
+                ..PreviewState::default()
+            },
             chain_changed: true,
             zoom: None,
             pan: Vec2::ZERO,
@@ -336,18 +491,38 @@ impl OpossumApp {
     }
 
     /// The last preview's pixels (8-bit RGBA) and size (for tests).
-    pub fn preview_pixels(&self) -> Option<(&[u8], [usize; 2])> {
-        (self.preview.texture.is_some())
-            .then_some((self.preview.rgba.as_slice(), self.preview.size))
+    pub fn preview_pixels(&self) -> Option<(Vec<u8>, [usize; 2])> {
+        self.preview
+            .shown
+            .as_ref()
+            .map(|shown| (shown.rgba(), self.preview.size))
+    }
+
+    /// Sizes of the textures showing the last preview, and the largest side the GPU allows
+    /// (for tests).
+    pub fn preview_texture_sizes(&self) -> (Vec<[u32; 2]>, usize) {
+        let sizes = self.preview.shown.as_ref().map_or_else(Vec::new, |s| {
+            s.tiles.iter().map(|(r, _)| [r.width, r.height]).collect()
+        });
+        let limit = match &self.gpu {
+            Some(g) if self.preview.on_gpu => g.context.max_side_px as usize,
+            _ => self.preview.max_texture_side,
+        };
+        (sizes, limit)
+    }
+
+    /// Whether the last preview ran on the GPU (for tests).
+    pub fn preview_on_gpu(&self) -> bool {
+        self.preview.on_gpu
     }
 
     /// The refined 1:1 region and its pixels, if one is shown (for tests).
-    pub fn refined_pixels(&self) -> Option<(crate::engine::geom::Rect, &[u8])> {
+    pub fn refined_pixels(&self) -> Option<(PxRect, Vec<u8>)> {
         self.preview
             .refined
             .as_ref()
-            .filter(|r| r.base == self.preview.shown)
-            .map(|r| (r.region, r.rgba.as_slice()))
+            .filter(|r| r.base == self.preview.shown_generation)
+            .map(|r| (r.shown.region, r.shown.rgba()))
     }
 
     /// Whether the preview shows the latest chain (no render pending).
@@ -355,7 +530,7 @@ impl OpossumApp {
         self.image.is_some()
             && !self.chain_changed
             && self.preview.requested != 0
-            && self.preview.shown == self.preview.requested
+            && self.preview.shown_generation == self.preview.requested
     }
 
     /// The error shown to the user, if any.
@@ -426,14 +601,14 @@ impl OpossumApp {
             }
         }
         while let Ok((generation, result)) = self.worker.results.try_recv() {
-            if generation < self.preview.shown {
+            if generation < self.preview.shown_generation {
                 continue;
             }
             match result {
                 Ok(frame) if frame.region.is_some() => self.show_refined(ctx, frame),
                 Ok(frame) => self.show_frame(ctx, frame),
                 Err(message) => {
-                    self.preview.shown = generation;
+                    self.preview.shown_generation = generation;
                     self.preview.error = Some(message);
                 }
             }
@@ -462,22 +637,42 @@ impl OpossumApp {
         if self.preview.refine_requested.map(|(g, _)| g) != Some(frame.generation) {
             return;
         }
-        let image = ColorImage::from_rgba_unmultiplied(frame.size, &frame.rgba);
-        let texture = ctx.load_texture("refined", image, egui::TextureOptions::NEAREST);
+        let _ = region;
+        self.note_gpu_failure(&frame);
+        let Some(shown) = Shown::new(
+            ctx,
+            frame,
+            self.gpu.as_ref(),
+            "refined",
+            egui::TextureOptions::NEAREST,
+        ) else {
+            return;
+        };
         self.preview.refined = Some(Refined {
-            region,
-            texture,
-            rgba: frame.rgba,
-            base: self.preview.shown,
+            shown,
+            base: self.preview.shown_generation,
         });
     }
 
-    fn show_frame(&mut self, ctx: &egui::Context, frame: PreviewFrame) {
+    /// The GPU path failed and the worker fell back to the CPU: say so once.
+    fn note_gpu_failure(&mut self, frame: &PreviewFrame) {
+        if let Some(reason) = &frame.gpu_failure {
+            self.preview.gpu_warning = Some(format!(
+                "GPU preview failed ({reason}); previews now render on the CPU"
+            ));
+        }
+    }
+
+    fn show_frame(&mut self, ctx: &egui::Context, mut frame: PreviewFrame) {
+        self.note_gpu_failure(&frame);
         let max_side = self.preview.max_texture_side.max(256);
-        if frame.size[0].max(frame.size[1]) > max_side {
+        // GPU frames are tiled under the device's limit; CPU frames are one egui texture.
+        if matches!(frame.pixels, FramePixels::Cpu(_))
+            && frame.size[0].max(frame.size[1]) > max_side
+        {
             // The chain enlarges the image past what the GPU can show: use a coarser level.
             let levels = self.image.as_ref().map_or(1, |i| i.pyramid.levels.len());
-            self.preview.shown = frame.generation;
+            self.preview.shown_generation = frame.generation;
             if frame.level + 1 < levels {
                 self.preview.min_level = frame.level + 1;
                 self.chain_changed = true;
@@ -489,38 +684,47 @@ impl OpossumApp {
             }
             return;
         }
-        let image = ColorImage::from_rgba_unmultiplied(frame.size, &frame.rgba);
-        match &mut self.preview.texture {
-            Some(tex) => tex.set(image, egui::TextureOptions::LINEAR),
-            None => {
-                self.preview.texture =
-                    Some(ctx.load_texture("preview", image, egui::TextureOptions::LINEAR));
-            }
-        }
-        self.preview.histogram = Some(histogram(&frame.rgba));
+        self.preview.histogram = Some(frame.histogram);
+        self.preview.on_gpu = matches!(frame.pixels, FramePixels::Gpu(_));
+        self.preview.cache = frame.cache;
         self.preview.size = frame.size;
         self.preview.scale = frame.scale;
         self.preview.level = frame.level;
         self.preview.latency = frame.latency;
-        self.preview.stage_ms = frame.stage_ms;
-        self.preview.shown = frame.generation;
+        self.preview.stage_ms = std::mem::take(&mut frame.stage_ms);
+        self.preview.shown_generation = frame.generation;
         self.preview.error = None;
-        self.preview.rgba = frame.rgba;
+        let level = frame.level;
+        self.preview.shown = Shown::new(
+            ctx,
+            frame,
+            self.gpu.as_ref(),
+            "preview",
+            egui::TextureOptions::LINEAR,
+        );
         self.preview.refined = None;
         self.preview.refine_requested = None;
-        if self.preview.original.as_ref().map(|(l, _)| *l) != Some(frame.level)
+        if self.preview.original.as_ref().map(|(l, _)| *l) != Some(level)
             && let Some(img) = &self.image
         {
-            let level = &img.pyramid.levels[frame.level].image;
+            let level_image = &img.pyramid.levels[level].image;
             let original = ColorImage::from_rgba_unmultiplied(
-                [level.width() as usize, level.height() as usize],
-                level.as_bytes(),
+                [level_image.width() as usize, level_image.height() as usize],
+                level_image.as_bytes(),
             );
             self.preview.original = Some((
-                frame.level,
+                level,
                 ctx.load_texture("original", original, egui::TextureOptions::LINEAR),
             ));
         }
+    }
+
+    /// Whether previews may use the GPU: enabled in the settings, a device exists and it has
+    /// not failed.
+    fn use_gpu(&self) -> bool {
+        self.config.performance.gpu_enabled
+            && self.gpu.is_some()
+            && self.preview.gpu_warning.is_none()
     }
 
     /// Ask for a new preview when the chain or the needed level changed.
@@ -552,9 +756,10 @@ impl OpossumApp {
             let pyramid = image.pyramid.clone();
             let orientation = image.orientation;
             self.preview.requested_level = level;
+            let use_gpu = self.use_gpu();
             self.preview.requested =
                 self.worker
-                    .request(&self.chain, &pyramid, orientation, level, None);
+                    .request(&self.chain, &pyramid, orientation, level, None, use_gpu);
             self.chain_changed = false;
             self.last_change = Instant::now();
         }
@@ -704,7 +909,7 @@ impl OpossumApp {
                 self.settings_draft = self.config.clone();
                 self.settings_message = None;
             }
-            Command::SaveSettings => self.save_settings(),
+            Command::SaveSettings => self.save_settings(ctx),
             Command::DismissError => self.error = None,
         }
     }
@@ -772,7 +977,7 @@ impl OpossumApp {
         ));
     }
 
-    fn save_settings(&mut self) {
+    fn save_settings(&mut self, ctx: &egui::Context) {
         if let Err(e) = self.settings_draft.validate() {
             self.settings_message = Some(e.to_string());
             return;
@@ -780,8 +985,16 @@ impl OpossumApp {
         self.config = self.settings_draft.clone();
         self.preview_engine = engine_for(&self.config);
         self.export_engine = engine_for(&self.config);
-        let repaint_ctx_engine = self.preview_engine.clone();
-        let _ = repaint_ctx_engine;
+        let repaint_ctx = ctx.clone();
+        self.worker = PreviewWorker::start(
+            self.preview_engine.clone(),
+            self.gpu.as_ref().map(|g| g.context.clone()),
+            move || repaint_ctx.request_repaint(),
+        );
+        // A new device attempt: a GPU failure is forgotten when the settings are applied.
+        if self.gpu.is_some() {
+            self.preview.gpu_warning = None;
+        }
         self.chain_changed = true;
         match &self.config_path {
             Some(path) => {
@@ -1091,11 +1304,18 @@ impl OpossumApp {
                 }
                 if self.image.is_some() && !self.hide_timings {
                     ui.label(format!(
-                        "Preview {:.0} ms at {:.0}% (level {})",
+                        "Preview {:.0} ms on the {} at {:.0}% (level {})",
                         self.preview.latency.as_secs_f64() * 1000.0,
+                        if self.preview.on_gpu { "GPU" } else { "CPU" },
                         self.preview.scale * 100.0,
                         self.preview.level
                     ));
+                    ui.separator();
+                }
+                if let Some(warning) = &self.preview.gpu_warning
+                    && self.config.performance.gpu_enabled
+                {
+                    ui.colored_label(ui.visuals().warn_fg_color, warning);
                     ui.separator();
                 }
                 let pyramid_bytes = self.image.as_ref().map_or(0, |i| i.pyramid.bytes());
@@ -1299,6 +1519,11 @@ impl OpossumApp {
                     }
                     ui.separator();
                     ui.heading("Render times (last preview)");
+                    if let Some((hits, lookups)) = self.preview.cache {
+                        ui.label(format!(
+                            "GPU stage cache: {hits} of {lookups} stages reused"
+                        ));
+                    }
                     egui::Grid::new("stage_times").striped(true).show(ui, |ui| {
                         for (label, ms) in &self.preview.stage_ms {
                             ui.label(label);
@@ -1373,7 +1598,7 @@ impl OpossumApp {
             self.request_preview(rect.size() * ppp, 1.0);
             let painter = ui.painter_at(rect);
             painter.rect_filled(rect, 0.0, ui.visuals().extreme_bg_color);
-            let Some(texture) = &self.preview.texture else {
+            if self.preview.shown.is_none() {
                 if self.loading.is_some() || self.image.is_some() {
                     painter.text(
                         rect.center(),
@@ -1384,7 +1609,7 @@ impl OpossumApp {
                     );
                 }
                 return;
-            };
+            }
             // Full-resolution size of what is shown, and the zoom that fits it.
             // Full-resolution size of what is shown: the preview scaled back per axis by the
             // ratio between the full image and the pyramid level it was rendered from.
@@ -1429,11 +1654,12 @@ impl OpossumApp {
             let image_rect = egui::Rect::from_min_size(snapped_min.to_pos2(), shown);
             let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
             let original = self.preview.original.as_ref().map(|(_, t)| t.id());
+            let shown = self.preview.shown.as_ref();
             if self.before
                 && let Some(orig) = original
             {
                 painter.image(orig, image_rect, uv, Color32::WHITE);
-            } else if let (Some(split), Some(orig)) = (self.split, original) {
+            } else if let (Some(split), Some(orig), Some(shown)) = (self.split, original, shown) {
                 let x = image_rect.left() + image_rect.width() * split;
                 let left =
                     egui::Rect::from_min_max(image_rect.min, egui::pos2(x, image_rect.bottom()));
@@ -1443,15 +1669,16 @@ impl OpossumApp {
                     egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(split, 1.0));
                 let uv_right =
                     egui::Rect::from_min_max(egui::pos2(split, 0.0), egui::pos2(1.0, 1.0));
+                let _ = uv_right;
                 painter.image(orig, left, uv_left, Color32::WHITE);
-                painter.image(texture.id(), right, uv_right, Color32::WHITE);
+                shown.paint(&painter, image_rect, right);
                 painter.vline(
                     x,
                     image_rect.y_range(),
                     egui::Stroke::new(2.0, Color32::WHITE),
                 );
-            } else {
-                painter.image(texture.id(), image_rect, uv, Color32::WHITE);
+            } else if let Some(shown) = shown {
+                shown.paint(&painter, image_rect, rect);
                 self.refine_ui(ctx, &painter, rect, image_rect, zoom, full);
             }
             if response.double_clicked() {
@@ -1475,23 +1702,18 @@ impl OpossumApp {
         zoom: f32,
         full: Vec2,
     ) {
-        use crate::engine::geom::Rect as PxRect;
         let ppp = ctx.pixels_per_point();
         let upscaled = f64::from(zoom * ppp) > self.preview.scale * 1.05 && self.preview.level != 0;
         if let Some(refined) = &self.preview.refined
-            && refined.base == self.preview.shown
+            && refined.base == self.preview.shown_generation
             && upscaled
         {
-            let r = refined.region;
+            let r = refined.shown.region;
             let min = image_rect.min + Vec2::new(r.x as f32, r.y as f32) * zoom;
             let size = Vec2::new(r.width as f32, r.height as f32) * zoom;
-            let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
-            painter.image(
-                refined.texture.id(),
-                egui::Rect::from_min_size(min, size),
-                uv,
-                Color32::WHITE,
-            );
+            refined
+                .shown
+                .paint(painter, egui::Rect::from_min_size(min, size), view);
         }
         if !upscaled || !self.preview_is_current() {
             return;
@@ -1516,7 +1738,7 @@ impl OpossumApp {
         if region.is_empty() {
             return;
         }
-        let shown = self.preview.shown;
+        let shown = self.preview.shown_generation;
         let already = self
             .preview
             .refine_requested
@@ -1525,7 +1747,7 @@ impl OpossumApp {
                 .preview
                 .refined
                 .as_ref()
-                .is_some_and(|r| r.region == region && r.base == shown);
+                .is_some_and(|r| r.shown.region == region && r.base == shown);
         if already {
             return;
         }
@@ -1538,9 +1760,15 @@ impl OpossumApp {
         );
         if let Some(image) = &self.image {
             let pyramid = image.pyramid.clone();
-            let generation =
-                self.worker
-                    .request(&self.chain, &pyramid, image.orientation, 0, Some(region));
+            let use_gpu = self.use_gpu();
+            let generation = self.worker.request(
+                &self.chain,
+                &pyramid,
+                image.orientation,
+                0,
+                Some(region),
+                use_gpu,
+            );
             self.preview.refine_requested = Some((generation, region));
         }
     }
@@ -1575,6 +1803,24 @@ impl OpossumApp {
                             job.megapixels * f64::from(fraction) / secs
                         ));
                     }
+                    ui.separator();
+                    ui.label(match (&self.gpu, self.preview.on_gpu) {
+                        (Some(gpu), true) => format!("Preview path: GPU ({})", gpu.context.adapter),
+                        (Some(_), false) => "Preview path: CPU (GPU off or failed)".to_owned(),
+                        (None, _) => "Preview path: CPU (no wgpu device)".to_owned(),
+                    });
+                    if let Some((hits, lookups)) = self.preview.cache {
+                        ui.label(format!("Stage cache: {hits} of {lookups} stages reused"));
+                    }
+                    egui::Grid::new("profiler_stages")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for (label, ms) in &self.preview.stage_ms {
+                                ui.label(label);
+                                ui.label(format!("{ms:.2} ms"));
+                                ui.end_row();
+                            }
+                        });
                     ui.separator();
                     puffin_egui::profiler_ui(ui);
                 });
@@ -1613,8 +1859,8 @@ impl OpossumApp {
                         .response
                         .labelled_by(l.id);
                     ui.end_row();
-                    let l = ui.label("GPU previews");
-                    ui.checkbox(&mut p.gpu_enabled, "").labelled_by(l.id);
+                    ui.label("Preview renderer");
+                    ui.checkbox(&mut p.gpu_enabled, "GPU previews");
                     ui.end_row();
                     let l = ui.label("Result cache");
                     ui.checkbox(&mut p.enable_result_cache, "").labelled_by(l.id);
@@ -1626,7 +1872,7 @@ impl OpossumApp {
                     ui.add(egui::DragValue::new(&mut p.cache_ttl).range(0..=31_536_000)).labelled_by(l.id);
                     ui.end_row();
                 });
-                ui.label("GPU and cache settings are stored now and take effect with the GPU and cache features.");
+                ui.label("Result and intermediate cache settings are stored; those caches are not built yet (the GPU stage cache is always on).");
                 if let Some(path) = &self.config_path {
                     ui.label(format!("Config file: {}", path.display()));
                 }
@@ -1664,18 +1910,6 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Per-channel (R, G, B, luma) histograms of 8-bit RGBA pixels.
-fn histogram(rgba: &[u8]) -> [[u32; 256]; 4] {
-    let mut h = [[0u32; 256]; 4];
-    for px in rgba.chunks_exact(4) {
-        h[0][px[0] as usize] += 1;
-        h[1][px[1] as usize] += 1;
-        h[2][px[2] as usize] += 1;
-        let y = (u32::from(px[0]) * 54 + u32::from(px[1]) * 183 + u32::from(px[2]) * 19) >> 8;
-        h[3][y.min(255) as usize] += 1;
-    }
-    h
-}
-
 fn histogram_ui(ui: &mut egui::Ui, h: &[[u32; 256]; 4]) {
     let (rect, _) =
         ui.allocate_exact_size(Vec2::new(ui.available_width(), 90.0), egui::Sense::hover());

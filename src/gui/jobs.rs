@@ -1,18 +1,21 @@
 //! Background work for the app, so the UI thread never waits: loading an image (decode and
-//! pyramid), rendering previews (latest request wins, stale renders are cancelled), and
+//! pyramid), rendering previews (on the GPU, else the CPU; latest request wins, stale renders
+//! are cancelled), and
 //! full-resolution exports (progress, ETA, cancel). Each runs on a named thread and wakes the
 //! UI with `request_repaint` when it has news.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::chain::Chain;
 use crate::engine::Engine;
+use crate::engine::geom::Rect;
 use crate::engine::pyramid::Pyramid;
 use crate::engine::render::RenderControl;
+use crate::gpu::{Backend, GpuContext, GpuError, GpuFrame, GpuRenderer, GpuRequest};
 use crate::io::decode::{self, Orientation};
 use crate::io::encode::EncodeOptions;
 
@@ -67,12 +70,20 @@ pub fn load_image(
     rx
 }
 
+/// The pixels of a finished preview.
+pub enum FramePixels {
+    /// Rendered on the CPU: 8-bit RGBA, uploaded by the UI as an egui texture.
+    Cpu(Vec<u8>),
+    /// Rendered on the GPU: display textures that stay on the GPU.
+    Gpu(GpuFrame),
+}
+
 /// A finished preview.
 pub struct PreviewFrame {
     /// Which request it answers.
     pub generation: u64,
-    /// Rendered pixels, 8-bit RGBA.
-    pub rgba: Vec<u8>,
+    /// The pixels.
+    pub pixels: FramePixels,
     /// Their size.
     pub size: [usize; 2],
     /// Pyramid level rendered.
@@ -81,10 +92,16 @@ pub struct PreviewFrame {
     pub scale: f64,
     /// From request to finished pixels.
     pub latency: Duration,
-    /// Time per stage label.
+    /// Time per stage label (GPU stages say where they ran: GPU, CPU or cached).
     pub stage_ms: Vec<(String, f64)>,
+    /// 8-bit histogram of the result (R, G, B, luma).
+    pub histogram: [[u32; 256]; 4],
     /// For a refinement: the part of the full-resolution output these pixels cover.
-    pub region: Option<crate::engine::geom::Rect>,
+    pub region: Option<Rect>,
+    /// Set when the GPU path failed and this frame was rendered on the CPU instead.
+    pub gpu_failure: Option<String>,
+    /// GPU stage cache: hits and lookups for this frame.
+    pub cache: Option<(usize, usize)>,
 }
 
 /// What a preview request asks for.
@@ -94,28 +111,38 @@ struct PreviewRequest {
     pyramid: Arc<Pyramid>,
     orientation: Orientation,
     level: usize,
-    region: Option<crate::engine::geom::Rect>,
+    region: Option<Rect>,
+    use_gpu: bool,
     cancel: Arc<AtomicBool>,
     submitted: Instant,
 }
 
-/// Renders previews on its own thread; a newer request cancels the one in flight.
+/// Renders previews on its own thread (on the GPU when it has one and is allowed to, else on
+/// the CPU); a newer request cancels the one in flight.
 pub struct PreviewWorker {
     requests: Sender<PreviewRequest>,
     /// Finished previews (or errors) for the UI.
     pub results: Receiver<(u64, Result<PreviewFrame, String>)>,
     in_flight: Option<Arc<AtomicBool>>,
-    next_generation: u64,
 }
 
+/// Request numbers, increasing across workers (a new worker after a settings change must not
+/// reuse the numbers of the one it replaces).
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 impl PreviewWorker {
-    /// Start the worker thread.
-    pub fn start(engine: Arc<Engine>, repaint: impl Fn() + Send + 'static) -> Self {
+    /// Start the worker thread; `gpu` is the app's wgpu device, if it has one.
+    pub fn start(
+        engine: Arc<Engine>,
+        gpu: Option<GpuContext>,
+        repaint: impl Fn() + Send + 'static,
+    ) -> Self {
         let (requests, inbox) = channel::<PreviewRequest>();
         let (outbox, results) = channel();
         let _ = std::thread::Builder::new()
             .name("opossum-preview".into())
             .spawn(move || {
+                let mut gpu = gpu.map(GpuRenderer::new);
                 while let Ok(mut request) = inbox.recv() {
                     // Skip to the newest request: older ones are stale.
                     loop {
@@ -128,7 +155,7 @@ impl PreviewWorker {
                     if request.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let result = render_preview(&engine, &request);
+                    let result = render_preview(&engine, &mut gpu, &request);
                     if request.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
@@ -142,26 +169,26 @@ impl PreviewWorker {
             requests,
             results,
             in_flight: None,
-            next_generation: 1,
         }
     }
 
-    /// Ask for a preview of `chain` on pyramid `level` (only `region` of the full-resolution
-    /// output when given, with level 0); cancels the previous request.
+    /// Ask for a preview of `chain` on pyramid `level` (only `region` of the output when
+    /// given), on the GPU when `use_gpu`; cancels the previous request.
+    #[allow(clippy::too_many_arguments)] // One request's fields; a struct would only rename them.
     pub fn request(
         &mut self,
         chain: &Chain,
         pyramid: &Arc<Pyramid>,
         orientation: Orientation,
         level: usize,
-        region: Option<crate::engine::geom::Rect>,
+        region: Option<Rect>,
+        use_gpu: bool,
     ) -> u64 {
         if let Some(previous) = self.in_flight.take() {
             previous.store(true, Ordering::Relaxed);
         }
         let cancel = Arc::new(AtomicBool::new(false));
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         self.in_flight = Some(cancel.clone());
         let _ = self.requests.send(PreviewRequest {
             generation,
@@ -170,6 +197,7 @@ impl PreviewWorker {
             orientation,
             level,
             region,
+            use_gpu,
             cancel,
             submitted: Instant::now(),
         });
@@ -177,8 +205,73 @@ impl PreviewWorker {
     }
 }
 
-fn render_preview(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFrame, String> {
+fn render_preview(
+    engine: &Engine,
+    gpu: &mut Option<GpuRenderer>,
+    request: &PreviewRequest,
+) -> Result<PreviewFrame, String> {
     puffin::profile_function!();
+    let mut gpu_failure = None;
+    if request.use_gpu
+        && let Some(renderer) = gpu
+    {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            renderer.render(
+                &GpuRequest {
+                    chain: &request.chain,
+                    pyramid: &request.pyramid,
+                    orientation: request.orientation,
+                    level: request.level,
+                    region: request.region,
+                    limits: engine.output_limits(),
+                },
+                &request.cancel,
+            )
+        }));
+        match attempt {
+            Ok(Ok(frame)) => return Ok(gpu_frame(request, frame)),
+            Ok(Err(GpuError::Chain(e))) => return Err(e.to_string()),
+            Ok(Err(GpuError::Cancelled)) => return Err("cancelled".to_owned()),
+            Ok(Err(GpuError::Device(message))) => gpu_failure = Some(message),
+            Err(_) => gpu_failure = Some("the GPU renderer panicked".to_owned()),
+        }
+        // A failed device stays failed: previews continue on the CPU.
+        *gpu = None;
+    }
+    let mut frame = cpu_frame(engine, request)?;
+    frame.gpu_failure = gpu_failure;
+    Ok(frame)
+}
+
+fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
+    let stage_ms = frame
+        .stages
+        .iter()
+        .map(|s| {
+            let place = match s.backend {
+                Backend::Gpu => "GPU",
+                Backend::Cpu => "CPU",
+                Backend::Cached => "cached",
+            };
+            (format!("{} · {place}", s.label), s.ms)
+        })
+        .collect();
+    PreviewFrame {
+        generation: request.generation,
+        size: [frame.region.width as usize, frame.region.height as usize],
+        level: request.level,
+        scale: request.pyramid.levels[request.level].scale,
+        latency: request.submitted.elapsed(),
+        stage_ms,
+        histogram: *frame.histogram,
+        region: request.region.map(|_| frame.region),
+        gpu_failure: None,
+        cache: Some((frame.cache_hits, frame.stage_count)),
+        pixels: FramePixels::Gpu(frame),
+    }
+}
+
+fn cpu_frame(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFrame, String> {
     let level = &request.pyramid.levels[request.level];
     let control = RenderControl {
         cancel: Some(&request.cancel),
@@ -205,21 +298,38 @@ fn render_preview(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFr
     .map_err(|e| e.to_string())?;
     let region = request
         .region
-        .map(|r| crate::engine::geom::Rect::new(r.x, r.y, image.size.width, image.size.height));
+        .map(|r| Rect::new(r.x, r.y, image.size.width, image.size.height));
+    let rgba = image.to_rgba8();
     Ok(PreviewFrame {
         generation: request.generation,
         size: [image.size.width as usize, image.size.height as usize],
-        rgba: image.to_rgba8(),
+        histogram: histogram(&rgba),
+        pixels: FramePixels::Cpu(rgba),
         level: request.level,
         scale: level.scale,
         latency: request.submitted.elapsed(),
         stage_ms: stats
             .stage_times
             .iter()
-            .map(|(label, d)| (label.clone(), d.as_secs_f64() * 1000.0))
+            .map(|(label, d)| (format!("{label} · CPU"), d.as_secs_f64() * 1000.0))
             .collect(),
         region,
+        gpu_failure: None,
+        cache: None,
     })
+}
+
+/// 8-bit histogram of RGBA pixels: R, G, B and luma (the same rule as `shaders/present.wgsl`).
+pub fn histogram(rgba: &[u8]) -> [[u32; 256]; 4] {
+    let mut h = [[0u32; 256]; 4];
+    for px in rgba.chunks_exact(4) {
+        h[0][px[0] as usize] += 1;
+        h[1][px[1] as usize] += 1;
+        h[2][px[2] as usize] += 1;
+        let y = (u32::from(px[0]) * 54 + u32::from(px[1]) * 183 + u32::from(px[2]) * 19) >> 8;
+        h[3][y.min(255) as usize] += 1;
+    }
+    h
 }
 
 /// Shared progress of an export.

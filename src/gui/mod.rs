@@ -31,8 +31,7 @@ pub fn run(options: GuiOptions) -> Result<(), String> {
         native,
         Box::new(move |cc| {
             let app = OpossumApp::new(
-                &cc.egui_ctx,
-                cc.storage,
+                cc,
                 options,
                 Box::new(dialogs::NativeDialogs),
             );

@@ -170,7 +170,9 @@ struct GpuParams {
 
 impl PointKernel for AdjustColors {
     fn gpu(&self) -> GpuKernel {
-        let m = self.matrix.unwrap_or([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let m = self
+            .matrix
+            .unwrap_or([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
         let row = |r: [f32; 3]| [r[0], r[1], r[2], 0.0];
         let flags = u32::from(self.gain != 1.0 || self.offset != 0.0)
             | u32::from(self.matrix.is_some()) << 1

@@ -7,8 +7,8 @@
 
 use ab_glyph::{Font as _, FontRef, PxScale, ScaleFont as _, point};
 
-use super::remap::rgba_f32;
 use super::gpu::{GpuKernel, f32_words};
+use super::remap::rgba_f32;
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint};
 use crate::engine::geom::Rect;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
