@@ -1,5 +1,5 @@
 // Turns a rectangle of the finished preview (working rgba32float) into a display texture for
-// egui (rgba16float, premultiplied, linear: what egui's sRGB textures hold once sampled), and
+// egui (rgba16float, premultiplied sRGB-encoded colour, as egui's own textures), and
 // counts the 8-bit histogram (R, G, B, luma) of what it shows, so the image itself is never read back.
 
 struct Present {
@@ -13,12 +13,6 @@ struct Present {
 @group(0) @binding(2) var<uniform> present_frame: Present;
 @group(0) @binding(3) var<storage, read_write> histogram: array<atomic<u32>>;
 
-fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
-    let low = c / 12.92;
-    let high = pow((c + vec3<f32>(0.055)) / 1.055, vec3<f32>(2.4));
-    return select(high, low, c <= vec3<f32>(0.04045));
-}
-
 fn level8(v: f32) -> u32 {
     return u32(clamp(v, 0.0, 1.0) * 255.0 + 0.5);
 }
@@ -31,8 +25,9 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let v = textureLoad(preview, local + present_frame.offset, 0);
     let c = clamp(v, vec4<f32>(0.0), vec4<f32>(1.0));
-    // egui premultiplies 8-bit colour in gamma space, then the sRGB texture decodes it.
-    textureStore(display, local, vec4<f32>(srgb_to_linear(c.rgb * c.a), c.a));
+    // What egui 0.33's textures hold: sRGB-encoded colour premultiplied in gamma space (its
+    // shader treats texture values as gamma-encoded, like `Color32`).
+    textureStore(display, local, vec4<f32>(c.rgb * c.a, c.a));
     let r = level8(v.r);
     let g = level8(v.g);
     let b = level8(v.b);

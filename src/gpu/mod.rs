@@ -138,7 +138,7 @@ pub struct StageTiming {
 pub struct GpuTile {
     /// Where it sits in the rendered output, px.
     pub rect: Rect,
-    /// Premultiplied linear rgba16float texture for egui.
+    /// Premultiplied, sRGB-encoded rgba16float texture for egui.
     pub display: wgpu::Texture,
     /// A view of it.
     pub display_view: wgpu::TextureView,
