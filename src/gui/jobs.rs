@@ -1,8 +1,7 @@
 //! Background work for the app, so the UI thread never waits: loading an image (decode and
 //! pyramid), rendering previews (on the GPU, else the CPU; latest request wins, stale renders
-//! are cancelled), and
-//! full-resolution exports (progress, ETA, cancel). Each runs on a named thread and wakes the
-//! UI with `request_repaint` when it has news.
+//! are cancelled), and full-resolution exports (progress, ETA, cancel). Each runs on a named
+//! thread and wakes the UI with `request_repaint` when it has news.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -142,7 +141,12 @@ impl PreviewWorker {
         let _ = std::thread::Builder::new()
             .name("opossum-preview".into())
             .spawn(move || {
-                let mut gpu = gpu.map(GpuRenderer::new);
+                let cache_budget = engine.config().performance.gpu_memory_limit.0 / 2;
+                let mut gpu = gpu.map(|ctx| {
+                    let mut renderer = GpuRenderer::new(ctx);
+                    renderer.cache_budget_bytes = cache_budget;
+                    renderer
+                });
                 while let Ok(mut request) = inbox.recv() {
                     // Skip to the newest request: older ones are stale.
                     loop {
@@ -440,5 +444,49 @@ impl ExportJob {
         let eta =
             Duration::from_secs_f64(elapsed / f64::from(fraction) * (1.0 - f64::from(fraction)));
         (fraction, Some(eta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A GPU that cannot run the request (here: a texture limit no stage fits) is dropped and
+    /// the preview is rendered on the CPU, with the reason reported once.
+    #[test]
+    fn a_failing_gpu_falls_back_to_the_cpu_with_a_reason() {
+        let mut ctx = GpuContext::headless().expect("the tests need a Vulkan adapter (lavapipe)");
+        ctx.max_side_px = 8;
+        let engine = Engine::new(Config::default()).unwrap();
+        let source = image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            40,
+            30,
+            image::Rgba([10, 200, 30, 255]),
+        ));
+        let pyramid = Arc::new(Pyramid::build(&source).unwrap());
+        let chain = Chain::parse_bytes(
+            b"version = 1\n[[ops]]\nop = \"gaussian_blur\"\n",
+            crate::chain::Format::Toml,
+            engine.output_limits(),
+        )
+        .unwrap();
+        let request = PreviewRequest {
+            generation: 1,
+            chain,
+            pyramid,
+            orientation: Orientation::NoTransforms,
+            level: 0,
+            region: None,
+            use_gpu: true,
+            cancel: Arc::new(AtomicBool::new(false)),
+            submitted: Instant::now(),
+        };
+        let mut gpu = Some(GpuRenderer::new(ctx));
+        let frame = render_preview(&engine, &mut gpu, &request).unwrap();
+        assert!(matches!(frame.pixels, FramePixels::Cpu(_)));
+        assert!(frame.gpu_failure.unwrap().contains("8 px"));
+        assert!(gpu.is_none(), "a failed GPU is not tried again");
+        assert_eq!(frame.size, [40, 30]);
     }
 }

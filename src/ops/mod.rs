@@ -267,6 +267,52 @@ pub(crate) fn luma(r: f32, g: f32, b: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// Every op, in each of its choice modes, describes a GPU kernel whose shader exists and
+    /// whose uniforms follow the WGSL layout, or is a documented CPU exception.
+    #[test]
+    fn every_op_has_a_gpu_kernel_or_a_documented_exception() {
+        let shaders = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut exceptions = Vec::new();
+        for def in registry() {
+            let choice = def.params.iter().find_map(|s| match s.kind {
+                crate::params::ParamKind::Choice { choices, .. } => Some((s.key, choices)),
+                _ => None,
+            });
+            let modes: Vec<Option<(&str, &str)>> = match choice {
+                Some((key, choices)) => choices.iter().map(|c| Some((key, *c))).collect(),
+                None => vec![None],
+            };
+            for mode in modes {
+                let mut p = Params::defaults(def.params);
+                if let Some((key, value)) = mode {
+                    p.set(
+                        def.params,
+                        key,
+                        &crate::chain::raw::RawValue::String(value.to_owned()),
+                    )
+                    .unwrap();
+                }
+                let kernel = (def.build)(&p, &testutil::ctx(Size::new(64, 48))).unwrap();
+                match kernel.gpu() {
+                    GpuKernel::Passes { shader, passes } => {
+                        assert!(shaders.join(format!("{shader}.wgsl")).is_file(), "{shader}");
+                        assert!(!passes.is_empty(), "{}", def.id);
+                        assert_eq!(passes.last().unwrap().extent, gpu::PassExtent::Output);
+                        for pass in &passes {
+                            assert!(!pass.params.is_empty() && pass.params.len() % 16 == 0);
+                        }
+                    }
+                    GpuKernel::Cpu { reason } => {
+                        assert!(reason.len() > 20, "{}: explain the exception", def.id);
+                        exceptions.push((def.id, mode));
+                    }
+                }
+            }
+        }
+        // The only deliberate exception: Canny's hysteresis.
+        assert_eq!(exceptions, vec![("edge_detect", Some(("mode", "canny")))]);
+    }
+
     #[test]
     fn registry_is_sorted_and_unique() {
         let ids: Vec<&str> = registry().iter().map(|d| d.id).collect();
