@@ -1,6 +1,7 @@
 // adjust_colors: gain/offset (exposure, brightness, contrast), a chroma matrix (saturation,
 // hue), then gamma; the same constants as the CPU kernel, each step skipped when it is an
 // identity (flags), as on the CPU.
+//#include pointwise
 
 struct Params {
     m0: vec4<f32>,
@@ -12,13 +13,7 @@ struct Params {
     flags: u32,
 }
 
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    let p = dst_pixel(id);
-    if p.z == 0 {
-        return;
-    }
-    let px = src_at(p.xy);
+fn apply(p: vec2<i32>, px: vec4<f32>) -> vec4<f32> {
     var c = px.rgb;
     if (params.flags & 1u) != 0u {
         c = unit3(c * params.gain + vec3<f32>(params.offset));
@@ -33,5 +28,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if (params.flags & 4u) != 0u {
         c = pow(c, vec3<f32>(params.inv_gamma));
     }
-    store(p.xy, vec4<f32>(c, px.a));
+    return vec4<f32>(c, px.a);
 }

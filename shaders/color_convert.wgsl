@@ -1,5 +1,6 @@
 // color_convert: a 3×3 matrix plus offset (sepia, invert, channel mixer, blended by strength
 // on the CPU side), clamped to 0..1.
+//#include pointwise
 
 struct Params {
     m0: vec4<f32>,
@@ -8,13 +9,7 @@ struct Params {
     offset: f32,
 }
 
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    let p = dst_pixel(id);
-    if p.z == 0 {
-        return;
-    }
-    let px = src_at(p.xy);
+fn apply(p: vec2<i32>, px: vec4<f32>) -> vec4<f32> {
     let c = px.rgb;
     let o = params.offset;
     let out = unit3(vec3<f32>(
@@ -22,5 +17,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         params.m1.x * c.r + params.m1.y * c.g + params.m1.z * c.b + o,
         params.m2.x * c.r + params.m2.y * c.g + params.m2.z * c.b + o,
     ));
-    store(p.xy, vec4<f32>(out, px.a));
+    return vec4<f32>(out, px.a);
 }

@@ -2,22 +2,6 @@
 // adds back `amount` times its difference from the blur where that exceeds the threshold.
 //#include convolve
 
-struct Params {
-    radius: u32,
-    amount: f32,
-    threshold: f32,
-    pad: u32,
-}
-
-@compute @workgroup_size(8, 8)
-fn horizontal(@builtin(global_invocation_id) id: vec3<u32>) {
-    let p = dst_pixel(id);
-    if p.z == 0 {
-        return;
-    }
-    store(p.xy, convolve_h(p.xy, false));
-}
-
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let p = dst_pixel(id);

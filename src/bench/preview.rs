@@ -150,6 +150,30 @@ impl PreviewBench {
         chain
     }
 
+    /// One first frame of the unedited chain, then `runs` frames each after a change.
+    fn measure<E>(
+        &self,
+        path: String,
+        runs: usize,
+        mut frame: impl FnMut(&Chain) -> std::result::Result<(f64, Vec<(String, f64)>), E>,
+    ) -> std::result::Result<PathResult, E> {
+        let (first_ms, _) = frame(&self.chain)?;
+        let mut runs_ms = Vec::with_capacity(runs);
+        let mut stages = Vec::new();
+        for i in 0..runs.max(1) {
+            let (ms, s) = frame(&self.edited(i))?;
+            runs_ms.push(ms);
+            stages = s;
+        }
+        runs_ms.sort_by(f64::total_cmp);
+        Ok(PathResult {
+            path,
+            first_ms,
+            runs_ms,
+            stages,
+        })
+    }
+
     /// The CPU path: the engine renders the level, then 8-bit pixels and the histogram.
     pub fn run_cpu(&self, engine: &Engine, runs: usize) -> Result<PathResult> {
         let level = &self.pyramid.levels[self.level];
@@ -176,33 +200,23 @@ impl PreviewBench {
                 .collect();
             Ok((t.elapsed().as_secs_f64() * 1000.0, stages))
         };
-        let (first_ms, _) = frame(&self.chain)?;
-        let mut runs_ms = Vec::with_capacity(runs);
-        let mut stages = Vec::new();
-        for i in 0..runs.max(1) {
-            let (ms, s) = frame(&self.edited(i))?;
-            runs_ms.push(ms);
-            stages = s;
-        }
-        runs_ms.sort_by(f64::total_cmp);
-        Ok(PathResult {
-            path: format!("cpu ({} threads)", engine.pool().current_num_threads()),
-            first_ms,
-            runs_ms,
-            stages,
-        })
+        self.measure(
+            format!("cpu ({} threads)", engine.pool().current_num_threads()),
+            runs,
+            frame,
+        )
     }
 
     /// The GPU path on a headless device (the app uses eframe's). `Err` says why it could not
     /// run (no adapter, or built without the `gpu` feature).
     #[cfg(feature = "gpu")]
     pub fn run_gpu(&self, engine: &Engine, runs: usize) -> std::result::Result<PathResult, String> {
-        use crate::gpu::{Backend, GpuContext, GpuRenderer, GpuRequest};
+        use crate::gpu::{GpuContext, GpuRenderer, GpuRequest};
         let ctx = GpuContext::headless()?;
         let cancel = std::sync::atomic::AtomicBool::new(false);
         let adapter = ctx.adapter.clone();
         let mut renderer = GpuRenderer::new(ctx);
-        let mut frame = |chain: &Chain| -> std::result::Result<(f64, Vec<(String, f64)>), String> {
+        let frame = |chain: &Chain| -> std::result::Result<(f64, Vec<(String, f64)>), String> {
             let t = Instant::now();
             let f = renderer
                 .render(
@@ -218,35 +232,10 @@ impl PreviewBench {
                 )
                 .map_err(|e| e.to_string())?;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
-            let stages = f
-                .stages
-                .iter()
-                .map(|s| {
-                    let place = match s.backend {
-                        Backend::Gpu => "GPU",
-                        Backend::Cpu => "CPU",
-                        Backend::Cached => "cached",
-                    };
-                    (format!("{} · {place}", s.label), s.ms)
-                })
-                .collect();
+            let stages = f.stages.iter().map(|s| (s.display_label(), s.ms)).collect();
             Ok((ms, stages))
         };
-        let (first_ms, _) = frame(&self.chain)?;
-        let mut runs_ms = Vec::with_capacity(runs);
-        let mut stages = Vec::new();
-        for i in 0..runs.max(1) {
-            let (ms, s) = frame(&self.edited(i))?;
-            runs_ms.push(ms);
-            stages = s;
-        }
-        runs_ms.sort_by(f64::total_cmp);
-        Ok(PathResult {
-            path: format!("gpu ({adapter})"),
-            first_ms,
-            runs_ms,
-            stages,
-        })
+        self.measure(format!("gpu ({adapter})"), runs, frame)
     }
 
     /// Without the `gpu` feature there is no GPU path to measure.

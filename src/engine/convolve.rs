@@ -7,7 +7,7 @@
 
 use super::geom::Rect;
 use super::tile::{CHANNELS, Tile};
-use crate::ops::gpu::{GpuKernel, GpuPass, PassExtent, f32_words, uniform_bytes};
+use crate::ops::gpu::{GpuKernel, PassExtent, f32_words, uniform_bytes};
 
 /// A normalised, symmetric Gaussian of standard deviation `sigma_px`, truncated at
 /// `ceil(3·sigma)`. Returns `[1.0]` for `sigma_px <= 0`.
@@ -108,7 +108,7 @@ fn convolve_line(acc: &mut [f32], weights: &[f32], lines: &[&[f32]]) {
     }
 }
 
-/// Mirrors `Params` of the shaders that include `shaders/convolve.wgsl`.
+/// Mirrors `Params` in `shaders/convolve.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GpuParams {
@@ -118,33 +118,33 @@ struct GpuParams {
     _pad: u32,
 }
 
-/// The GPU form of a separable convolution with `weights` in `shader`: a `horizontal` pass over
-/// the input rectangle, then the op's `main` (vertical) pass over the output, with the same
-/// weights and summation order as [`convolve_separable`].
-pub fn gpu_separable(shader: &'static str, weights: &[f32], extra: [f32; 2]) -> GpuKernel {
+/// The GPU form of a separable convolution with `weights` in `shader` (which includes
+/// `shaders/convolve.wgsl`): a horizontal pass over the input rectangle, on premultiplied colour
+/// when `premultiplied`, then the op's `main` (vertical) pass, with the same weights and
+/// summation order as [`convolve_separable`].
+pub fn gpu_separable(
+    shader: &'static str,
+    weights: &[f32],
+    premultiplied: bool,
+    extra: [f32; 2],
+) -> GpuKernel {
     let params = uniform_bytes(&GpuParams {
         radius: (weights.len() / 2) as u32,
         extra,
         _pad: 0,
     });
-    let data = f32_words(weights);
-    GpuKernel::Passes {
+    let horizontal = if premultiplied {
+        "horizontal_premultiplied"
+    } else {
+        "horizontal"
+    };
+    GpuKernel::two_pass(
         shader,
-        passes: vec![
-            GpuPass {
-                entry: "horizontal",
-                extent: PassExtent::Input,
-                params: params.clone(),
-                data: data.clone(),
-            },
-            GpuPass {
-                entry: "main",
-                extent: PassExtent::Output,
-                params,
-                data,
-            },
-        ],
-    }
+        horizontal,
+        PassExtent::Input,
+        params,
+        f32_words(weights),
+    )
 }
 
 /// Scratch bytes [`convolve_separable`] allocates for an output `out` with source `src`.

@@ -134,6 +134,18 @@ pub struct StageTiming {
     pub ms: f64,
 }
 
+impl StageTiming {
+    /// `label · GPU`, `label · CPU` or `label · cached`, for tables and the profiler.
+    pub fn display_label(&self) -> String {
+        let place = match self.backend {
+            Backend::Gpu => "GPU",
+            Backend::Cpu => "CPU",
+            Backend::Cached => "cached",
+        };
+        format!("{} · {place}", self.label)
+    }
+}
+
 /// One display tile of a finished preview.
 pub struct GpuTile {
     /// Where it sits in the rendered output, px.

@@ -1,7 +1,8 @@
 //! The WGSL sources in `shaders/`, compiled into the binary, and the one preprocessing step they
 //! need: `common.wgsl` (bindings and helpers) is prepended to every op shader, and a line
 //! `//#include name` pulls in `shaders/name.wgsl` (shared kernels such as `remap` and
-//! `convolve`, as their Rust counterparts are shared modules).
+//! `convolve`, as their Rust counterparts are shared modules, and `pointwise`, the entry point
+//! of every per-pixel op).
 
 /// Every file in `shaders/`, by stem.
 pub static SOURCES: &[(&str, &str)] = &[
@@ -27,6 +28,7 @@ pub static SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/gaussian_blur.wgsl"),
     ),
     ("grayscale", include_str!("../../shaders/grayscale.wgsl")),
+    ("pointwise", include_str!("../../shaders/pointwise.wgsl")),
     ("present", include_str!("../../shaders/present.wgsl")),
     ("remap", include_str!("../../shaders/remap.wgsl")),
     ("resize", include_str!("../../shaders/resize.wgsl")),

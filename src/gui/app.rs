@@ -633,11 +633,12 @@ impl OpossumApp {
     }
 
     fn show_refined(&mut self, ctx: &egui::Context, frame: PreviewFrame) {
-        let Some(region) = frame.region else { return };
+        if frame.region.is_none() {
+            return;
+        }
         if self.preview.refine_requested.map(|(g, _)| g) != Some(frame.generation) {
             return;
         }
-        let _ = region;
         self.note_gpu_failure(&frame);
         let Some(shown) = Shown::new(
             ctx,
@@ -1667,9 +1668,6 @@ impl OpossumApp {
                     egui::Rect::from_min_max(egui::pos2(x, image_rect.top()), image_rect.max);
                 let uv_left =
                     egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(split, 1.0));
-                let uv_right =
-                    egui::Rect::from_min_max(egui::pos2(split, 0.0), egui::pos2(1.0, 1.0));
-                let _ = uv_right;
                 painter.image(orig, left, uv_left, Color32::WHITE);
                 shown.paint(&painter, image_rect, right);
                 painter.vline(

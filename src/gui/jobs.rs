@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::engine::geom::Rect;
 use crate::engine::pyramid::Pyramid;
 use crate::engine::render::RenderControl;
-use crate::gpu::{Backend, GpuContext, GpuError, GpuFrame, GpuRenderer, GpuRequest};
+use crate::gpu::{GpuContext, GpuError, GpuFrame, GpuRenderer, GpuRequest};
 use crate::io::decode::{self, Orientation};
 use crate::io::encode::EncodeOptions;
 
@@ -251,14 +251,7 @@ fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
     let stage_ms = frame
         .stages
         .iter()
-        .map(|s| {
-            let place = match s.backend {
-                Backend::Gpu => "GPU",
-                Backend::Cpu => "CPU",
-                Backend::Cached => "cached",
-            };
-            (format!("{} · {place}", s.label), s.ms)
-        })
+        .map(|s| (s.display_label(), s.ms))
         .collect();
     PreviewFrame {
         generation: request.generation,

@@ -5,7 +5,7 @@
 //! gamma (`v^(1/gamma)`), then clamp to `0..=1`. Neutral values (1.0, 0 EV, 0°) leave the image
 //! unchanged. Alpha is untouched.
 
-use super::gpu::GpuKernel;
+use super::gpu::{GpuKernel, matrix_rows};
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
@@ -158,9 +158,8 @@ fn gain_offset(row: &mut [f32], gain: f32, offset: f32) {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GpuParams {
-    m0: [f32; 4],
-    m1: [f32; 4],
-    m2: [f32; 4],
+    /// Rows `m0`, `m1`, `m2` in the shader.
+    matrix: [[f32; 4]; 3],
     gain: f32,
     offset: f32,
     inv_gamma: f32,
@@ -173,16 +172,13 @@ impl PointKernel for AdjustColors {
         let m = self
             .matrix
             .unwrap_or([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
-        let row = |r: [f32; 3]| [r[0], r[1], r[2], 0.0];
         let flags = u32::from(self.gain != 1.0 || self.offset != 0.0)
             | u32::from(self.matrix.is_some()) << 1
             | u32::from(self.inv_gamma.is_some()) << 2;
         GpuKernel::single(
             "adjust_colors",
             &GpuParams {
-                m0: row(m[0]),
-                m1: row(m[1]),
-                m2: row(m[2]),
+                matrix: matrix_rows(&m),
                 gain: self.gain,
                 offset: self.offset,
                 inv_gamma: self.inv_gamma.unwrap_or(1.0),

@@ -1,6 +1,6 @@
 //! `color_convert`: sepia toning, inversion or a free 3×3 channel mixer. Alpha is kept.
 
-use super::gpu::GpuKernel;
+use super::gpu::{GpuKernel, matrix_rows};
 use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
@@ -122,23 +122,18 @@ fn build(p: &Params, _ctx: &BuildCtx) -> Result<Kernel, BuildError> {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GpuParams {
-    m0: [f32; 4],
-    m1: [f32; 4],
-    m2: [f32; 4],
+    /// Rows `m0`, `m1`, `m2` in the shader.
+    matrix: [[f32; 4]; 3],
     offset: f32,
     _pad: [f32; 3],
 }
 
 impl PointKernel for ColorConvert {
     fn gpu(&self) -> GpuKernel {
-        let m = &self.matrix;
-        let row = |r: [f32; 3]| [r[0], r[1], r[2], 0.0];
         GpuKernel::single(
             "color_convert",
             &GpuParams {
-                m0: row(m[0]),
-                m1: row(m[1]),
-                m2: row(m[2]),
+                matrix: matrix_rows(&self.matrix),
                 offset: self.offset,
                 _pad: [0.0; 3],
             },

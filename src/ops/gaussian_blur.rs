@@ -86,7 +86,7 @@ pub(crate) fn unpremultiply(data: &mut [f32]) {
 
 impl SpatialKernel for GaussianBlur {
     fn gpu(&self) -> GpuKernel {
-        crate::engine::convolve::gpu_separable("gaussian_blur", &self.weights, [0.0; 2])
+        crate::engine::convolve::gpu_separable("gaussian_blur", &self.weights, true, [0.0; 2])
     }
 
     fn input_rect(&self, out: Rect) -> Rect {

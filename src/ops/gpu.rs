@@ -67,6 +67,41 @@ impl GpuKernel {
     }
 }
 
+impl GpuKernel {
+    /// A separable kernel: a `first` pass writing `extent`, then `main` writing the output,
+    /// both with the same uniforms and data.
+    pub fn two_pass(
+        shader: &'static str,
+        first: &'static str,
+        extent: PassExtent,
+        params: Vec<u8>,
+        data: Vec<u32>,
+    ) -> Self {
+        GpuKernel::Passes {
+            shader,
+            passes: vec![
+                GpuPass {
+                    entry: first,
+                    extent,
+                    params: params.clone(),
+                    data: data.clone(),
+                },
+                GpuPass {
+                    entry: "main",
+                    extent: PassExtent::Output,
+                    params,
+                    data,
+                },
+            ],
+        }
+    }
+}
+
+/// Rows of a 3×3 colour matrix as `vec4<f32>`s (WGSL pads a `vec3` to 16 bytes anyway).
+pub fn matrix_rows(m: &[[f32; 3]; 3]) -> [[f32; 4]; 3] {
+    m.map(|r| [r[0], r[1], r[2], 0.0])
+}
+
 /// The bytes of a uniform struct, padded to a multiple of 16 (WGSL uniform layout).
 pub fn uniform_bytes<P: bytemuck::Pod>(params: &P) -> Vec<u8> {
     let mut bytes = bytemuck::bytes_of(params).to_vec();

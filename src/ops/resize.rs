@@ -9,7 +9,7 @@
 //! floating-point offsets differ per tile. The weights here are computed in f64 once per build;
 //! the passes below are plain separable loops over RGBA f32.
 
-use super::gpu::{GpuKernel, GpuPass, PassExtent, uniform_bytes};
+use super::gpu::{GpuKernel, PassExtent, uniform_bytes};
 use super::{BuildCtx, BuildError, Kernel, OpDef, SpatialKernel, geometry_footprint, unit};
 use crate::chain::OutputLimits;
 use crate::engine::geom::{Rect, Size};
@@ -347,23 +347,13 @@ impl SpatialKernel for Resize {
             v_offset,
             v_record: self.vertical.stride as u32 + 2,
         });
-        GpuKernel::Passes {
-            shader: "resize",
-            passes: vec![
-                GpuPass {
-                    entry: "horizontal",
-                    extent: PassExtent::OutputColumnsInputRows,
-                    params: params.clone(),
-                    data: data.clone(),
-                },
-                GpuPass {
-                    entry: "main",
-                    extent: PassExtent::Output,
-                    params,
-                    data,
-                },
-            ],
-        }
+        GpuKernel::two_pass(
+            "resize",
+            "horizontal",
+            PassExtent::OutputColumnsInputRows,
+            params,
+            data,
+        )
     }
 
     fn input_rect(&self, out: Rect) -> Rect {

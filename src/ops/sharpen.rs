@@ -90,6 +90,7 @@ impl SpatialKernel for Sharpen {
         crate::engine::convolve::gpu_separable(
             "sharpen",
             &self.weights,
+            false,
             [self.amount, self.threshold],
         )
     }
