@@ -381,3 +381,47 @@ fn hostile_file_names_work() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("-missing"), "{}", stderr(&out));
 }
+
+#[test]
+fn bench_preview_reports_both_paths() {
+    let dir = setup();
+    let json = dir.path().join("preview.json");
+    let out = run(
+        dir.path(),
+        &[
+            "bench",
+            "preview",
+            "--source",
+            "640x480",
+            "--viewport",
+            "320x240",
+            "--runs",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pyramid level 1 (320x240 px)"), "{stdout}");
+    assert!(stdout.contains("cpu   p50"), "{stdout}");
+    if cfg!(feature = "gpu") {
+        assert!(stdout.contains("gpu   p50"), "{stdout}");
+        assert!(stdout.contains("adjust_colors · GPU"), "{stdout}");
+        assert!(stdout.contains("resize · cached"), "{stdout}");
+    } else {
+        assert!(stdout.contains("gpu   not measured"), "{stdout}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let paths = report.as_array().unwrap();
+    assert_eq!(paths[0]["runs_ms"].as_array().unwrap().len(), 3);
+    assert!(paths[0]["p95_ms"].as_f64().unwrap() >= paths[0]["p50_ms"].as_f64().unwrap());
+
+    let bad = run(dir.path(), &["bench", "preview", "--viewport", "wide"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected WIDTHxHEIGHT"));
+}

@@ -430,6 +430,15 @@ fn profiler_window_opens_and_records_scopes() {
     }
     h.get_by_label_contains("UI frame time p50");
     assert!(puffin::are_scopes_on());
+    // Where each op of the last preview ran, and the stage cache: the edit of op 1 reused the
+    // uploaded source.
+    h.get_by_label_contains("Preview path: GPU");
+    h.get_by_label_contains("Stage cache: 1 of 2 stages reused");
+    assert!(
+        !h.get_all_by_label("sharpen · GPU")
+            .collect::<Vec<_>>()
+            .is_empty()
+    );
 }
 
 #[test]
