@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod bench;
 pub mod chain;
 pub mod cli;

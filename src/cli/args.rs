@@ -48,6 +48,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Apply a chain file to one image and write the result.
     Render(RenderArgs),
+    /// Apply a chain file to many images (folders, files, glob patterns); resumable.
+    Batch(BatchArgs),
     /// List every operation with its parameters, ranges and defaults.
     Ops {
         /// Print JSON instead of text.
@@ -91,6 +93,49 @@ pub struct RenderArgs {
     /// Also save the profile as a .puffin capture (implies --profile).
     #[arg(long, value_name = "FILE")]
     pub profile_out: Option<PathBuf>,
+}
+
+/// `opossum batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The chain file (TOML or JSON).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub chain: PathBuf,
+    /// Input folders, files or glob patterns (quote patterns: "photos/*.jpg").
+    #[arg(long, short = 'i', value_name = "DIR|FILE|GLOB", required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output folder (created if missing; may be an input folder: inputs are never
+    /// overwritten).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: PathBuf,
+    /// Output format: webp, jpeg, png, tiff, or same (each input's own; GIF and BMP become PNG).
+    #[arg(long, default_value = "same", value_name = "FORMAT")]
+    pub format: String,
+    /// Quality for JPEG and lossy WebP, 1..=100.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Images in parallel (0 = parallel_images from the config; 0 there = automatic).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub concurrency: usize,
+    /// After a failed file: continue (record it and go on) or stop (start no new file).
+    #[arg(long, default_value = "continue", value_parser = ["continue", "stop"])]
+    pub on_error: String,
+    /// Descend into sub-folders; outputs keep each input's relative folder.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Skip inputs whose output already exists.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
+    #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
+    pub name_template: String,
+    /// Also write a JSON report: every file's result and the summary figures.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Take only shard K of N of the inputs (stable split by relative path): run N machines
+    /// with 1/N … N/N to share one batch.
+    #[arg(long, value_name = "K/N", value_parser = crate::batch::inputs::parse_shard)]
+    pub shard: Option<(u32, u32)>,
 }
 
 /// `opossum bench …`.

@@ -19,7 +19,9 @@ use crate::io::encode::{EncodeOptions, OutputFormat};
 use crate::ops::{self};
 use crate::params::ParamKind;
 use crate::profile::Profiler;
-use args::{BenchCommand, BenchOpsArgs, BenchPreviewArgs, Cli, Command, GlobalArgs, RenderArgs};
+use args::{
+    BatchArgs, BenchCommand, BenchOpsArgs, BenchPreviewArgs, Cli, Command, GlobalArgs, RenderArgs,
+};
 
 /// Exit code for a failed input.
 const EXIT_INPUT: u8 = 1;
@@ -38,7 +40,7 @@ pub fn main() -> ExitCode {
         }
     };
     match catch_panics(|| run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             report_error(&e);
             ExitCode::from(exit_code(&e))
@@ -60,21 +62,114 @@ fn report_error(e: &Error) {
     eprintln!("  hint: {}", e.hint());
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        None => open_app(&cli),
+        None => open_app(&cli).map(|()| 0),
         Some(Command::Ops { json }) => {
             print!("{}", if json { ops_json() } else { ops_text() });
-            Ok(())
+            Ok(0)
         }
-        Some(Command::Render(args)) => render(&cli.global, &args),
+        Some(Command::Render(args)) => render(&cli.global, &args).map(|()| 0),
+        Some(Command::Batch(args)) => batch(&cli.global, &args),
         Some(Command::Bench {
             what: BenchCommand::Ops(args),
-        }) => bench_ops(&cli.global, &args),
+        }) => bench_ops(&cli.global, &args).map(|()| 0),
         Some(Command::Bench {
             what: BenchCommand::Preview(args),
-        }) => bench_preview(&cli.global, &args),
+        }) => bench_preview(&cli.global, &args).map(|()| 0),
     }
+}
+
+/// `opossum batch`: exit 0 when every file succeeded, 1 when some failed, 130 when
+/// interrupted (Ctrl-C, SIGTERM), 2 for usage and config errors.
+fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
+    use crate::batch::{self, BatchOptions, FormatChoice, OnError, Outcome};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let engine = Engine::new(load_config(global)?)?;
+    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let format = match args.format.to_ascii_lowercase().as_str() {
+        "same" => FormatChoice::Same,
+        name => {
+            FormatChoice::Fixed(OutputFormat::from_name(name).ok_or_else(|| Error::Config {
+                reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, same"),
+                path: None,
+            })?)
+        }
+    };
+    let options = BatchOptions {
+        inputs: args.input.clone(),
+        output_dir: args.output.clone(),
+        format,
+        quality: args.quality,
+        concurrency: args.concurrency,
+        on_error: if args.on_error == "stop" {
+            OnError::Stop
+        } else {
+            OnError::Continue
+        },
+        recursive: args.recursive,
+        skip_existing: args.skip_existing,
+        name_template: args.name_template.clone(),
+        shard: args.shard,
+    };
+    let prepared = batch::prepare(&chain, &options)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        // Ctrl-C / SIGTERM: stop starting files, cancel renders in flight (their temp files
+        // are removed); a second signal exits at once.
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing nothing new, cleaning up (again to quit now)");
+        });
+    }
+    let total = prepared.jobs.len();
+    eprintln!(
+        "opossum batch: {total} to render, {} already done or skipped, {} in parallel{}",
+        prepared.skipped.len(),
+        batch::workers(&engine, &options, total),
+        match args.shard {
+            Some((k, n)) => format!(", shard {k}/{n}"),
+            None => String::new(),
+        }
+    );
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} files · {per_sec} · ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let on_file = |result: &batch::FileResult, _done: usize, _total: usize| {
+        if let Outcome::Failed {
+            category,
+            message,
+            hint,
+        } = &result.outcome
+        {
+            bar.suspend(|| eprintln!("error: {message}\n  category: {category}\n  hint: {hint}"));
+        }
+        bar.inc(1);
+    };
+    let report = batch::run(&engine, &chain, prepared, &options, &cancel, &on_file);
+    bar.finish_and_clear();
+    println!("{}", report.summary());
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    Ok(match report.exit_code() {
+        0 => 0,
+        130 => 130,
+        _ => EXIT_INPUT,
+    })
 }
 
 /// Start the desktop app (feature `gui`).

@@ -57,7 +57,7 @@ pub struct RenderReport {
 /// The image engine: configuration plus a render thread pool.
 pub struct Engine {
     config: Config,
-    pool: rayon::ThreadPool,
+    pool: std::sync::Arc<rayon::ThreadPool>,
 }
 
 impl Engine {
@@ -69,7 +69,21 @@ impl Engine {
             .thread_name(|i| format!("opossum-render-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start render threads: {e}")))?;
-        Ok(Engine { config, pool })
+        Ok(Engine {
+            config,
+            pool: std::sync::Arc::new(pool),
+        })
+    }
+
+    /// The same engine (sharing its render pool) with a memory budget of `budget_bytes`: one
+    /// image's share when several render at once.
+    pub fn with_budget(&self, budget_bytes: u64) -> Engine {
+        let mut config = self.config.clone();
+        config.performance.max_memory_usage = crate::config::ByteSize(budget_bytes);
+        Engine {
+            config,
+            pool: self.pool.clone(),
+        }
     }
 
     /// The configuration in effect.

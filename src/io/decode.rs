@@ -244,6 +244,15 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<Decoded> {
     let (format, mut decoder) = open_decoder(path)?;
     let probe = read_header(path, format, &mut decoder, limits)?;
     check_declared(probe.size, probe.bytes_per_pixel, limits, path)?;
+    // zune-jpeg fills a truncated scan with grey and reports success; a file that ends early
+    // (a half-written download, a watch folder's file still being copied) is an error instead,
+    // as on the streaming path.
+    if format == image::ImageFormat::Jpeg && !super::rows::jpeg_is_complete(path)? {
+        return Err(Error::Corrupt {
+            reason: "the file ends early (truncated)".to_owned(),
+            path: path.to_path_buf(),
+        });
+    }
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_side_px);
     image_limits.max_image_height = Some(limits.max_side_px);

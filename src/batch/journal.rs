@@ -1,0 +1,224 @@
+//! The batch journal: an append-only file in the output folder recording each finished file, so
+//! the same command after a crash, `kill -9` or Ctrl-C finishes the rest without redoing
+//! finished files.
+//!
+//! One record per line: the CRC-32 of the JSON text (8 hex digits), a space, the JSON, a
+//! newline. A line whose checksum does not match (a torn last write) is ignored. Records are
+//! appended after the output was committed (fsync, rename), then the journal is fsynced: a file
+//! is either recorded and complete, or redone (atomically replacing whatever was there).
+//!
+//! The journal is named after a hash of everything that shapes the outputs (chain, format,
+//! quality, name template, Opossum version), so another chain or format writing to the same
+//! folder starts its own. While a batch runs it holds an exclusive lock on its journal; a second
+//! batch on the same folder with the same settings is refused instead of racing it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What identifies an input's content well enough to skip it: its path, size and mtime.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The input's path as given (lossy for non-UTF-8 names; `key` is exact).
+    pub input: String,
+    /// Hex of the path's bytes (exact for any file name).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the Unix epoch.
+    pub mtime_ns: u128,
+}
+
+impl Stamp {
+    /// The stamp of `path` now.
+    pub fn of(path: &Path) -> Result<Stamp> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok(Stamp {
+            input: path.to_string_lossy().into_owned(),
+            key: path_key(path),
+            size: meta.len(),
+            mtime_ns,
+        })
+    }
+}
+
+/// Hex of a path's bytes.
+pub fn path_key(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt as _;
+        path.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One finished file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// The input as it was when rendered.
+    pub stamp: Stamp,
+    /// Hex of the output path's bytes.
+    pub output_key: String,
+}
+
+/// An open journal (locked for this process).
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    done: HashMap<String, Record>,
+    outputs: std::collections::HashSet<String>,
+}
+
+impl Journal {
+    /// Open (or create) the journal `name` in `dir` and read its records. Fails when another
+    /// batch holds it.
+    pub fn open(dir: &Path, name: &str) -> Result<Journal> {
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening the batch journal", &path, e))?;
+        file.try_lock().map_err(|_| Error::Config {
+            reason: "another batch with the same chain and settings is writing to this folder"
+                .to_owned(),
+            path: Some(path.clone()),
+        })?;
+        let mut done = HashMap::new();
+        let mut outputs = std::collections::HashSet::new();
+        let text =
+            std::fs::read(&path).map_err(|e| Error::io("reading the batch journal", &path, e))?;
+        for line in BufReader::new(text.as_slice())
+            .split(b'\n')
+            .map_while(std::result::Result::ok)
+        {
+            if let Some(record) = parse_line(&line) {
+                outputs.insert(record.output_key.clone());
+                done.insert(record.stamp.key.clone(), record);
+            }
+        }
+        let mut journal = Journal {
+            path,
+            file,
+            done,
+            outputs,
+        };
+        // End a torn last line, so the next record starts on a line of its own.
+        if text.last().is_some_and(|&b| b != b'\n') {
+            journal
+                .file
+                .write_all(b"\n")
+                .map_err(|e| Error::io("writing the batch journal", &journal.path, e))?;
+        }
+        Ok(journal)
+    }
+
+    /// Whether `stamp` was finished into `output` (and that output still exists).
+    pub fn is_done(&self, stamp: &Stamp, output: &Path) -> bool {
+        self.done.get(&stamp.key).is_some_and(|r| {
+            r.stamp == *stamp
+                && r.output_key == path_key(output)
+                && std::fs::metadata(output).is_ok_and(|m| m.is_file() && m.len() > 0)
+        })
+    }
+
+    /// Whether `path` is an output some earlier run of this journal wrote (so it is not taken
+    /// as an input when input and output folders are the same).
+    pub fn is_output(&self, path: &Path) -> bool {
+        self.outputs.contains(&path_key(path))
+    }
+
+    /// Finished records.
+    pub fn len(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    /// Record a finished file durably.
+    pub fn record(&mut self, stamp: Stamp, output: &Path) -> Result<()> {
+        let record = Record {
+            stamp,
+            output_key: path_key(output),
+        };
+        let json = serde_json::to_string(&record)
+            .map_err(|e| Error::Internal(format!("journal record: {e}")))?;
+        let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io("writing the batch journal", &self.path, e))?;
+        self.outputs.insert(record.output_key.clone());
+        self.done.insert(record.stamp.key.clone(), record);
+        Ok(())
+    }
+}
+
+fn parse_line(line: &[u8]) -> Option<Record> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (crc, json) = text.split_once(' ')?;
+    let crc = u32::from_str_radix(crc, 16).ok()?;
+    (crc32fast::hash(json.as_bytes()) == crc)
+        .then(|| serde_json::from_str(json).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_and_a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.jpg");
+        let output = dir.path().join("a.webp");
+        std::fs::write(&input, b"x").unwrap();
+        std::fs::write(&output, b"y").unwrap();
+        let stamp = Stamp::of(&input).unwrap();
+        {
+            let mut j = Journal::open(dir.path(), "j.log").unwrap();
+            assert!(!j.is_done(&stamp, &output));
+            j.record(stamp.clone(), &output).unwrap();
+            // A second batch on the same journal is refused while this one holds it.
+            assert!(Journal::open(dir.path(), "j.log").is_err());
+        }
+        // A torn record (no checksum match) after the good one.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("j.log"))
+            .unwrap();
+        f.write_all(b"0badc0de {\"stamp\":{\"inp").unwrap();
+        drop(f);
+        let mut j = Journal::open(dir.path(), "j.log").unwrap();
+        assert_eq!(j.len(), 1);
+        // Records after the torn one are read back too.
+        let other = dir.path().join("b.jpg");
+        std::fs::write(&other, b"z").unwrap();
+        j.record(Stamp::of(&other).unwrap(), &output).unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "j.log").unwrap();
+        assert_eq!(j.len(), 2);
+        assert!(j.is_done(&stamp, &output));
+        assert!(j.is_output(&output));
+        // A changed input is not done.
+        std::fs::write(&input, b"changed").unwrap();
+        assert!(!j.is_done(&Stamp::of(&input).unwrap(), &output));
+    }
+}

@@ -1,0 +1,562 @@
+//! `opossum batch` end to end: a mixed folder of good and bad files, name collisions, the same
+//! folder for input and output, kill -9 at several points then resume, SIGTERM, shards, and
+//! the report. Every test checks the universal invariants: no panic, the exit code contract,
+//! no temp or partial files, inputs unchanged.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, files_in, test_image};
+
+const CHAIN: &str = "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 2.0\n[[ops]]\nop = \"adjust_colors\"\nbrightness = 1.1\n";
+
+fn batch(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(bin())
+        .arg("batch")
+        .args(args)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    out
+}
+
+fn write_chain(dir: &Path) -> PathBuf {
+    let chain = dir.join("chain.toml");
+    std::fs::write(&chain, CHAIN).unwrap();
+    chain
+}
+
+/// Content hashes of every file in `dir`, to prove inputs are untouched.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files_in(dir)
+        .into_iter()
+        .filter(|n| dir.join(n).is_file())
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// No temp files and no empty files anywhere under `dir`.
+fn assert_clean(dir: &Path) {
+    for entry in walk(dir) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".opossum-tmp-"),
+            "temp file left: {entry:?}"
+        );
+        if !name.ends_with(".journal") {
+            assert!(
+                std::fs::metadata(&entry).unwrap().len() > 0,
+                "empty file: {entry:?}"
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_mixed_folder_continues_past_bad_files_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    test_image(64, 48, 1, false)
+        .save(input.join("good.png"))
+        .unwrap();
+    test_image(40, 30, 2, true)
+        .save(input.join("sub/alpha.png"))
+        .unwrap();
+    image::DynamicImage::ImageLuma16(image::ImageBuffer::from_fn(20, 10, |x, y| {
+        image::Luma([(x * 3000 + y * 10) as u16])
+    }))
+    .save(input.join("grey16.png"))
+    .unwrap();
+    test_image(50, 50, 3, false)
+        .to_rgb8()
+        .save(input.join("photo.jpg"))
+        .unwrap();
+    let jpeg = std::fs::read(input.join("photo.jpg")).unwrap();
+    std::fs::write(input.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    std::fs::write(input.join("zero.png"), b"").unwrap();
+    std::fs::write(input.join("text.jpg"), b"not an image at all").unwrap();
+    std::fs::write(input.join("notes.txt"), b"ignored: not an image name").unwrap();
+    std::fs::write(input.join(".hidden.png"), b"ignored").unwrap();
+    std::fs::write(input.join("download.jpg.part"), b"ignored").unwrap();
+    let before = snapshot(&input);
+    let out_dir = dir.path().join("out");
+    let chain = write_chain(dir.path());
+    let report_path = dir.path().join("report.json");
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "webp",
+            "--recursive",
+            "--report",
+            report_path.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Each failure names the file, its category and a hint.
+    for (name, category) in [
+        ("truncated.jpg", "corrupt"),
+        ("zero.png", "corrupt"),
+        ("text.jpg", "unsupported"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(name)),
+            "{name} not reported: {stderr}"
+        );
+        let r = report(&report_path);
+        let file = r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["input"].as_str().unwrap().ends_with(name))
+            .unwrap();
+        assert_eq!(file["status"], "error");
+        assert_eq!(file["category"], category, "{name}");
+        assert!(!file["hint"].as_str().unwrap().is_empty());
+    }
+    let r = report(&report_path);
+    assert_eq!(r["succeeded"], 4);
+    assert_eq!(r["failed"], 3);
+    assert_eq!(r["errors_by_category"]["corrupt"], 2);
+    assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["p95_ms"].as_f64().unwrap() >= r["mean_ms"].as_f64().unwrap() * 0.5);
+    let mut outputs: Vec<String> = walk(&out_dir)
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".journal"))
+        .map(|p| {
+            p.strip_prefix(&out_dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    outputs.sort();
+    assert_eq!(
+        outputs,
+        vec!["good.webp", "grey16.webp", "photo.webp", "sub/alpha.webp"]
+    );
+    for o in &outputs {
+        image::open(out_dir.join(o)).unwrap();
+    }
+    assert_clean(&out_dir);
+    assert_eq!(snapshot(&input), before, "inputs changed");
+
+    // The same command again: finished files are skipped, failures retried (and fail again).
+    let again = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "webp",
+            "--recursive",
+            "--report",
+            report_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    let r = report(&report_path);
+    assert_eq!(
+        (r["succeeded"].as_u64(), r["skipped"].as_u64()),
+        (Some(0), Some(4))
+    );
+}
+
+#[test]
+fn collisions_and_the_same_folder_never_overwrite_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    test_image(30, 20, 1, false)
+        .save(folder.join("a.png"))
+        .unwrap();
+    test_image(30, 20, 2, false)
+        .to_rgb8()
+        .save(folder.join("a.jpg"))
+        .unwrap();
+    test_image(30, 20, 3, false)
+        .save(folder.join("b.png"))
+        .unwrap();
+    let before = snapshot(&folder);
+    let chain = write_chain(dir.path());
+    let args = [
+        "-c",
+        chain.to_str().unwrap(),
+        "-i",
+        folder.to_str().unwrap(),
+        "-o",
+        folder.to_str().unwrap(),
+    ];
+    let out = batch(dir.path(), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `same` format into the input folder: every name is taken by an input, so each output
+    // gets a suffix, and the inputs are byte-for-byte unchanged.
+    let names: Vec<String> = files_in(&folder)
+        .into_iter()
+        .filter(|n| !n.ends_with(".journal"))
+        .collect();
+    assert_eq!(
+        names,
+        ["a-2.jpg", "a-2.png", "a.jpg", "a.png", "b-2.png", "b.png"]
+    );
+    for (name, bytes) in &before {
+        assert_eq!(&std::fs::read(folder.join(name)).unwrap(), bytes, "{name}");
+    }
+    // Run again: outputs of the first run are not taken as new inputs.
+    let out = batch(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(files_in(&folder).len(), 7, "{:?}", files_in(&folder));
+    assert_clean(&folder);
+
+    // Two inputs mapping to one output name in another folder both get written.
+    let out_dir = dir.path().join("webp");
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            folder.join("a.png").to_str().unwrap(),
+            folder.join("a.jpg").to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "webp",
+            "--name-template",
+            "{stem}_web.{ext}",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let names: Vec<String> = files_in(&out_dir)
+        .into_iter()
+        .filter(|n| !n.ends_with(".journal"))
+        .collect();
+    assert_eq!(names, ["a_web-2.webp", "a_web.webp"]);
+}
+
+fn many_inputs(dir: &Path, n: usize, side: u32) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..n {
+        test_image(side, side * 3 / 4, i as u64, false)
+            .to_rgb8()
+            .save(input.join(format!("img{i:03}.png")))
+            .unwrap();
+    }
+    input
+}
+
+/// Outputs in `dir` under final names (names and decoded pixels): the journal and the temp
+/// files a killed run leaves until the next run are not outputs.
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files_in(dir)
+        .into_iter()
+        .filter(|n| !n.ends_with(".journal") && !n.starts_with(".opossum-tmp-"))
+        .map(|n| {
+            let pixels = image::open(dir.join(&n))
+                .unwrap_or_else(|e| panic!("{n}: {e}"))
+                .to_rgba8()
+                .into_raw();
+            (n, pixels)
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 24, 400);
+    let chain = write_chain(dir.path());
+    // The reference: one uninterrupted run.
+    let reference_dir = dir.path().join("reference");
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            reference_dir.to_str().unwrap(),
+            "--format",
+            "png",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let reference = outputs(&reference_dir);
+    assert_eq!(reference.len(), 24);
+
+    let out_dir = dir.path().join("out");
+    let args = [
+        "batch",
+        "-c",
+        chain.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--format",
+        "png",
+        "--concurrency",
+        "2",
+    ];
+    let mut kills = 0;
+    for delay_ms in [40u64, 150, 90, 300, 60, 220] {
+        let mut child = Command::new(bin())
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // Whatever is under a final name is complete and correct.
+        for (name, pixels) in outputs(&out_dir) {
+            let expected = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert_eq!(&pixels, expected, "{name} after a kill at {delay_ms} ms");
+        }
+    }
+    assert!(kills >= 2, "the batch finished before it could be killed");
+    let report_path = dir.path().join("report.json");
+    let out = batch(
+        dir.path(),
+        &[&args[1..], &["--report", report_path.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(outputs(&out_dir), reference);
+    let r = report(&report_path);
+    // Files finished before the kills were not redone.
+    assert!(r["skipped"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(
+        r["skipped"].as_u64().unwrap() + r["succeeded"].as_u64().unwrap(),
+        24
+    );
+    assert_clean(&out_dir);
+}
+
+#[test]
+fn sigterm_cancels_quickly_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 30, 700);
+    let chain = write_chain(dir.path());
+    let out_dir = dir.path().join("out");
+    let child = Command::new(bin())
+        .args([
+            "batch",
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "jpeg",
+        ])
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?} to stop",
+        sent.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130));
+    assert_clean(&out_dir);
+    // The same command finishes the rest.
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "jpeg",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(outputs(&out_dir).len(), 30);
+}
+
+#[test]
+fn shards_split_the_inputs_without_overlap_or_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 20, 16);
+    let chain = write_chain(dir.path());
+    let mut all = Vec::new();
+    for k in 1..=3 {
+        let out_dir = dir.path().join(format!("out{k}"));
+        let pattern = format!("{}/*.png", input.display());
+        let out = batch(
+            dir.path(),
+            &[
+                "-c",
+                chain.to_str().unwrap(),
+                "-i",
+                &pattern,
+                "-o",
+                out_dir.to_str().unwrap(),
+                "--shard",
+                &format!("{k}/3"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let names: Vec<String> = files_in(&out_dir)
+            .into_iter()
+            .filter(|n| !n.ends_with(".journal"))
+            .collect();
+        assert!(!names.is_empty(), "shard {k} got nothing");
+        all.extend(names);
+    }
+    all.sort();
+    let expected: Vec<String> = (0..20).map(|i| format!("img{i:03}.png")).collect();
+    assert_eq!(all, expected);
+}
+
+#[test]
+fn usage_errors_exit_2_and_stop_on_error_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 4, 16);
+    std::fs::write(input.join("aaa_bad.png"), b"junk").unwrap();
+    let chain = write_chain(dir.path());
+    let out_dir = dir.path().join("out");
+    let base = [
+        "-c",
+        chain.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    for (extra, needle) in [
+        (vec!["-i", "/no/such/folder"], "no such file or folder"),
+        (
+            vec!["-i", input.to_str().unwrap(), "--format", "avif"],
+            "--format",
+        ),
+        (
+            vec![
+                "-i",
+                input.to_str().unwrap(),
+                "--name-template",
+                "out.{ext}",
+            ],
+            "--name-template",
+        ),
+        (
+            vec!["-i", input.to_str().unwrap(), "--shard", "4/3"],
+            "K <= N",
+        ),
+    ] {
+        let out = batch(dir.path(), &[&base[..], &extra[..]].concat());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // --on-error stop with one worker: the bad file comes first, nothing after it starts.
+    let report_path = dir.path().join("r.json");
+    let out = batch(
+        dir.path(),
+        &[
+            &base[..],
+            &[
+                "-i",
+                input.to_str().unwrap(),
+                "--on-error",
+                "stop",
+                "--concurrency",
+                "1",
+                "--report",
+                report_path.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&report_path);
+    assert_eq!(
+        (r["failed"].as_u64(), r["succeeded"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // An output "folder" that is a file: a clear error naming it, nothing written.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a-file"));
+}
