@@ -51,7 +51,8 @@ fn assert_clean(dir: &Path) {
             !name.starts_with(".opossum-tmp-"),
             "temp file left: {entry:?}"
         );
-        if !name.ends_with(".journal") {
+        // The journal and the folder lock are the batch's bookkeeping (the lock is empty).
+        if !name.starts_with(".opossum-batch") {
             assert!(
                 std::fs::metadata(&entry).unwrap().len() > 0,
                 "empty file: {entry:?}"
@@ -155,7 +156,12 @@ fn a_mixed_folder_continues_past_bad_files_and_reports_each() {
     assert!(r["p95_ms"].as_f64().unwrap() >= r["mean_ms"].as_f64().unwrap() * 0.5);
     let mut outputs: Vec<String> = walk(&out_dir)
         .iter()
-        .filter(|p| !p.to_string_lossy().ends_with(".journal"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".opossum-batch")
+        })
         .map(|p| {
             p.strip_prefix(&out_dir)
                 .unwrap()
@@ -235,7 +241,7 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
     // gets a suffix, and the inputs are byte-for-byte unchanged.
     let names: Vec<String> = files_in(&folder)
         .into_iter()
-        .filter(|n| !n.ends_with(".journal"))
+        .filter(|n| !n.starts_with(".opossum-batch"))
         .collect();
     assert_eq!(
         names,
@@ -244,10 +250,11 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
     for (name, bytes) in &before {
         assert_eq!(&std::fs::read(folder.join(name)).unwrap(), bytes, "{name}");
     }
-    // Run again: outputs of the first run are not taken as new inputs.
+    // Run again: outputs of the first run are not taken as new inputs (6 images, the journal
+    // and the folder lock).
     let out = batch(dir.path(), &args);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(files_in(&folder).len(), 7, "{:?}", files_in(&folder));
+    assert_eq!(files_in(&folder).len(), 8, "{:?}", files_in(&folder));
     assert_clean(&folder);
 
     // Two inputs mapping to one output name in another folder both get written.
@@ -271,7 +278,7 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
     assert_eq!(out.status.code(), Some(0));
     let names: Vec<String> = files_in(&out_dir)
         .into_iter()
-        .filter(|n| !n.ends_with(".journal"))
+        .filter(|n| !n.starts_with(".opossum-batch"))
         .collect();
     assert_eq!(names, ["a_web-2.webp", "a_web.webp"]);
 }
@@ -288,12 +295,12 @@ fn many_inputs(dir: &Path, n: usize, side: u32) -> PathBuf {
     input
 }
 
-/// Outputs in `dir` under final names (names and decoded pixels): the journal and the temp
-/// files a killed run leaves until the next run are not outputs.
+/// Outputs in `dir` under final names (names and decoded pixels): the journal, the lock and
+/// the temp files a killed run leaves until the next run are not outputs.
 fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files_in(dir)
         .into_iter()
-        .filter(|n| !n.ends_with(".journal") && !n.starts_with(".opossum-tmp-"))
+        .filter(|n| !n.starts_with(".opossum-batch") && !n.starts_with(".opossum-tmp-"))
         .map(|n| {
             let pixels = image::open(dir.join(&n))
                 .unwrap_or_else(|e| panic!("{n}: {e}"))
@@ -443,38 +450,56 @@ fn sigterm_cancels_quickly_and_cleans_up() {
 }
 
 #[test]
-fn shards_split_the_inputs_without_overlap_or_gaps() {
+fn shards_running_at_once_into_one_folder_split_the_inputs_without_overlap_or_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let input = many_inputs(dir.path(), 20, 16);
+    // Two inputs that map to one output name, whichever shards they land in.
+    test_image(16, 12, 99, false)
+        .to_rgb8()
+        .save(input.join("img000.jpg"))
+        .unwrap();
     let chain = write_chain(dir.path());
-    let mut all = Vec::new();
-    for k in 1..=3 {
-        let out_dir = dir.path().join(format!("out{k}"));
-        let pattern = format!("{}/*.png", input.display());
-        let out = batch(
-            dir.path(),
-            &[
-                "-c",
-                chain.to_str().unwrap(),
-                "-i",
-                &pattern,
-                "-o",
-                out_dir.to_str().unwrap(),
-                "--shard",
-                &format!("{k}/3"),
-            ],
+    let out_dir = dir.path().join("out");
+    let pattern = format!("{}/img*", input.display());
+    let children: Vec<_> = (1..=3)
+        .map(|k| {
+            Command::new(bin())
+                .args([
+                    "batch",
+                    "-c",
+                    chain.to_str().unwrap(),
+                    "-i",
+                    &pattern,
+                    "-o",
+                    out_dir.to_str().unwrap(),
+                    "--format",
+                    "webp",
+                    "--shard",
+                    &format!("{k}/3"),
+                ])
+                .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+                .output()
+                .unwrap()
+        })
+        .collect();
+    for (k, out) in children.iter().enumerate() {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "shard {}: {}",
+            k + 1,
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(out.status.code(), Some(0));
-        let names: Vec<String> = files_in(&out_dir)
-            .into_iter()
-            .filter(|n| !n.ends_with(".journal"))
-            .collect();
-        assert!(!names.is_empty(), "shard {k} got nothing");
-        all.extend(names);
     }
-    all.sort();
-    let expected: Vec<String> = (0..20).map(|i| format!("img{i:03}.png")).collect();
-    assert_eq!(all, expected);
+    let names: Vec<String> = files_in(&out_dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".webp"))
+        .collect();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("img{i:03}.webp")).collect();
+    expected.push("img000-2.webp".to_owned());
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_clean(&out_dir);
 }
 
 #[test]

@@ -123,11 +123,14 @@ pub struct Batch {
     /// Files set aside (finished earlier, output exists).
     pub skipped: Vec<FileResult>,
     journal: Journal,
+    /// Held (shared) until the batch ends.
+    _folder_lock: std::fs::File,
     /// Temp files of interrupted runs removed from the output folder.
     pub stale_temp_files_removed: usize,
 }
 
-/// The journal's file name for this chain and these settings.
+/// The journal's file name for this chain, these settings and this shard (shards of one batch
+/// may share an output folder).
 fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
     let key = format!(
         "{}|{:?}|{}|{}|{}",
@@ -142,22 +145,50 @@ fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!(".opossum-batch-{h:016x}.journal")
+    match options.shard {
+        Some((k, n)) => format!(".opossum-batch-{h:016x}-{k}of{n}.journal"),
+        None => format!(".opossum-batch-{h:016x}.journal"),
+    }
 }
 
-/// Remove every temp file of ours under `dir` (we hold the batch lock, so they are stale).
-fn clean_temp_files(dir: &Path, depth: usize) -> usize {
-    let mut removed = crate::io::clean_stale_temp_files(dir, Duration::ZERO);
+/// Remove temp files of ours under `dir` older than `max_age`.
+fn clean_temp_files(dir: &Path, depth: usize, max_age: Duration) -> usize {
+    let mut removed = crate::io::clean_stale_temp_files(dir, max_age);
     if depth > 0
         && let Ok(entries) = std::fs::read_dir(dir)
     {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                removed += clean_temp_files(&entry.path(), depth - 1);
+                removed += clean_temp_files(&entry.path(), depth - 1, max_age);
             }
         }
     }
     removed
+}
+
+/// Every batch writing to a folder holds a shared lock on its `.opossum-batch.lock` for its
+/// whole run. At start, a batch that gets the lock exclusively knows no other batch is writing
+/// there, so every temp file of ours is left over from an interrupted run and is removed; with
+/// other batches running (shards sharing the folder), only temp files untouched for ten
+/// minutes are.
+fn lock_folder(out_dir: &Path) -> Result<(std::fs::File, usize)> {
+    let path = out_dir.join(".opossum-batch.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("locking the output folder", &path, e))?;
+    let removed = if file.try_lock().is_ok() {
+        let removed = clean_temp_files(out_dir, 16, Duration::ZERO);
+        let _ = file.unlock();
+        removed
+    } else {
+        clean_temp_files(out_dir, 16, Duration::from_secs(600))
+    };
+    file.lock_shared()
+        .map_err(|e| Error::io("locking the output folder", &path, e))?;
+    Ok((file, removed))
 }
 
 /// Gather inputs, name outputs, open the journal and set aside finished files.
@@ -167,11 +198,11 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io("creating the output folder", out_dir, e))?;
     let journal = Journal::open(out_dir, &journal_name(chain, options))?;
-    let stale_temp_files_removed = clean_temp_files(out_dir, 16);
+    let (folder_lock, stale_temp_files_removed) = lock_folder(out_dir)?;
     let found = inputs::gather(&options.inputs, options.recursive)?;
     let found: Vec<Input> = found
         .into_iter()
-        .filter(|i| !journal.is_output(&i.path) && inputs::in_shard(i, options.shard))
+        .filter(|i| !journal.is_output(&i.path))
         .collect();
     let wanted: Vec<(&Input, PathBuf)> = found
         .iter()
@@ -183,10 +214,15 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
             (i, inputs::output_name(i, &options.name_template, format))
         })
         .collect();
+    // Names are assigned over all inputs before sharding, so shards writing to one folder
+    // agree on every name.
     let outputs = inputs::assign_outputs(out_dir, &wanted);
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     for ((input, rel), output) in wanted.into_iter().zip(outputs) {
+        if !inputs::in_shard(input, options.shard) {
+            continue;
+        }
         let format = OutputFormat::from_path(&rel).unwrap_or(OutputFormat::Png);
         let stamp = Stamp::of(&input.path)?;
         let reason = if journal.is_done(&stamp, &output) {
@@ -214,6 +250,7 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
         jobs,
         skipped,
         journal,
+        _folder_lock: folder_lock,
         stale_temp_files_removed,
     })
 }
@@ -251,6 +288,7 @@ pub fn run(
         jobs,
         skipped,
         journal,
+        _folder_lock,
         ..
     } = batch;
     let workers = workers(engine, options, jobs.len());
