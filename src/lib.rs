@@ -33,3 +33,4 @@ pub mod io;
 pub mod ops;
 pub mod params;
 pub mod profile;
+pub mod watch;

@@ -2,6 +2,8 @@
 //! the same command after a crash, `kill -9` or Ctrl-C finishes the rest without redoing
 //! finished files.
 //!
+//! Watch folders use the same journal as their ledger (with content checksums and failures).
+//!
 //! One record per line: the CRC-32 of the JSON text (8 hex digits), a space, the JSON, a
 //! newline. A line whose checksum does not match (a torn last write) is ignored. Records are
 //! appended after the output was committed (fsync, rename), then the journal is fsynced: a file
@@ -72,6 +74,13 @@ pub struct Record {
     pub stamp: Stamp,
     /// Hex of the output path's bytes.
     pub output_key: String,
+    /// CRC-32 of the input's content, where it was computed (watch folders: a file touched
+    /// without a change is recognised).
+    #[serde(default)]
+    pub crc32: Option<u32>,
+    /// The file failed (watch folders do not retry it until it changes).
+    #[serde(default)]
+    pub failed: bool,
 }
 
 /// An open journal (locked for this process).
@@ -107,7 +116,9 @@ impl Journal {
             .map_while(std::result::Result::ok)
         {
             if let Some(record) = parse_line(&line) {
-                outputs.insert(record.output_key.clone());
+                if !record.failed {
+                    outputs.insert(record.output_key.clone());
+                }
                 done.insert(record.stamp.key.clone(), record);
             }
         }
@@ -130,7 +141,8 @@ impl Journal {
     /// Whether `stamp` was finished into `output` (and that output still exists).
     pub fn is_done(&self, stamp: &Stamp, output: &Path) -> bool {
         self.done.get(&stamp.key).is_some_and(|r| {
-            r.stamp == *stamp
+            !r.failed
+                && r.stamp == *stamp
                 && r.output_key == path_key(output)
                 && std::fs::metadata(output).is_ok_and(|m| m.is_file() && m.len() > 0)
         })
@@ -152,12 +164,23 @@ impl Journal {
         self.done.is_empty()
     }
 
+    /// The last record of the input with this key.
+    pub fn get(&self, key: &str) -> Option<&Record> {
+        self.done.get(key)
+    }
+
     /// Record a finished file durably.
     pub fn record(&mut self, stamp: Stamp, output: &Path) -> Result<()> {
-        let record = Record {
+        self.append(Record {
             stamp,
             output_key: path_key(output),
-        };
+            crc32: None,
+            failed: false,
+        })
+    }
+
+    /// Append `record` durably (fsync) and index it.
+    pub fn append(&mut self, record: Record) -> Result<()> {
         let json = serde_json::to_string(&record)
             .map_err(|e| Error::Internal(format!("journal record: {e}")))?;
         let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
@@ -165,7 +188,9 @@ impl Journal {
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io("writing the batch journal", &self.path, e))?;
-        self.outputs.insert(record.output_key.clone());
+        if !record.failed {
+            self.outputs.insert(record.output_key.clone());
+        }
         self.done.insert(record.stamp.key.clone(), record);
         Ok(())
     }

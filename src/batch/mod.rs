@@ -129,15 +129,17 @@ pub struct Batch {
     pub stale_temp_files_removed: usize,
 }
 
-/// The journal's file name for this chain, these settings and this shard (shards of one batch
-/// may share an output folder).
-fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
+/// A stable hash (FNV-1a) of everything that shapes an output: the chain, format, quality,
+/// name template and Opossum version.
+pub(crate) fn settings_hash(
+    chain: &Chain,
+    format: FormatChoice,
+    quality: u8,
+    template: &str,
+) -> u64 {
     let key = format!(
-        "{}|{:?}|{}|{}|{}",
+        "{}|{format:?}|{quality}|{template}|{}",
         chain.to_toml_string(),
-        options.format,
-        options.quality,
-        options.name_template,
         env!("CARGO_PKG_VERSION")
     );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -145,6 +147,18 @@ fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// The journal's file name for this chain, these settings and this shard (shards of one batch
+/// may share an output folder).
+fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
+    let h = settings_hash(
+        chain,
+        options.format,
+        options.quality,
+        &options.name_template,
+    );
     match options.shard {
         Some((k, n)) => format!(".opossum-batch-{h:016x}-{k}of{n}.journal"),
         None => format!(".opossum-batch-{h:016x}.journal"),
@@ -364,39 +378,56 @@ fn render_one(
     cancel: &AtomicBool,
     journal: &Mutex<Journal>,
 ) -> FileResult {
-    puffin::profile_function!();
-    let t = Instant::now();
     let encode = EncodeOptions {
         format: job.format,
         quality: options.quality,
         lossless: false,
     };
+    render_to(
+        engine,
+        chain,
+        &job.input.path,
+        &job.output,
+        &encode,
+        cancel,
+        || {
+            journal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(job.stamp.clone(), &job.output)
+        },
+    )
+}
+
+/// Render `input` into `output` (creating its folder), then run `commit` (journal the file);
+/// every error becomes the file's outcome. Shared by batches and watch folders.
+pub(crate) fn render_to(
+    engine: &Engine,
+    chain: &Chain,
+    input: &Path,
+    output: &Path,
+    encode: &EncodeOptions,
+    cancel: &AtomicBool,
+    commit: impl FnOnce() -> Result<()>,
+) -> FileResult {
+    puffin::profile_function!();
+    let t = Instant::now();
     let control = RenderControl {
         cancel: Some(cancel),
         progress: None,
     };
     let outcome = (|| {
-        if let Some(dir) = job.output.parent() {
+        if let Some(dir) = output.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("creating the output folder", dir, e))?;
         }
-        engine.render_file(
-            &job.input.path,
-            chain,
-            &job.output,
-            &encode,
-            false,
-            &control,
-        )?;
-        journal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(job.stamp.clone(), &job.output)?;
-        Ok::<_, Error>(std::fs::metadata(&job.output).map_or(0, |m| m.len()))
+        engine.render_file(input, chain, output, encode, false, &control)?;
+        commit()?;
+        Ok::<_, Error>(std::fs::metadata(output).map_or(0, |m| m.len()))
     })();
     FileResult {
-        input: job.input.path.clone(),
-        output: job.output.clone(),
+        input: input.to_path_buf(),
+        output: output.to_path_buf(),
         outcome: match outcome {
             Ok(output_bytes) => Outcome::Done {
                 ms: t.elapsed().as_secs_f64() * 1000.0,

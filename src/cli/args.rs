@@ -50,6 +50,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Apply a chain file to many images (folders, files, glob patterns); resumable.
     Batch(BatchArgs),
+    /// Watch a folder and render every image that arrives or changes, exactly once (also
+    /// across restarts); stop with Ctrl-C or SIGTERM.
+    Watch(WatchArgs),
     /// List every operation with its parameters, ranges and defaults.
     Ops {
         /// Print JSON instead of text.
@@ -136,6 +139,47 @@ pub struct BatchArgs {
     /// with 1/N … N/N to share one batch.
     #[arg(long, value_name = "K/N", value_parser = crate::batch::inputs::parse_shard)]
     pub shard: Option<(u32, u32)>,
+}
+
+/// `opossum watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The chain file (TOML or JSON), read once at start.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub chain: PathBuf,
+    /// The folder to watch.
+    #[arg(long, short = 'i', value_name = "DIR")]
+    pub input: PathBuf,
+    /// Output folder (may be inside the watched folder; outputs are never taken as inputs).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: PathBuf,
+    /// Output format: webp, jpeg, png, tiff, or same.
+    #[arg(long, default_value = "same", value_name = "FORMAT")]
+    pub format: String,
+    /// Quality for JPEG and lossy WebP, 1..=100.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
+    #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
+    pub name_template: String,
+    /// Watch sub-folders too (outputs keep the relative folder).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Files rendered at once (0 = automatic).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub concurrency: usize,
+    /// A file is taken once its size and mtime have not changed for this long, ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub settle_ms: u64,
+    /// Poll the folder every MS instead of using inotify (network or FUSE file systems).
+    #[arg(long, value_name = "MS")]
+    pub poll_ms: Option<u64>,
+    /// Move inputs that fail into this folder (else they stay; failures are logged either way).
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<PathBuf>,
+    /// Write a JSON report (as batch's) when the watch stops.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// `opossum bench …`.

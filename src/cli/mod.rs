@@ -21,6 +21,7 @@ use crate::params::ParamKind;
 use crate::profile::Profiler;
 use args::{
     BatchArgs, BenchCommand, BenchOpsArgs, BenchPreviewArgs, Cli, Command, GlobalArgs, RenderArgs,
+    WatchArgs,
 };
 
 /// Exit code for a failed input.
@@ -71,6 +72,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Some(Command::Render(args)) => render(&cli.global, &args).map(|()| 0),
         Some(Command::Batch(args)) => batch(&cli.global, &args),
+        Some(Command::Watch(args)) => watch(&cli.global, &args),
         Some(Command::Bench {
             what: BenchCommand::Ops(args),
         }) => bench_ops(&cli.global, &args).map(|()| 0),
@@ -80,24 +82,97 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
+    use crate::batch::FormatChoice;
+    match name.to_ascii_lowercase().as_str() {
+        "same" => Ok(FormatChoice::Same),
+        name => OutputFormat::from_name(name)
+            .map(FormatChoice::Fixed)
+            .ok_or_else(|| Error::Config {
+                reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, same"),
+                path: None,
+            }),
+    }
+}
+
+/// `opossum watch`: runs until Ctrl-C or SIGTERM, printing a line per file; exit 0 after a
+/// clean stop, 2 for usage and config errors.
+fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
+    use crate::batch::Outcome;
+    use crate::watch::{self, WatchEvent, WatchOptions};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let engine = Engine::new(load_config(global)?)?;
+    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let options = WatchOptions {
+        input_dir: args.input.clone(),
+        output_dir: args.output.clone(),
+        format: format_choice(&args.format)?,
+        quality: args.quality,
+        name_template: args.name_template.clone(),
+        recursive: args.recursive,
+        concurrency: args.concurrency,
+        settle: Duration::from_millis(args.settle_ms),
+        poll: args.poll_ms.map(Duration::from_millis),
+        quarantine: args.quarantine.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let on_event = |event: WatchEvent| {
+        let now = watch::clock(std::time::SystemTime::now());
+        match event {
+            WatchEvent::Status(message) => println!("{now} {message}"),
+            WatchEvent::File(r) => {
+                let line = match &r.outcome {
+                    Outcome::Done { ms, .. } => format!(
+                        "{now} ok     {} -> {} ({ms:.0} ms)",
+                        r.input.display(),
+                        r.output.display()
+                    ),
+                    Outcome::Failed {
+                        category,
+                        message,
+                        hint,
+                    } => format!("{now} error  {message} [{category}; {hint}]"),
+                    Outcome::Skipped(reason) => {
+                        format!("{now} skip   {} ({reason})", r.input.display())
+                    }
+                    Outcome::Cancelled => format!("{now} cancel {}", r.input.display()),
+                };
+                println!("{line}");
+            }
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    };
+    let report = watch::run(&engine, &chain, &options, &stop, &on_event)?;
+    println!("stopped: {}", report.summary());
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    Ok(0)
+}
+
 /// `opossum batch`: exit 0 when every file succeeded, 1 when some failed, 130 when
 /// interrupted (Ctrl-C, SIGTERM), 2 for usage and config errors.
 fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
-    use crate::batch::{self, BatchOptions, FormatChoice, OnError, Outcome};
+    use crate::batch::{self, BatchOptions, OnError, Outcome};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let engine = Engine::new(load_config(global)?)?;
     let chain = Chain::load(&args.chain, engine.output_limits())?;
-    let format = match args.format.to_ascii_lowercase().as_str() {
-        "same" => FormatChoice::Same,
-        name => {
-            FormatChoice::Fixed(OutputFormat::from_name(name).ok_or_else(|| Error::Config {
-                reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, same"),
-                path: None,
-            })?)
-        }
-    };
+    let format = format_choice(&args.format)?;
     let options = BatchOptions {
         inputs: args.input.clone(),
         output_dir: args.output.clone(),
