@@ -382,7 +382,7 @@ pub fn run(
         options.quality,
         &options.name_template,
     );
-    let journal = Journal::open(&out_dir, &format!(".opossum-watch-{h:016x}.journal"))?;
+    let journal = Journal::open(&out_dir, &format!(".opossum-watch-{h:016x}"))?;
     crate::io::clean_stale_temp_files(&out_dir, Duration::ZERO);
     let workers = {
         let threads = engine.pool().current_num_threads();

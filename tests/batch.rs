@@ -585,3 +585,65 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a-file"));
 }
+
+#[test]
+fn two_batches_with_the_same_settings_can_share_an_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 12, 64);
+    let chain = write_chain(dir.path());
+    let out_dir = dir.path().join("out");
+    let spawn = |files: Vec<String>| {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "batch",
+            "-c",
+            chain.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "-i",
+        ])
+        .args(files)
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let names: Vec<String> = (0..12)
+        .map(|i| {
+            input
+                .join(format!("img{i:03}.png"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let a = spawn(names[..6].to_vec());
+    let b = spawn(names[6..].to_vec());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(outputs(&out_dir).len(), 12);
+    // A rerun over everything finds all twelve done, whichever journal recorded them.
+    let report_path = dir.path().join("r.json");
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            chain.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--report",
+            report_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(report(&report_path)["skipped"], 12);
+    assert_clean(&out_dir);
+}

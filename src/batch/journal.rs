@@ -11,8 +11,8 @@
 //!
 //! The journal is named after a hash of everything that shapes the outputs (chain, format,
 //! quality, name template, Opossum version), so another chain or format writing to the same
-//! folder starts its own. While a batch runs it holds an exclusive lock on its journal; a second
-//! batch on the same folder with the same settings is refused instead of racing it.
+//! folder starts its own. While a run appends to a journal it holds an exclusive lock on it; a
+//! concurrent run with the same settings appends to a numbered sibling and reads them all.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -92,50 +92,74 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Open (or create) the journal `name` in `dir` and read its records. Fails when another
-    /// batch holds it.
-    pub fn open(dir: &Path, name: &str) -> Result<Journal> {
-        let path = dir.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening the batch journal", &path, e))?;
-        file.try_lock().map_err(|_| Error::Config {
-            reason: "another batch with the same chain and settings is writing to this folder"
-                .to_owned(),
-            path: Some(path.clone()),
-        })?;
+    /// Open the journal `stem` in `dir`: read the records of every `stem*.journal` (earlier
+    /// runs, concurrent runs, shards) and append to the first of `stem.journal`,
+    /// `stem-2.journal`, … that no other running process holds, so two batches with the same
+    /// settings (say, on different files into one folder) each keep their own.
+    pub fn open(dir: &Path, stem: &str) -> Result<Journal> {
         let mut done = HashMap::new();
         let mut outputs = std::collections::HashSet::new();
-        let text =
-            std::fs::read(&path).map_err(|e| Error::io("reading the batch journal", &path, e))?;
-        for line in BufReader::new(text.as_slice())
-            .split(b'\n')
-            .map_while(std::result::Result::ok)
-        {
-            if let Some(record) = parse_line(&line) {
-                if !record.failed {
-                    outputs.insert(record.output_key.clone());
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("reading the output folder", dir, e))?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(stem) && n.ends_with(".journal"))
+            .collect();
+        names.sort();
+        for name in &names {
+            let path = dir.join(name);
+            let Ok(text) = std::fs::read(&path) else {
+                continue;
+            };
+            for line in BufReader::new(text.as_slice())
+                .split(b'\n')
+                .map_while(std::result::Result::ok)
+            {
+                if let Some(record) = parse_line(&line) {
+                    if !record.failed {
+                        outputs.insert(record.output_key.clone());
+                    }
+                    done.insert(record.stamp.key.clone(), record);
                 }
-                done.insert(record.stamp.key.clone(), record);
             }
         }
-        let mut journal = Journal {
-            path,
-            file,
-            done,
-            outputs,
-        };
-        // End a torn last line, so the next record starts on a line of its own.
-        if text.last().is_some_and(|&b| b != b'\n') {
-            journal
-                .file
-                .write_all(b"\n")
-                .map_err(|e| Error::io("writing the batch journal", &journal.path, e))?;
+        for n in 1..=64 {
+            let name = if n == 1 {
+                format!("{stem}.journal")
+            } else {
+                format!("{stem}-{n}.journal")
+            };
+            let path = dir.join(name);
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io("opening the journal", &path, e))?;
+            if file.try_lock().is_err() {
+                continue;
+            }
+            // End a torn last line, so the next record starts on a line of its own.
+            let len = file.metadata().map_or(0, |m| m.len());
+            if len > 0 {
+                let text =
+                    std::fs::read(&path).map_err(|e| Error::io("reading the journal", &path, e))?;
+                if text.last().is_some_and(|&b| b != b'\n') {
+                    file.write_all(b"\n")
+                        .map_err(|e| Error::io("writing the journal", &path, e))?;
+                }
+            }
+            return Ok(Journal {
+                path,
+                file,
+                done,
+                outputs,
+            });
         }
-        Ok(journal)
+        Err(Error::Config {
+            reason: "64 runs with the same settings are writing to this folder".to_owned(),
+            path: Some(dir.to_path_buf()),
+        })
     }
 
     /// Whether `stamp` was finished into `output` (and that output still exists).
@@ -218,27 +242,30 @@ mod tests {
         std::fs::write(&output, b"y").unwrap();
         let stamp = Stamp::of(&input).unwrap();
         {
-            let mut j = Journal::open(dir.path(), "j.log").unwrap();
+            let mut j = Journal::open(dir.path(), "j").unwrap();
             assert!(!j.is_done(&stamp, &output));
             j.record(stamp.clone(), &output).unwrap();
-            // A second batch on the same journal is refused while this one holds it.
-            assert!(Journal::open(dir.path(), "j.log").is_err());
+            // A second run with the same settings meanwhile gets a journal of its own and
+            // sees the first one's records.
+            let other = Journal::open(dir.path(), "j").unwrap();
+            assert_eq!(other.path.file_name().unwrap(), "j-2.journal");
+            assert!(other.is_done(&stamp, &output));
         }
         // A torn record (no checksum match) after the good one.
         let mut f = OpenOptions::new()
             .append(true)
-            .open(dir.path().join("j.log"))
+            .open(dir.path().join("j.journal"))
             .unwrap();
         f.write_all(b"0badc0de {\"stamp\":{\"inp").unwrap();
         drop(f);
-        let mut j = Journal::open(dir.path(), "j.log").unwrap();
+        let mut j = Journal::open(dir.path(), "j").unwrap();
         assert_eq!(j.len(), 1);
         // Records after the torn one are read back too.
         let other = dir.path().join("b.jpg");
         std::fs::write(&other, b"z").unwrap();
         j.record(Stamp::of(&other).unwrap(), &output).unwrap();
         drop(j);
-        let j = Journal::open(dir.path(), "j.log").unwrap();
+        let j = Journal::open(dir.path(), "j").unwrap();
         assert_eq!(j.len(), 2);
         assert!(j.is_done(&stamp, &output));
         assert!(j.is_output(&output));

@@ -150,7 +150,7 @@ pub(crate) fn settings_hash(
     h
 }
 
-/// The journal's file name for this chain, these settings and this shard (shards of one batch
+/// The journal's file stem for this chain, these settings and this shard (shards of one batch
 /// may share an output folder).
 fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
     let h = settings_hash(
@@ -160,8 +160,8 @@ fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
         &options.name_template,
     );
     match options.shard {
-        Some((k, n)) => format!(".opossum-batch-{h:016x}-{k}of{n}.journal"),
-        None => format!(".opossum-batch-{h:016x}.journal"),
+        Some((k, n)) => format!(".opossum-batch-{h:016x}-{k}of{n}"),
+        None => format!(".opossum-batch-{h:016x}"),
     }
 }
 
