@@ -25,6 +25,19 @@ fn batch(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// `opossum batch -c CHAIN -i INPUT -o OUTPUT EXTRA…`.
+fn batch_io(dir: &Path, chain: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let io = [
+        "-c",
+        chain.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    batch(dir, &[&io[..], extra].concat())
+}
+
 fn write_chain(dir: &Path) -> PathBuf {
     let chain = dir.join("chain.toml");
     std::fs::write(&chain, CHAIN).unwrap();
@@ -109,15 +122,12 @@ fn a_mixed_folder_continues_past_bad_files_and_reports_each() {
     let out_dir = dir.path().join("out");
     let chain = write_chain(dir.path());
     let report_path = dir.path().join("report.json");
-    let out = batch(
+    let out = batch_io(
         dir.path(),
+        &chain,
+        &input,
+        &out_dir,
         &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
             "--format",
             "webp",
             "--recursive",
@@ -181,15 +191,12 @@ fn a_mixed_folder_continues_past_bad_files_and_reports_each() {
     assert_eq!(snapshot(&input), before, "inputs changed");
 
     // The same command again: finished files are skipped, failures retried (and fail again).
-    let again = batch(
+    let again = batch_io(
         dir.path(),
+        &chain,
+        &input,
+        &out_dir,
         &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
             "--format",
             "webp",
             "--recursive",
@@ -318,18 +325,12 @@ fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
     let chain = write_chain(dir.path());
     // The reference: one uninterrupted run.
     let reference_dir = dir.path().join("reference");
-    let out = batch(
+    let out = batch_io(
         dir.path(),
-        &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            reference_dir.to_str().unwrap(),
-            "--format",
-            "png",
-        ],
+        &chain,
+        &input,
+        &reference_dir,
+        &["--format", "png"],
     );
     assert_eq!(out.status.code(), Some(0));
     let reference = outputs(&reference_dir);
@@ -432,19 +433,7 @@ fn sigterm_cancels_quickly_and_cleans_up() {
     assert_eq!(output.status.code(), Some(130));
     assert_clean(&out_dir);
     // The same command finishes the rest.
-    let out = batch(
-        dir.path(),
-        &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--format",
-            "jpeg",
-        ],
-    );
+    let out = batch_io(dir.path(), &chain, &input, &out_dir, &["--format", "jpeg"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(outputs(&out_dir).len(), 30);
 }
@@ -571,17 +560,7 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
     // An output "folder" that is a file: a clear error naming it, nothing written.
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let out = batch(
-        dir.path(),
-        &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            file.to_str().unwrap(),
-        ],
-    );
+    let out = batch_io(dir.path(), &chain, &input, &file, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a-file"));
 }
@@ -630,18 +609,12 @@ fn two_batches_with_the_same_settings_can_share_an_output_folder() {
     assert_eq!(outputs(&out_dir).len(), 12);
     // A rerun over everything finds all twelve done, whichever journal recorded them.
     let report_path = dir.path().join("r.json");
-    let out = batch(
+    let out = batch_io(
         dir.path(),
-        &[
-            "-c",
-            chain.to_str().unwrap(),
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--report",
-            report_path.to_str().unwrap(),
-        ],
+        &chain,
+        &input,
+        &out_dir,
+        &["--report", report_path.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(report(&report_path)["skipped"], 12);
