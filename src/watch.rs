@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify_debouncer_full::notify::{self, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
 
-use crate::batch::inputs::{IMAGE_EXTENSIONS, ignored_name};
+use crate::batch::inputs::{has_image_extension, ignored_name};
 use crate::batch::journal::{Journal, Record, Stamp, path_key};
 use crate::batch::{BatchReport, FileResult, FormatChoice, Outcome, render_to, settings_hash};
 use crate::chain::Chain;
@@ -142,9 +142,7 @@ fn is_candidate(path: &Path, options: &WatchOptions, out_dir: &Path) -> bool {
     if !options.recursive && path.parent() != Some(options.input_dir.as_path()) {
         return false;
     }
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    has_image_extension(path)
 }
 
 /// Every candidate file under the input folder (start-up and overflow rescans).
@@ -384,14 +382,7 @@ pub fn run(
     );
     let journal = Journal::open(&out_dir, &format!(".opossum-watch-{h:016x}"))?;
     crate::io::clean_stale_temp_files(&out_dir, Duration::ZERO);
-    let workers = {
-        let threads = engine.pool().current_num_threads();
-        match options.concurrency {
-            0 => threads.min((engine.budget_bytes() / (64 << 20)).max(1) as usize),
-            n => n,
-        }
-        .max(1)
-    };
+    let workers = crate::batch::concurrency(engine, options.concurrency);
     let share = engine.with_budget(engine.budget_bytes() / workers as u64);
     let started = Instant::now();
     let shared = Shared {

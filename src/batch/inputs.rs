@@ -23,7 +23,8 @@ pub fn ignored_name(name: &str) -> bool {
             .any(|s| name.to_ascii_lowercase().ends_with(s))
 }
 
-fn has_image_extension(path: &Path) -> bool {
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub(crate) fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

@@ -272,7 +272,13 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
 /// Images in parallel for `jobs` files: the option, else the config, else automatic (one per
 /// render thread, as long as each gets at least 64 MiB of the memory budget).
 pub fn workers(engine: &Engine, options: &BatchOptions, jobs: usize) -> usize {
-    let configured = match options.concurrency {
+    concurrency(engine, options.concurrency).clamp(1, jobs.max(1))
+}
+
+/// Images in parallel for a `requested` count (batch and watch): the request, else the
+/// config's `parallel_images`, else one per render thread with at least 64 MiB each.
+pub(crate) fn concurrency(engine: &Engine, requested: usize) -> usize {
+    let configured = match requested {
         0 => engine.config().performance.parallel_images,
         n => n,
     };
@@ -282,7 +288,7 @@ pub fn workers(engine: &Engine, options: &BatchOptions, jobs: usize) -> usize {
         threads.min(by_memory)
     };
     let n = if configured == 0 { auto() } else { configured };
-    n.clamp(1, jobs.max(1))
+    n.max(1)
 }
 
 /// Called after each file with its result and (files done, files to do).

@@ -98,6 +98,20 @@ pub struct RenderArgs {
     pub profile_out: Option<PathBuf>,
 }
 
+/// Output options shared by `batch` and `watch`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format: webp, jpeg, png, tiff, or same (each input's own; GIF and BMP become PNG).
+    #[arg(long, default_value = "same", value_name = "FORMAT")]
+    pub format: String,
+    /// Quality for JPEG and lossy WebP, 1..=100.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
+    #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
+    pub name_template: String,
+}
+
 /// `opossum batch`.
 #[derive(Debug, Args)]
 pub struct BatchArgs {
@@ -111,12 +125,9 @@ pub struct BatchArgs {
     /// overwritten).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,
-    /// Output format: webp, jpeg, png, tiff, or same (each input's own; GIF and BMP become PNG).
-    #[arg(long, default_value = "same", value_name = "FORMAT")]
-    pub format: String,
-    /// Quality for JPEG and lossy WebP, 1..=100.
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
+    /// Output format, quality and names.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Images in parallel (0 = parallel_images from the config; 0 there = automatic).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub concurrency: usize,
@@ -129,9 +140,6 @@ pub struct BatchArgs {
     /// Skip inputs whose output already exists.
     #[arg(long)]
     pub skip_existing: bool,
-    /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
-    #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
-    pub name_template: String,
     /// Also write a JSON report: every file's result and the summary figures.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -153,15 +161,9 @@ pub struct WatchArgs {
     /// Output folder (may be inside the watched folder; outputs are never taken as inputs).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,
-    /// Output format: webp, jpeg, png, tiff, or same.
-    #[arg(long, default_value = "same", value_name = "FORMAT")]
-    pub format: String,
-    /// Quality for JPEG and lossy WebP, 1..=100.
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
-    /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
-    #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
-    pub name_template: String,
+    /// Output format, quality and names.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Watch sub-folders too (outputs keep the relative folder).
     #[arg(long)]
     pub recursive: bool,

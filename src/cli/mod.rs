@@ -109,9 +109,9 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     let options = WatchOptions {
         input_dir: args.input.clone(),
         output_dir: args.output.clone(),
-        format: format_choice(&args.format)?,
-        quality: args.quality,
-        name_template: args.name_template.clone(),
+        format: format_choice(&args.out.format)?,
+        quality: args.out.quality,
+        name_template: args.out.name_template.clone(),
         recursive: args.recursive,
         concurrency: args.concurrency,
         settle: Duration::from_millis(args.settle_ms),
@@ -172,12 +172,12 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
 
     let engine = Engine::new(load_config(global)?)?;
     let chain = Chain::load(&args.chain, engine.output_limits())?;
-    let format = format_choice(&args.format)?;
+    let format = format_choice(&args.out.format)?;
     let options = BatchOptions {
         inputs: args.input.clone(),
         output_dir: args.output.clone(),
         format,
-        quality: args.quality,
+        quality: args.out.quality,
         concurrency: args.concurrency,
         on_error: if args.on_error == "stop" {
             OnError::Stop
@@ -186,7 +186,7 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
         },
         recursive: args.recursive,
         skip_existing: args.skip_existing,
-        name_template: args.name_template.clone(),
+        name_template: args.out.name_template.clone(),
         shard: args.shard,
     };
     let prepared = batch::prepare(&chain, &options)?;
