@@ -74,6 +74,30 @@ pub fn clock(t: SystemTime) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// The log line for one file: `HH:MM:SS result file …` (the CLI prints it; the app lists it).
+pub fn log_line(result: &FileResult, at: SystemTime) -> String {
+    let now = clock(at);
+    match &result.outcome {
+        Outcome::Done { ms, .. } => format!(
+            "{now} ok     {} -> {} ({ms:.0} ms)",
+            result.input.display(),
+            result.output.display()
+        ),
+        Outcome::Failed {
+            category,
+            message,
+            hint,
+        } => format!(
+            "{now} error  {} [{category}; {hint}]",
+            message.replace('\n', " ")
+        ),
+        Outcome::Skipped(reason) => {
+            format!("{now} skip   {} ({reason})", result.input.display())
+        }
+        Outcome::Cancelled => format!("{now} cancel {}", result.input.display()),
+    }
+}
+
 /// What the watch reports as it goes (the CLI prints it; the app shows it).
 #[derive(Clone, Debug)]
 pub enum WatchEvent {

@@ -98,7 +98,6 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
 /// `opossum watch`: runs until Ctrl-C or SIGTERM, printing a line per file; exit 0 after a
 /// clean stop, 2 for usage and config errors.
 fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
-    use crate::batch::Outcome;
     use crate::watch::{self, WatchEvent, WatchOptions};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,28 +127,10 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
         });
     }
     let on_event = |event: WatchEvent| {
-        let now = watch::clock(std::time::SystemTime::now());
+        let now = std::time::SystemTime::now();
         match event {
-            WatchEvent::Status(message) => println!("{now} {message}"),
-            WatchEvent::File(r) => {
-                let line = match &r.outcome {
-                    Outcome::Done { ms, .. } => format!(
-                        "{now} ok     {} -> {} ({ms:.0} ms)",
-                        r.input.display(),
-                        r.output.display()
-                    ),
-                    Outcome::Failed {
-                        category,
-                        message,
-                        hint,
-                    } => format!("{now} error  {message} [{category}; {hint}]"),
-                    Outcome::Skipped(reason) => {
-                        format!("{now} skip   {} ({reason})", r.input.display())
-                    }
-                    Outcome::Cancelled => format!("{now} cancel {}", r.input.display()),
-                };
-                println!("{line}");
-            }
+            WatchEvent::Status(message) => println!("{} {message}", watch::clock(now)),
+            WatchEvent::File(r) => println!("{}", watch::log_line(&r, now)),
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
