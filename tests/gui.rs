@@ -478,3 +478,185 @@ fn previews_run_on_the_gpu_and_match_the_cpu_path_when_it_is_switched_off() {
         .unwrap();
     assert!(worst <= 1, "GPU and CPU previews differ by {worst} levels");
 }
+
+/// A colourful PNG (so a grayscale op would be visible in the outputs).
+fn write_png(path: &std::path::Path, width: u32, height: u32) {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 11) as u8, 200 - (x + y) as u8])
+    })
+    .save_with_format(path, image::ImageFormat::Png)
+    .unwrap();
+}
+
+fn step_until(h: &mut Harness<'_, OpossumApp>, what: &str, done: impl Fn(&OpossumApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(h.state()) {
+        h.step();
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn batch_panel_runs_a_chain_snapshot_over_a_folder_and_reports_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 32\nheight = 0\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for name in ["a.png", "b.png", "c.png"] {
+        write_png(&input.join(name), 64, 48);
+    }
+    std::fs::write(input.join("bad.png"), b"\x89PNG\r\n\x1a\ntruncated").unwrap();
+    let not_a_folder = dir.path().join("file.txt");
+    std::fs::write(&not_a_folder, "x").unwrap();
+    let out = dir.path().join("out");
+    let opened = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Answers are taken from the end: the input folder, a file picked as output folder, then
+    // the real output folder.
+    let dialogs = ScriptedDialogs {
+        folders: vec![out.clone(), not_a_folder.clone(), input.clone()],
+        opened: opened.clone(),
+        ..Default::default()
+    };
+    let mut h = harness(chain, dialogs);
+    settle(&mut h);
+    h.get_by_label("Process").click();
+    h.run_steps(2);
+    h.get_by_label("Batch…").click();
+    h.run_steps(3);
+    // Nothing to run yet: the button says why.
+    assert!(
+        h.query_by_label("Add images or folders to process.")
+            .is_some()
+    );
+    h.get_by_label("Add folder…").click();
+    h.run_steps(2);
+    h.get_by_label("Choose output folder…").click();
+    h.run_steps(2);
+    // An output "folder" that is a file: a clear error naming it, nothing written.
+    h.get_by_label("Run batch").click();
+    step_until(&mut h, "the failed start", |app| {
+        !app.batch_panel().running() && app.batch_panel().error().is_some()
+    });
+    let error = h.state().batch_panel().error().unwrap().to_owned();
+    assert!(error.contains("file.txt"), "{error}");
+    h.get_by_label("Choose output folder…").click();
+    h.run_steps(2);
+    h.get_by_label("Run batch").click();
+    h.step();
+    // Editing the chain while the batch runs does not change the batch.
+    h.state_mut()
+        .command(opossum::gui::app::Command::AddOp("grayscale"));
+    step_until(&mut h, "the batch", |app| {
+        !app.batch_panel().running() && app.batch_panel().finished().is_some()
+    });
+    assert_eq!(h.state().chain().ops.len(), 2);
+    let finished = h.state().batch_panel().finished().unwrap();
+    assert_eq!(
+        finished.report.succeeded(),
+        3,
+        "{}",
+        finished.report.summary()
+    );
+    assert_eq!(finished.report.failed(), 1);
+    for name in ["a.png", "b.png", "c.png"] {
+        let img = image::open(out.join(name)).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (32, 24), "{name}");
+        assert!(
+            img.pixels().any(|p| p[0] != p[1] || p[1] != p[2]),
+            "{name} is grey: the edit made during the batch leaked into it"
+        );
+    }
+    assert!(!out.join("bad.png").exists());
+    let report_path = finished.report_path.clone().expect("a report");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["succeeded"], 3);
+    assert_eq!(report["failed"], 1);
+    // The results table lists each file; the failure says why.
+    assert!(h.query_by_label("bad.png").is_some());
+    h.get_by_label("Only failures").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("a.png").is_none());
+    assert!(h.query_by_label("bad.png").is_some());
+    h.get_by_label("Open report").click();
+    h.run_steps(2);
+    assert_eq!(*opened.lock().unwrap(), vec![report_path]);
+    // The inputs are untouched.
+    assert_eq!(
+        std::fs::read(input.join("bad.png")).unwrap(),
+        b"\x89PNG\r\n\x1a\ntruncated"
+    );
+}
+
+#[test]
+fn watch_panel_renders_arrivals_live_counts_them_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, "version = 1\n[[ops]]\nop = \"flip\"\n").unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let out = dir.path().join("out");
+    let opened = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dialogs = ScriptedDialogs {
+        folders: vec![out.clone(), input.clone()],
+        opened: opened.clone(),
+        ..Default::default()
+    };
+    let mut h = harness(chain, dialogs);
+    settle(&mut h);
+    h.get_by_label("Process").click();
+    h.run_steps(2);
+    h.get_by_label("Watch folder…").click();
+    h.run_steps(3);
+    h.get_by_label("Choose watched folder…").click();
+    h.run_steps(2);
+    h.get_by_label("Choose output folder…").click();
+    h.run_steps(2);
+    h.get_by_label("Start watching").click();
+    step_until(&mut h, "the watcher", |app| {
+        app.watch_panel().log().any(|l| l.contains("watching"))
+    });
+    // A temp-then-rename writer and a broken file.
+    let part = input.join("photo.png.part");
+    write_png(&part, 40, 30);
+    std::fs::rename(&part, input.join("photo.png")).unwrap();
+    std::fs::write(input.join("broken.jpg"), b"\xff\xd8\xff not a jpeg").unwrap();
+    step_until(&mut h, "both files", |app| {
+        let c = app.watch_panel().counters();
+        c.written == 1 && c.failed == 1
+    });
+    assert!(h.state().watch_panel().running());
+    let log: Vec<String> = h.state().watch_panel().log().map(str::to_owned).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" ok ") && l.contains("photo.png")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" error ") && l.contains("broken.jpg")),
+        "{log:#?}"
+    );
+    assert_eq!(image::open(out.join("photo.png")).unwrap().width(), 40);
+    h.get_by_label("Open error log").click();
+    h.run_steps(2);
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![out.join(opossum::watch::ERROR_LOG)]
+    );
+    h.get_by_label("Stop watching").click();
+    step_until(&mut h, "the watch to stop", |app| {
+        !app.watch_panel().running()
+    });
+    assert!(h.state().watch_panel().error().is_none());
+    // The status bar no longer says it is watching; the counters stay.
+    assert!(h.query_by_label_contains("Watching:").is_none());
+    assert_eq!(h.state().watch_panel().counters().written, 1);
+}

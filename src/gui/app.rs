@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use egui::{Color32, ColorImage, Key, KeyboardShortcut, Modifiers, TextureHandle, Vec2};
 use serde::{Deserialize, Serialize};
 
+use super::batch_panel::{BatchAction, BatchPanel, BatchSettings};
 use super::dialogs::FileDialogs;
 use super::history::History;
 use super::jobs::{ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, load_image};
 use super::params_ui::params_ui;
+use super::watch_panel::{WatchAction, WatchPanel, WatchSettings};
 use crate::chain::raw::RawValue;
 use crate::chain::{Chain, ChainOp, Format, OutputLimits};
 use crate::config::{ByteSize, Config, QualityPreset};
@@ -87,6 +89,8 @@ struct PersistedState {
     recent_files: Vec<PathBuf>,
     last_chain: Option<String>,
     last_image: Option<PathBuf>,
+    batch: BatchSettings,
+    watch: WatchSettings,
 }
 
 /// Everything a panel can ask for.
@@ -150,6 +154,18 @@ pub enum Command {
     SaveSettings,
     /// Dismiss the error banner.
     DismissError,
+    /// Show or hide the Batch panel.
+    ToggleBatch,
+    /// Show or hide the Watch panel.
+    ToggleWatch,
+    /// Run the Batch panel's batch with a snapshot of the chain.
+    StartBatch,
+    /// Cancel the running batch.
+    CancelBatch,
+    /// Start watching with a snapshot of the chain.
+    StartWatch,
+    /// Stop watching.
+    StopWatch,
 }
 
 /// Runtime state of the preview.
@@ -356,6 +372,8 @@ pub struct OpossumApp {
     export_quality: u8,
     show_profiler: bool,
     show_settings: bool,
+    batch: BatchPanel,
+    watch: WatchPanel,
     settings_draft: Config,
     settings_message: Option<String>,
     palette_query: String,
@@ -446,6 +464,8 @@ impl OpossumApp {
             export_quality: 90,
             show_profiler: false,
             show_settings: false,
+            batch: BatchPanel::new(state.batch.clone()),
+            watch: WatchPanel::new(state.watch.clone()),
             settings_message: None,
             palette_query: String::new(),
             error: None,
@@ -488,6 +508,31 @@ impl OpossumApp {
     /// The current chain (for tests).
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    /// Queue a command, as a panel would (tests and benchmarks script the app with it).
+    pub fn command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    /// The Batch panel (for tests).
+    pub fn batch_panel(&self) -> &BatchPanel {
+        &self.batch
+    }
+
+    /// The Watch panel (for tests).
+    pub fn watch_panel(&self) -> &WatchPanel {
+        &self.watch
+    }
+
+    /// UI frame times recorded so far (the last 240), ms.
+    pub fn frame_times_ms(&self) -> Vec<f32> {
+        self.frame_times.iter().copied().collect()
+    }
+
+    /// Time from the last chain edit to its preview on screen.
+    pub fn preview_latency(&self) -> Duration {
+        self.preview.latency
     }
 
     /// The last preview's pixels (8-bit RGBA) and size (for tests).
@@ -613,6 +658,11 @@ impl OpossumApp {
                 }
             }
         }
+        if self.batch.poll() {
+            // Progress, rate and ETA move even between files.
+            ctx.request_repaint_after(Duration::from_millis(250));
+        }
+        self.watch.poll();
         if let Some(job) = &self.export {
             if let Ok(result) = job.result.try_recv() {
                 match result {
@@ -912,6 +962,24 @@ impl OpossumApp {
             }
             Command::SaveSettings => self.save_settings(ctx),
             Command::DismissError => self.error = None,
+            Command::ToggleBatch => self.batch.open = !self.batch.open,
+            Command::ToggleWatch => self.watch.open = !self.watch.open,
+            Command::StartBatch => {
+                let repaint = ctx.clone();
+                self.batch
+                    .start(self.export_engine.clone(), self.chain.clone(), move || {
+                        repaint.request_repaint();
+                    });
+            }
+            Command::CancelBatch => self.batch.cancel(),
+            Command::StartWatch => {
+                let repaint = ctx.clone();
+                self.watch
+                    .start(self.export_engine.clone(), self.chain.clone(), move || {
+                        repaint.request_repaint();
+                    });
+            }
+            Command::StopWatch => self.watch.stop(),
         }
     }
 
@@ -1223,6 +1291,16 @@ impl OpossumApp {
                         ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
                     }
                 });
+                ui.menu_button("Process", |ui| {
+                    let mut batch = self.batch.open;
+                    if ui.checkbox(&mut batch, "Batch…").changed() {
+                        self.commands.push(Command::ToggleBatch);
+                    }
+                    let mut watch = self.watch.open;
+                    if ui.checkbox(&mut watch, "Watch folder…").changed() {
+                        self.commands.push(Command::ToggleWatch);
+                    }
+                });
                 ui.menu_button("Edit", |ui| {
                     if ui
                         .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
@@ -1301,6 +1379,26 @@ impl OpossumApp {
                     ui.separator();
                 } else if let Some(summary) = &self.last_export {
                     ui.label(summary);
+                    ui.separator();
+                }
+                if self.batch.running() {
+                    ui.spinner();
+                    if ui.link("Batch running").clicked() {
+                        self.batch.open = true;
+                    }
+                    ui.separator();
+                }
+                if self.watch.running() {
+                    let c = self.watch.counters();
+                    if ui
+                        .link(format!(
+                            "Watching: {} written, {} failed",
+                            c.written, c.failed
+                        ))
+                        .clicked()
+                    {
+                        self.watch.open = true;
+                    }
                     ui.separator();
                 }
                 if self.image.is_some() && !self.hide_timings {
@@ -1772,6 +1870,21 @@ impl OpossumApp {
     }
 
     fn windows_ui(&mut self, ctx: &egui::Context) {
+        let active_ops = self.chain.ops.iter().filter(|op| op.enabled).count();
+        if self.batch.open {
+            match self.batch.ui(ctx, self.dialogs.as_mut(), active_ops) {
+                Some(BatchAction::Start) => self.commands.push(Command::StartBatch),
+                Some(BatchAction::Cancel) => self.commands.push(Command::CancelBatch),
+                None => {}
+            }
+        }
+        if self.watch.open {
+            match self.watch.ui(ctx, self.dialogs.as_mut(), active_ops) {
+                Some(WatchAction::Start) => self.commands.push(Command::StartWatch),
+                Some(WatchAction::Stop) => self.commands.push(Command::StopWatch),
+                None => {}
+            }
+        }
         if self.show_profiler {
             let mut open = true;
             egui::Window::new("Profiler")
@@ -1895,6 +2008,8 @@ impl eframe::App for OpossumApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         if !self.fresh_state {
+            self.state.batch = self.batch.settings.clone();
+            self.state.watch = self.watch.settings.clone();
             eframe::set_value(storage, eframe::APP_KEY, &self.state);
         }
     }

@@ -3,10 +3,13 @@
 //! nothing about egui.
 
 pub mod app;
+pub mod batch_panel;
 pub mod dialogs;
 pub mod history;
 pub mod jobs;
+pub mod output_ui;
 pub mod params_ui;
+pub mod watch_panel;
 
 pub use app::{GuiOptions, OpossumApp};
 

@@ -1,0 +1,205 @@
+//! Output settings shared by the Batch and Watch panels (folder, format, quality, file names),
+//! their widgets, and the small helpers both panels use. The values map one to one onto the
+//! CLI's `--output/--format/--quality/--name-template`, so a panel run and a CLI run with the
+//! same settings write the same files.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::dialogs::FileDialogs;
+use crate::batch::FormatChoice;
+use crate::io::encode::OutputFormat;
+
+/// The output format as picked in the UI (persisted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatPick {
+    /// Each input's own format (GIF and BMP become PNG).
+    #[default]
+    Same,
+    /// JPEG.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP (lossy at the chosen quality).
+    Webp,
+    /// TIFF.
+    Tiff,
+}
+
+impl FormatPick {
+    const ALL: [FormatPick; 5] = [
+        FormatPick::Same,
+        FormatPick::Jpeg,
+        FormatPick::Png,
+        FormatPick::Webp,
+        FormatPick::Tiff,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            FormatPick::Same => "Same as input",
+            FormatPick::Jpeg => "JPEG",
+            FormatPick::Png => "PNG",
+            FormatPick::Webp => "WebP",
+            FormatPick::Tiff => "TIFF",
+        }
+    }
+
+    /// The engine's choice.
+    pub fn choice(self) -> FormatChoice {
+        match self {
+            FormatPick::Same => FormatChoice::Same,
+            FormatPick::Jpeg => FormatChoice::Fixed(OutputFormat::Jpeg),
+            FormatPick::Png => FormatChoice::Fixed(OutputFormat::Png),
+            FormatPick::Webp => FormatChoice::Fixed(OutputFormat::Webp),
+            FormatPick::Tiff => FormatChoice::Fixed(OutputFormat::Tiff),
+        }
+    }
+
+    /// Whether quality means anything (lossy output possible).
+    fn lossy(self) -> bool {
+        matches!(self, FormatPick::Same | FormatPick::Jpeg | FormatPick::Webp)
+    }
+}
+
+/// Where and how a panel writes its outputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutputSettings {
+    /// Output folder (created if missing).
+    pub output_dir: Option<PathBuf>,
+    /// Output format.
+    pub format: FormatPick,
+    /// JPEG / lossy WebP quality, 1..=100.
+    pub quality: u8,
+    /// File names: `{stem}`, `{name}`, `{ext}`, `{srcext}`.
+    pub name_template: String,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        Self {
+            output_dir: None,
+            format: FormatPick::Same,
+            quality: 85,
+            name_template: "{stem}.{ext}".to_owned(),
+        }
+    }
+}
+
+impl OutputSettings {
+    /// Why a job cannot start with these settings, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.output_dir.is_none() {
+            return Some("Choose an output folder.".to_owned());
+        }
+        crate::batch::inputs::check_template(&self.name_template)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// The widgets; `id` keeps two panels' widgets apart.
+    pub fn ui(&mut self, ui: &mut egui::Ui, id: &str, dialogs: &mut dyn FileDialogs) {
+        egui::Grid::new((id, "output_grid"))
+            .num_columns(2)
+            .show(ui, |ui| {
+                ui.label("Output folder");
+                ui.horizontal(|ui| {
+                    if ui.button("Choose output folder…").clicked()
+                        && let Some(dir) = dialogs.pick_folder("Output folder")
+                    {
+                        self.output_dir = Some(dir);
+                    }
+                    match &self.output_dir {
+                        Some(dir) => ui.label(dir.display().to_string()),
+                        None => ui.weak("not chosen"),
+                    };
+                });
+                ui.end_row();
+                let l = ui.label("Format");
+                egui::ComboBox::from_id_salt((id, "format"))
+                    .selected_text(self.format.label())
+                    .show_ui(ui, |ui| {
+                        for f in FormatPick::ALL {
+                            ui.selectable_value(&mut self.format, f, f.label());
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label("Quality");
+                ui.add_enabled(
+                    self.format.lossy(),
+                    egui::Slider::new(&mut self.quality, 1..=100),
+                )
+                .on_hover_text("JPEG and lossy WebP; PNG and TIFF are lossless")
+                .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label("File names");
+                ui.text_edit_singleline(&mut self.name_template)
+                    .on_hover_text(
+                        "{stem} input name without extension, {name} with it, {ext} output \
+                         format's extension, {srcext} input's extension",
+                    )
+                    .labelled_by(l.id);
+                ui.end_row();
+            });
+    }
+}
+
+/// Open `path` with the desktop's app; the error, if any, for the panel to show.
+pub fn open_path(dialogs: &mut dyn FileDialogs, path: &Path) -> Option<String> {
+    dialogs.open_path(path).err()
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) of `t`, for file names.
+pub fn file_stamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), after Howard Hinnant's
+    // `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn file_stamps_are_civil_utc_dates() {
+        let at = |s: u64| file_stamp(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "19700101-000000");
+        assert_eq!(at(951_782_400), "20000229-000000");
+        assert_eq!(at(1_798_329_600 + 3_723), "20261227-010203");
+    }
+
+    #[test]
+    fn settings_need_a_folder_and_a_valid_template() {
+        let mut s = OutputSettings::default();
+        assert!(s.problem().unwrap().contains("output folder"));
+        s.output_dir = Some(PathBuf::from("/tmp/out"));
+        assert_eq!(s.problem(), None);
+        s.name_template = "{nope}.png".to_owned();
+        assert!(s.problem().is_some());
+    }
+}
