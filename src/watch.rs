@@ -509,12 +509,13 @@ fn watch_loop(shared: &Shared<'_>, out_dir: &Path, ready: SyncSender<PathBuf>, s
             }
         }
         // Events only nominate paths.
+        let mut overflowed = false;
         while let Ok(result) = events.try_recv() {
             match result {
                 Ok(batch) => {
                     for event in batch {
                         if event.need_rescan() {
-                            rescan = true;
+                            overflowed = true;
                         }
                         for path in &event.paths {
                             if path.is_dir() && options.recursive {
@@ -526,8 +527,12 @@ fn watch_loop(shared: &Shared<'_>, out_dir: &Path, ready: SyncSender<PathBuf>, s
                     }
                 }
                 // Queue overflow and watcher errors: look at everything again.
-                Err(_) => rescan = true,
+                Err(_) => overflowed = true,
             }
+        }
+        if overflowed && watcher.is_some() {
+            status("events were lost (queue overflow); rescanning the folder".to_owned());
+            rescan = true;
         }
         // Settle: a nominated file is ready when its size and mtime held still long enough.
         let now = Instant::now();

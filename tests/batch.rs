@@ -561,7 +561,7 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let out = batch_io(dir.path(), &chain, &input, &file, &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a-file"));
 }
 
@@ -619,4 +619,93 @@ fn two_batches_with_the_same_settings_can_share_an_output_folder() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(report(&report_path)["skipped"], 12);
     assert_clean(&out_dir);
+}
+
+#[test]
+fn a_read_only_or_full_output_folder_gives_clear_errors_and_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = write_chain(dir.path());
+    // Noise: each output is about 108 KB even after the blur, so 256 KiB holds two.
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rng = common::Rng::new(7);
+    for i in 0..8 {
+        image::RgbImage::from_fn(320, 240, |_, _| {
+            let v = rng.next_u64();
+            image::Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+        })
+        .save(input.join(format!("img{i}.png")))
+        .unwrap();
+    }
+    let before = snapshot(&input);
+    // Read-only: refused before any work, exit 2, the message names the folder.
+    let Some(ro) = common::Tmpfs::mount(&dir.path().join("ro"), "ro,size=1m") else {
+        return;
+    };
+    let out = batch_io(dir.path(), &chain, &input, &ro.path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&*ro.path.to_string_lossy()) && stderr.contains("Read-only"),
+        "{stderr}"
+    );
+    // Full: the files that do not fit fail with the reason (exit 1), every file written is
+    // whole, no temp files remain.
+    let full = common::Tmpfs::mount(&dir.path().join("full"), "size=256k").unwrap();
+    let first_report = dir.path().join("report.json");
+    let out = batch_io(
+        dir.path(),
+        &chain,
+        &input,
+        &full.path,
+        &[
+            "--format",
+            "png",
+            "--report",
+            first_report.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let first = report(&first_report);
+    let failed = first["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "error")
+        .collect::<Vec<_>>();
+    assert!(!failed.is_empty(), "256 KiB held every output: {first:#}");
+    for f in &failed {
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains("No space left"), "{message}");
+        assert!(
+            message.contains("img"),
+            "the message names the file: {message}"
+        );
+    }
+    let written = outputs(&full.path);
+    assert_eq!(written.len() + failed.len(), 8);
+    assert_clean(&full.path);
+    assert_eq!(snapshot(&input), before);
+    // With room again, the same command finishes the rest without redoing the others.
+    full.remount("size=8m");
+    let report_path = dir.path().join("report2.json");
+    let out = batch_io(
+        dir.path(),
+        &chain,
+        &input,
+        &full.path,
+        &["--format", "png", "--report", report_path.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = report(&report_path);
+    assert_eq!(again["succeeded"], failed.len(), "{again:#}");
+    assert_eq!(again["skipped"], written.len(), "{again:#}");
+    assert_eq!(outputs(&full.path).len(), 8);
+    assert_clean(&full.path);
 }

@@ -53,7 +53,11 @@ impl Watch {
     }
 
     fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(what, Duration::from_secs(30), done);
+    }
+
+    fn wait_for_within(&self, what: &str, limit: Duration, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + limit;
         while !done(&self.lines.lock().unwrap()) {
             assert!(
                 Instant::now() < deadline,
@@ -160,26 +164,166 @@ fn slow_and_renaming_writers_are_taken_once_and_only_when_complete() {
     assert_no_temp_files(&output);
 }
 
+/// Lowers the kernel's inotify queue for watchers created while it lives, restoring it on
+/// drop (only new inotify instances take the value, so the lowered window is short).
+struct SmallInotifyQueue {
+    previous: Option<String>,
+}
+
+const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+impl SmallInotifyQueue {
+    fn set(events: u32) -> SmallInotifyQueue {
+        if !common::is_root() {
+            eprintln!("note: not root, the inotify queue keeps its size (CI runs as root)");
+            return SmallInotifyQueue { previous: None };
+        }
+        let previous = std::fs::read_to_string(QUEUE_SYSCTL).unwrap();
+        std::fs::write(QUEUE_SYSCTL, events.to_string()).unwrap();
+        SmallInotifyQueue {
+            previous: Some(previous),
+        }
+    }
+}
+
+impl Drop for SmallInotifyQueue {
+    fn drop(&mut self) {
+        if let Some(previous) = &self.previous {
+            let _ = std::fs::write(QUEUE_SYSCTL, previous.trim());
+        }
+    }
+}
+
 #[test]
-fn a_burst_of_files_is_processed_exactly_once() {
+fn a_burst_of_1000_files_overflowing_the_event_queue_is_processed_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let output = dir.path().join("out");
     std::fs::create_dir_all(&input).unwrap();
+    // A 16-event queue: a burst of 1,000 files overflows it, so the watcher must notice the
+    // overflow and rescan instead of losing files.
+    let queue = SmallInotifyQueue::set(16);
     let w = Watch::start(dir.path(), &input, &output, &[]);
+    let lowered = queue.previous.is_some();
+    drop(queue);
     let bytes = png_bytes(3, 12);
-    for i in 0..300 {
-        std::fs::write(input.join(format!("f{i:03}.png")), &bytes).unwrap();
+    for i in 0..1000 {
+        std::fs::write(input.join(format!("f{i:04}.png")), &bytes).unwrap();
     }
-    w.wait_for("300 files", |l| {
-        l.iter().filter(|x| x.contains(" ok ")).count() >= 300
+    w.wait_for_within("1000 files", Duration::from_secs(120), |l| {
+        l.iter().filter(|x| x.contains(" ok ")).count() >= 1000
     });
     std::thread::sleep(Duration::from_millis(800));
     let ok = w.ok_lines();
     let lines = w.stop();
-    assert_eq!(ok, 300, "{:#?}", &lines[..lines.len().min(20)]);
-    assert_eq!(outputs(&output).len(), 300);
+    assert_eq!(ok, 1000, "{:#?}", &lines[..lines.len().min(20)]);
+    if lowered {
+        assert!(
+            lines.iter().any(|l| l.contains("queue overflow")),
+            "no overflow seen with a 16-event queue"
+        );
+    }
+    assert_eq!(outputs(&output).len(), 1000);
     assert_no_temp_files(&output);
+}
+
+#[test]
+fn a_deleted_and_recreated_folder_is_watched_again_and_failures_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    let quarantine = dir.path().join("quarantine");
+    std::fs::create_dir_all(&input).unwrap();
+    let w = Watch::start(
+        dir.path(),
+        &input,
+        &output,
+        &["--quarantine", quarantine.to_str().unwrap()],
+    );
+    std::fs::remove_dir_all(&input).unwrap();
+    w.wait_for("the loss to be reported", |l| {
+        l.iter().any(|x| x.contains("is gone"))
+    });
+    std::fs::create_dir_all(&input).unwrap();
+    w.wait_for("the folder to be watched again", |l| {
+        l.iter().filter(|x| x.contains("watching")).count() >= 2
+    });
+    std::fs::write(input.join("back.png"), png_bytes(4, 20)).unwrap();
+    let bad = b"\xff\xd8\xff\xe0 cut short";
+    std::fs::write(input.join("bad.jpg"), bad).unwrap();
+    w.wait_for("both files", |l| {
+        l.iter()
+            .any(|x| x.contains(" ok ") && x.contains("back.png"))
+            && l.iter()
+                .any(|x| x.contains(" error ") && x.contains("bad.jpg"))
+    });
+    let lines = w.stop();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" error ") && l.contains("moved to")),
+        "{lines:#?}"
+    );
+    assert_eq!(outputs(&output), ["back.png"]);
+    // The failing input was moved, intact, not lost; the reason is in the error log.
+    assert!(!input.join("bad.jpg").exists());
+    assert_eq!(std::fs::read(quarantine.join("bad.jpg")).unwrap(), bad);
+    let log = std::fs::read_to_string(output.join(opossum::watch::ERROR_LOG)).unwrap();
+    assert!(log.contains("bad.jpg") && log.contains("corrupt"), "{log}");
+    assert_no_temp_files(&output);
+}
+
+#[test]
+fn a_read_only_or_full_output_folder_gives_clear_errors_and_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // Read-only: the watch refuses to start, naming the folder.
+    let Some(ro) = common::Tmpfs::mount(&dir.path().join("ro"), "ro,size=1m") else {
+        return;
+    };
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, CHAIN).unwrap();
+    let out = Command::new(bin())
+        .args(["watch", "-c", chain.to_str().unwrap(), "-i"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&ro.path)
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&*ro.path.to_string_lossy()) && stderr.contains("Read-only"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Full: files that do not fit fail with the reason; the watch goes on; nothing partial.
+    let full = common::Tmpfs::mount(&dir.path().join("full"), "size=96k").unwrap();
+    let w = Watch::start(dir.path(), &input, &full.path, &[]);
+    for i in 0..6 {
+        // Noise compresses badly: each output is about 48 KiB.
+        std::fs::write(input.join(format!("n{i}.png")), png_bytes(10 + i, 128)).unwrap();
+    }
+    w.wait_for("six results", |l| {
+        l.iter()
+            .filter(|x| x.contains(" ok ") || x.contains(" error "))
+            .count()
+            >= 6
+    });
+    let lines = w.stop();
+    let failed: Vec<&String> = lines.iter().filter(|l| l.contains(" error ")).collect();
+    assert!(!failed.is_empty(), "96 KiB held every output: {lines:#?}");
+    assert!(
+        failed.iter().all(|l| l.contains("No space left")),
+        "{failed:#?}"
+    );
+    for name in outputs(&full.path) {
+        let img = image::open(full.path.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(img.width(), 128);
+    }
+    assert_no_temp_files(&full.path);
 }
 
 #[test]

@@ -95,8 +95,15 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
     }
 }
 
+/// A batch or watch that could not start (unusable output folder, no input, a bad name
+/// template, a journal in use): nothing was processed, so it exits like a usage error.
+fn setup_failed(e: &Error) -> u8 {
+    report_error(e);
+    EXIT_USAGE
+}
+
 /// `opossum watch`: runs until Ctrl-C or SIGTERM, printing a line per file; exit 0 after a
-/// clean stop, 2 for usage and config errors.
+/// clean stop, 2 for usage and config errors and a watch that cannot start.
 fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     use crate::watch::{self, WatchEvent, WatchOptions};
     use std::sync::Arc;
@@ -135,7 +142,10 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     };
-    let report = watch::run(&engine, &chain, &options, &stop, &on_event)?;
+    let report = match watch::run(&engine, &chain, &options, &stop, &on_event) {
+        Ok(report) => report,
+        Err(e) => return Ok(setup_failed(&e)),
+    };
     println!("stopped: {}", report.summary());
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
@@ -145,7 +155,7 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
 }
 
 /// `opossum batch`: exit 0 when every file succeeded, 1 when some failed, 130 when
-/// interrupted (Ctrl-C, SIGTERM), 2 for usage and config errors.
+/// interrupted (Ctrl-C, SIGTERM), 2 for usage and config errors and a batch that cannot start.
 fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     use crate::batch::{self, BatchOptions, OnError, Outcome};
     use std::sync::Arc;
@@ -170,7 +180,10 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
         name_template: args.out.name_template.clone(),
         shard: args.shard,
     };
-    let prepared = batch::prepare(&chain, &options)?;
+    let prepared = match batch::prepare(&chain, &options) {
+        Ok(prepared) => prepared,
+        Err(e) => return Ok(setup_failed(&e)),
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     {
         // Ctrl-C / SIGTERM: stop starting files, cancel renders in flight (their temp files

@@ -9,6 +9,7 @@ pub mod rows;
 use std::fs::Metadata;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
@@ -60,6 +61,40 @@ pub fn check_regular_file(path: &Path, action: &'static str) -> Result<Metadata>
 pub struct AtomicFile {
     tmp: tempfile::NamedTempFile,
     path: std::path::PathBuf,
+    /// The first write error of any writer onto the temp file. Encoders (PNG's among them)
+    /// drop their `BufWriter` without flushing it explicitly, and a drop swallows the error of
+    /// its last flush (a full disk): recorded here, it stops [`AtomicFile::commit`].
+    write_error: Arc<Mutex<Option<String>>>,
+}
+
+/// The temporary file under a writer: passes writes through and records the first error.
+pub struct TrackedFile {
+    file: std::fs::File,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl TrackedFile {
+    fn note<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }
+        result
+    }
+}
+
+impl Write for TrackedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.file.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.file.flush();
+        self.note(result)
+    }
 }
 
 impl AtomicFile {
@@ -86,23 +121,39 @@ impl AtomicFile {
         Ok(Self {
             tmp,
             path: path.to_path_buf(),
+            write_error: Arc::default(),
         })
     }
 
     /// A buffered writer onto the temporary file (an independent handle; flush it before
     /// committing).
-    pub fn writer(&self) -> Result<BufWriter<std::fs::File>> {
+    pub fn writer(&self) -> Result<BufWriter<TrackedFile>> {
         let file = self
             .tmp
             .as_file()
             .try_clone()
             .map_err(|e| encode_error(&self.path, &e))?;
-        Ok(BufWriter::with_capacity(1 << 20, file))
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            TrackedFile {
+                file,
+                error: self.write_error.clone(),
+            },
+        ))
     }
 
-    /// Make the file durable and give it its final name.
+    /// Make the file durable and give it its final name; refused (and the temp file removed)
+    /// when any write to it failed.
     pub fn commit(self) -> Result<()> {
         let path = self.path;
+        if let Some(reason) = self
+            .write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(Error::Encode { reason, path });
+        }
         self.tmp
             .as_file()
             .sync_all()
