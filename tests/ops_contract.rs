@@ -121,3 +121,61 @@ fn identity_params_leave_the_image_unchanged() {
         assert_eq!(out, plain, "{} with {pairs:?}", def.id);
     }
 }
+
+/// A kernel that says it writes every value of its output gets an unzeroed buffer from the
+/// renderer: run into a buffer of NaNs, it must give exactly what it gives into zeros, for
+/// opaque and transparent inputs and for random parameters.
+#[test]
+fn kernels_that_skip_zeroing_write_every_value() {
+    use opossum::engine::geom::Size;
+    use opossum::engine::tile::Tile;
+    use opossum::ops::{BuildCtx, Kernel};
+    let mut rng = Rng::new(11);
+    let mut checked = 0;
+    for def in ops::registry() {
+        for round in 0..6 {
+            let op = if round == 0 {
+                ChainOp::new(def)
+            } else {
+                random_op(def, &mut rng)
+            };
+            let image = test_image(23, 17, round, round % 2 == 1);
+            let src = Tile {
+                rect: Size::new(23, 17).rect(),
+                data: image.to_rgba32f().into_raw().into_iter().collect(),
+            };
+            let ctx = BuildCtx {
+                input: Size::new(23, 17),
+                scale: 1.0,
+                max_pixels: 1 << 24,
+                max_side_px: 1 << 14,
+            };
+            let Ok(kernel) = (def.build)(&op.params, &ctx) else {
+                continue;
+            };
+            let (k, out) = match &kernel {
+                Kernel::Area(k) => (k, Size::new(23, 17).rect()),
+                Kernel::Geometry { output, kernel } => (kernel, output.rect()),
+                _ => continue,
+            };
+            if !k.writes_every_value() || out.is_empty() {
+                continue;
+            }
+            let mut part = Tile::new(k.input_rect(out));
+            part.copy_from(&src);
+            let mut zeroed = Tile::new(out);
+            k.run(&part, &mut zeroed);
+            let mut poisoned = Tile::new(out);
+            poisoned.data.fill(f32::NAN);
+            k.run(&part, &mut poisoned);
+            let same = zeroed
+                .data
+                .iter()
+                .zip(&poisoned.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{} (round {round}) leaves values unwritten", def.id);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "no kernel claims to write every value");
+}

@@ -47,7 +47,9 @@ pub fn convolve_separable(src: &Tile, dst: &mut Tile, weights: &[f32]) {
     let out_stride = out.width as usize * CHANNELS;
 
     // Horizontal pass over every source row, only for the output columns.
-    let mut horizontal = vec![0f32; out_stride * s.height as usize];
+    // `convolve_line` writes every value.
+    let mut rows = Tile::scratch(Rect::new(out.x, s.y, out.width, s.height));
+    let horizontal = &mut rows.data;
     let mut padded = vec![0f32; (out.width as usize + 2 * radius) * CHANNELS];
     let taps = weights.len();
     for row_y in 0..s.height as usize {

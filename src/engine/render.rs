@@ -159,14 +159,21 @@ fn render_tile(
         let t = Instant::now();
         {
             puffin::profile_scope!("op", stage.label);
-            let mut dst = Tile::new(rects[i + 1]);
-            if !dst.rect.is_empty() {
-                match &stage.kernel {
-                    Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => k.run(&tile, &mut dst),
-                    Kernel::Global(_) | Kernel::Pointwise(_) => {}
+            tile = match &stage.kernel {
+                Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } => {
+                    let rect = rects[i + 1];
+                    let mut dst = if k.writes_every_value() {
+                        Tile::scratch(rect)
+                    } else {
+                        Tile::new(rect)
+                    };
+                    if !rect.is_empty() {
+                        k.run(&tile, &mut dst);
+                    }
+                    dst
                 }
-            }
-            tile = dst;
+                Kernel::Global(_) | Kernel::Pointwise(_) => Tile::new(rects[i + 1]),
+            };
         }
         times.push((stage.label.to_owned(), t.elapsed()));
         i += 1;

@@ -93,9 +93,15 @@ fn copy_rows<T: Copy>(dst: &mut [T], width: usize, rect: Rect, local: &[T]) {
 
 /// Quantise working values to 8 bits (vectorised per instruction set; same results on each).
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
-fn quantize_u8(src: &[f32], dst: &mut Vec<u8>) {
-    dst.clear();
-    dst.extend(src.iter().map(|&v| to_u8(v)));
+fn quantize_u8(src: &[f32], dst: &mut [u8]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = to_u8(v);
+    }
+}
+
+thread_local! {
+    /// Each worker's quantised tile, reused from tile to tile.
+    static QUANTIZED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl TileSink for OutputSink {
@@ -114,10 +120,22 @@ impl TileSink for OutputSink {
                 copy_rows(p, width, rect, &local);
             }
         } else {
-            let mut local = Vec::with_capacity(tile.data.len());
-            quantize_u8(&tile.data, &mut local);
-            if let Pixels::U8(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
-                copy_rows(p, width, rect, &local);
+            let quantized_into = |local: &mut Vec<u8>| {
+                local.resize(tile.data.len(), 0);
+                quantize_u8(&tile.data, local);
+                if let Pixels::U8(p) = &mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) {
+                    copy_rows(p, width, rect, local);
+                }
+            };
+            let reused = QUANTIZED.try_with(|q| match q.try_borrow_mut() {
+                Ok(mut local) => {
+                    quantized_into(&mut local);
+                    true
+                }
+                Err(_) => false,
+            });
+            if reused != Ok(true) {
+                quantized_into(&mut Vec::new());
             }
         }
     }

@@ -42,7 +42,8 @@ pub(crate) fn read_interleaved_u8(data: &[u8], width: u32, channels: usize, rect
     if channels != 3 && channels != 4 {
         return read_interleaved(data, width, channels, rect, u8_to_unit);
     }
-    let mut tile = Tile::new(rect);
+    // Every value is written below.
+    let mut tile = Tile::scratch(rect);
     for y in 0..rect.height as usize {
         let row_start = ((rect.y as usize + y) * width as usize + rect.x as usize) * channels;
         let src = &data[row_start..row_start + rect.width as usize * channels];

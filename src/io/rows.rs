@@ -406,10 +406,16 @@ impl JpegRowEncoder {
 
 /// Composite straight-alpha 8-bit RGBA over white into RGB.
 fn flatten_into(rgba: &[u8], out: &mut Vec<u8>) {
+    out.reserve(rgba.len() / 4 * 3);
     for px in rgba.chunks_exact(4) {
         let a = u32::from(px[3]);
-        for &c in &px[..3] {
-            out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+        if a == 255 {
+            // Opaque (nearly every pixel of a photo): the colour as it is.
+            out.extend_from_slice(&px[..3]);
+        } else {
+            for &c in &px[..3] {
+                out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+            }
         }
     }
 }

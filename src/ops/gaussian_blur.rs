@@ -93,9 +93,22 @@ impl SpatialKernel for GaussianBlur {
         out.expand_clip((self.weights.len() / 2) as u32, self.input)
     }
 
+    /// `convolve_separable` clears each output row before summing into it.
+    fn writes_every_value(&self) -> bool {
+        true
+    }
+
     fn run(&self, src: &Tile, dst: &mut Tile) {
         if self.weights.len() == 1 {
             dst.copy_from(src);
+            return;
+        }
+        // Opaque pixels are their own premultiplied form: no copy, no conversions (as resize).
+        if src.data.chunks_exact(4).all(|px| px[3] == 1.0) {
+            convolve_separable(src, dst, &self.weights);
+            for px in dst.data.chunks_exact_mut(4) {
+                px[3] = 1.0;
+            }
             return;
         }
         let mut pre = src.clone();

@@ -126,7 +126,8 @@ pub trait SpatialKernel: Send + Sync {
     /// The input rectangle needed to produce `out` (clipped to the input image).
     fn input_rect(&self, out: Rect) -> Rect;
 
-    /// Fill `dst` (its `rect` set, data zeroed) from `src`, which covers `input_rect(dst.rect)`.
+    /// Fill `dst` (its `rect` set; data zeroed unless [`SpatialKernel::writes_every_value`])
+    /// from `src`, which covers `input_rect(dst.rect)`.
     fn run(&self, src: &Tile, dst: &mut Tile);
 
     /// The same kernel for the GPU (same numbers, WGSL in `shaders/`), or a documented
@@ -144,6 +145,12 @@ pub trait SpatialKernel: Send + Sync {
     fn scratch_bytes(&self, out: Rect) -> u64 {
         let _ = out;
         0
+    }
+
+    /// Whether `run` writes every value of `dst`, so the renderer may hand it a buffer that
+    /// is not zeroed first (a tile-sized memset saved per stage and tile).
+    fn writes_every_value(&self) -> bool {
+        false
     }
 }
 

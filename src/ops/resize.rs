@@ -215,6 +215,35 @@ struct Resize {
     vertical: Axis,
 }
 
+/// `acc += w · line`, vectorised where the CPU allows.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn add_scaled(acc: &mut [f32], line: &[f32], w: f32) {
+    for (o, v) in acc.iter_mut().zip(line) {
+        *o += w * v;
+    }
+}
+
+/// One row of the horizontal pass: output pixel `ox` of `acc` (at `out_x + ox`) is the weighted
+/// sum of its taps in `src_row` (which starts at `src_x`). Compiled for AVX2+FMA where the CPU
+/// has it: a pixel's four channels are one vector, so each tap is one multiply-add (measured:
+/// the scalar build was a third of a batch's time).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
+fn horizontal_row(src_row: &[f32], acc: &mut [f32], axis: &Axis, out_x: u32, src_x: u32) {
+    for (ox, px_out) in acc.chunks_exact_mut(CHANNELS).enumerate() {
+        let (start, weights) = axis.taps(out_x as usize + ox);
+        let base = (start - src_x as usize) * CHANNELS;
+        let taps = &src_row[base..base + weights.len() * CHANNELS];
+        let mut sum = [0f32; 4];
+        for (w, px) in weights.iter().zip(taps.chunks_exact(CHANNELS)) {
+            sum[0] += w * px[0];
+            sum[1] += w * px[1];
+            sum[2] += w * px[2];
+            sum[3] += w * px[3];
+        }
+        px_out.copy_from_slice(&sum);
+    }
+}
+
 /// The output size and the virtual (pre-crop) size for these params and input.
 fn plan_size(p: &Params, input: Size) -> Result<(Size, Size), BuildError> {
     let (w, h) = (p.int("width") as f64, p.int("height") as f64);
@@ -371,49 +400,55 @@ impl SpatialKernel for Resize {
             return;
         }
         let s = src.rect;
-        let mut pre = src.clone();
-        premultiply(&mut pre.data);
+        // Colour is filtered premultiplied by alpha, so transparent pixels do not bleed their
+        // colour; an opaque source (the usual photo) is its own premultiplied form, and skipping
+        // the copy and both conversions saves a fifth of a resize (measured in a batch).
+        let opaque = src.data.chunks_exact(CHANNELS).all(|px| px[3] == 1.0);
+        let premultiplied;
+        let pre = if opaque {
+            src
+        } else {
+            let mut copy = src.clone();
+            premultiply(&mut copy.data);
+            premultiplied = copy;
+            &premultiplied
+        };
 
         // Horizontal: every source row, output columns only.
         let out_stride = out.width as usize * CHANNELS;
-        let mut horizontal = vec![0f32; out_stride * s.height as usize];
-        for row_y in 0..s.height as usize {
-            let src_row = pre.row(row_y);
-            let acc_row = &mut horizontal[row_y * out_stride..(row_y + 1) * out_stride];
-            for (ox, acc) in acc_row.chunks_exact_mut(CHANNELS).enumerate() {
-                let (start, weights) = self.horizontal.taps(out.x as usize + ox);
-                let base = (start - s.x as usize) * CHANNELS;
-                let mut sum = [0f32; 4];
-                for (k, w) in weights.iter().enumerate() {
-                    let px = &src_row[base + k * CHANNELS..base + k * CHANNELS + CHANNELS];
-                    sum[0] += w * px[0];
-                    sum[1] += w * px[1];
-                    sum[2] += w * px[2];
-                    sum[3] += w * px[3];
-                }
-                acc.copy_from_slice(&sum);
-            }
+        // Every value is written by `horizontal_row`.
+        let mut rows = Tile::scratch(Rect::new(out.x, s.y, out.width, s.height));
+        let horizontal = &mut rows.data;
+        for (row_y, acc_row) in horizontal.chunks_exact_mut(out_stride).enumerate() {
+            horizontal_row(pre.row(row_y), acc_row, &self.horizontal, out.x, s.x);
         }
 
         // Vertical: each output row from its source rows.
         for oy in 0..out.height as usize {
             let (start, weights) = self.vertical.taps(out.y as usize + oy);
             let acc = dst.row_mut(oy);
+            // `dst` is not zeroed (see `writes_every_value`): every row is cleared here.
+            acc.fill(0.0);
             for (k, w) in weights.iter().enumerate() {
                 let r = start + k - s.y as usize;
-                let line = &horizontal[r * out_stride..(r + 1) * out_stride];
-                for (o, v) in acc.iter_mut().zip(line) {
-                    *o += w * v;
-                }
+                add_scaled(acc, &horizontal[r * out_stride..(r + 1) * out_stride], *w);
             }
+            // An opaque source stays exactly opaque (its weights sum to one up to rounding).
+            let alpha_of = |a: f32| if opaque { 1.0 } else { unit(a) };
             for px in acc.chunks_exact_mut(CHANNELS) {
-                px[3] = unit(px[3]);
+                px[3] = alpha_of(px[3]);
             }
         }
-        unpremultiply(&mut dst.data);
+        if !opaque {
+            unpremultiply(&mut dst.data);
+        }
         for v in &mut dst.data {
             *v = unit(*v);
         }
+    }
+
+    fn writes_every_value(&self) -> bool {
+        true
     }
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
