@@ -389,6 +389,30 @@ fn dropping_a_file_on_the_window_opens_it() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A dropped folder goes to the Batch panel (and opens it); with the panel open, so do
+    // dropped images; the image shown stays.
+    let folder = dir.path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    h.input_mut().dropped_files.push(egui::DroppedFile {
+        path: Some(folder.clone()),
+        ..Default::default()
+    });
+    h.run_steps(3);
+    assert!(
+        h.query_by_label("Run batch").is_some(),
+        "the Batch panel is not open"
+    );
+    let extra = dir.path().join("extra.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .save(&extra)
+        .unwrap();
+    h.input_mut().dropped_files.push(egui::DroppedFile {
+        path: Some(extra.clone()),
+        ..Default::default()
+    });
+    h.run_steps(3);
+    assert_eq!(h.state().batch_panel().inputs(), [folder, extra]);
+    assert_eq!(h.state().preview_pixels().unwrap().1, [64, 48]);
 }
 
 #[test]

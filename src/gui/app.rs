@@ -156,6 +156,8 @@ pub enum Command {
     DismissError,
     /// Show or hide the Batch panel.
     ToggleBatch,
+    /// Add files or folders to the Batch panel's inputs (and show it).
+    AddBatchInputs(Vec<PathBuf>),
     /// Show or hide the Watch panel.
     ToggleWatch,
     /// Run the Batch panel's batch with a snapshot of the chain.
@@ -963,6 +965,10 @@ impl OpossumApp {
             Command::SaveSettings => self.save_settings(ctx),
             Command::DismissError => self.error = None,
             Command::ToggleBatch => self.batch.open = !self.batch.open,
+            Command::AddBatchInputs(paths) => {
+                self.batch.add_inputs(paths);
+                self.batch.open = true;
+            }
             Command::ToggleWatch => self.watch.open = !self.watch.open,
             Command::StartBatch => {
                 let repaint = ctx.clone();
@@ -1132,18 +1138,26 @@ impl OpossumApp {
                     commands.push(Command::ToggleBefore);
                 }
             }
+            // Folders go to the Batch panel; so do images while it is open and idle.
+            let to_batch = self.batch.open && !self.batch.running();
+            let mut batch_inputs = Vec::new();
             for file in &i.raw.dropped_files {
                 if let Some(path) = &file.path {
                     let is_chain = matches!(
                         path.extension().and_then(|e| e.to_str()),
                         Some("toml" | "json")
                     );
-                    commands.push(if is_chain {
-                        Command::LoadChain(Some(path.clone()))
+                    if is_chain {
+                        commands.push(Command::LoadChain(Some(path.clone())));
+                    } else if path.is_dir() || to_batch {
+                        batch_inputs.push(path.clone());
                     } else {
-                        Command::OpenImage(Some(path.clone()))
-                    });
+                        commands.push(Command::OpenImage(Some(path.clone())));
+                    }
                 }
+            }
+            if !batch_inputs.is_empty() {
+                commands.push(Command::AddBatchInputs(batch_inputs));
             }
         });
         self.commands.extend(commands);

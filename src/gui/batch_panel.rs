@@ -150,6 +150,16 @@ impl BatchPanel {
         }
     }
 
+    /// Add inputs (files or folders), each once.
+    pub fn add_inputs(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+        add(&mut self.settings.inputs, paths);
+    }
+
+    /// The inputs chosen so far.
+    pub fn inputs(&self) -> &[PathBuf] {
+        &self.settings.inputs
+    }
+
     /// Whether a batch is running.
     pub fn running(&self) -> bool {
         self.job.is_some()
@@ -373,19 +383,16 @@ impl BatchPanel {
     fn settings_ui(&mut self, ui: &mut egui::Ui, dialogs: &mut dyn FileDialogs) {
         let s = &mut self.settings;
         ui.horizontal(|ui| {
-            ui.strong("Inputs");
+            ui.strong("Inputs")
+                .on_hover_text("Or drop files and folders on the window");
             if ui.button("Add images…").clicked() {
-                for path in dialogs.pick_images() {
-                    if !s.inputs.contains(&path) {
-                        s.inputs.push(path);
-                    }
-                }
+                let picked = dialogs.pick_images();
+                add(&mut s.inputs, picked);
             }
             if ui.button("Add folder…").clicked()
                 && let Some(dir) = dialogs.pick_folder("Folder of images")
-                && !s.inputs.contains(&dir)
             {
-                s.inputs.push(dir);
+                add(&mut s.inputs, [dir]);
             }
             if ui
                 .add_enabled(!s.inputs.is_empty(), egui::Button::new("Clear"))
@@ -428,6 +435,15 @@ impl BatchPanel {
                 "Write a JSON report to the output folder",
             );
         });
+    }
+}
+
+/// Append `paths` to `inputs`, skipping those already there.
+fn add(inputs: &mut Vec<PathBuf>, paths: impl IntoIterator<Item = PathBuf>) {
+    for path in paths {
+        if !inputs.contains(&path) {
+            inputs.push(path);
+        }
     }
 }
 
