@@ -970,20 +970,19 @@ impl OpossumApp {
                 self.batch.open = true;
             }
             Command::ToggleWatch => self.watch.open = !self.watch.open,
+            // Jobs get the export engine and a snapshot of the chain.
             Command::StartBatch => {
-                let repaint = ctx.clone();
+                let ctx = ctx.clone();
+                let repaint = move || ctx.request_repaint();
                 self.batch
-                    .start(self.export_engine.clone(), self.chain.clone(), move || {
-                        repaint.request_repaint();
-                    });
+                    .start(self.export_engine.clone(), self.chain.clone(), repaint);
             }
             Command::CancelBatch => self.batch.cancel(),
             Command::StartWatch => {
-                let repaint = ctx.clone();
+                let ctx = ctx.clone();
+                let repaint = move || ctx.request_repaint();
                 self.watch
-                    .start(self.export_engine.clone(), self.chain.clone(), move || {
-                        repaint.request_repaint();
-                    });
+                    .start(self.export_engine.clone(), self.chain.clone(), repaint);
             }
             Command::StopWatch => self.watch.stop(),
         }

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileDialogs;
-use super::output_ui::{OutputSettings, file_stamp, open_path};
+use super::output_ui::{OutputSettings, file_stamp, open_path, panel_window};
 use crate::batch::{self, BatchOptions, BatchReport, FileResult, OnError, Outcome};
 use crate::chain::Chain;
 use crate::engine::Engine;
@@ -296,14 +296,10 @@ impl BatchPanel {
         dialogs: &mut dyn FileDialogs,
         chain_ops: usize,
     ) -> Option<BatchAction> {
-        let mut action = None;
         let mut open = self.open;
-        egui::Window::new("Batch")
-            .open(&mut open)
-            .default_size([640.0, 560.0])
-            .show(ctx, |ui| {
-                action = self.contents(ui, dialogs, chain_ops);
-            });
+        let action = panel_window(ctx, "Batch", [640.0, 560.0], &mut open, |ui| {
+            self.contents(ui, dialogs, chain_ops)
+        });
         self.open = open;
         action
     }

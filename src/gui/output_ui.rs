@@ -107,17 +107,13 @@ impl OutputSettings {
             .num_columns(2)
             .show(ui, |ui| {
                 ui.label("Output folder");
-                ui.horizontal(|ui| {
-                    if ui.button("Choose output folder…").clicked()
-                        && let Some(dir) = dialogs.pick_folder("Output folder")
-                    {
-                        self.output_dir = Some(dir);
-                    }
-                    match &self.output_dir {
-                        Some(dir) => ui.label(dir.display().to_string()),
-                        None => ui.weak("not chosen"),
-                    };
-                });
+                folder_row(
+                    ui,
+                    dialogs,
+                    "Choose output folder…",
+                    &mut self.output_dir,
+                    None,
+                );
                 ui.end_row();
                 let l = ui.label("Format");
                 egui::ComboBox::from_id_salt((id, "format"))
@@ -148,6 +144,54 @@ impl OutputSettings {
                 ui.end_row();
             });
     }
+}
+
+/// A folder picker: the button, then the folder chosen, or `unset` (None: "not chosen", and
+/// no way back to none once chosen; Some(text): a ✕ button clears the choice).
+pub fn folder_row(
+    ui: &mut egui::Ui,
+    dialogs: &mut dyn FileDialogs,
+    button: &str,
+    folder: &mut Option<PathBuf>,
+    unset: Option<&str>,
+) {
+    ui.horizontal(|ui| {
+        if ui.button(button).clicked()
+            && let Some(dir) = dialogs.pick_folder(button.trim_end_matches('…'))
+        {
+            *folder = Some(dir);
+        }
+        match (folder.as_ref(), unset) {
+            (Some(dir), _) => {
+                ui.label(dir.display().to_string());
+                if unset.is_some() && ui.small_button("🗙").on_hover_text("Clear").clicked() {
+                    *folder = None;
+                }
+            }
+            (None, Some(text)) => {
+                ui.weak(text);
+            }
+            (None, None) => {
+                ui.weak("not chosen");
+            }
+        }
+    });
+}
+
+/// A panel's window (closable); `contents` draws it and says what the app should do.
+pub fn panel_window<A>(
+    ctx: &egui::Context,
+    title: &str,
+    size: [f32; 2],
+    open: &mut bool,
+    contents: impl FnOnce(&mut egui::Ui) -> Option<A>,
+) -> Option<A> {
+    let mut action = None;
+    egui::Window::new(title)
+        .open(open)
+        .default_size(size)
+        .show(ctx, |ui| action = contents(ui));
+    action
 }
 
 /// Open `path` with the desktop's app; the error, if any, for the panel to show.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileDialogs;
-use super::output_ui::{OutputSettings, open_path};
+use super::output_ui::{OutputSettings, folder_row, open_path, panel_window};
 use crate::batch::{BatchReport, Outcome};
 use crate::chain::Chain;
 use crate::engine::Engine;
@@ -254,14 +254,10 @@ impl WatchPanel {
         dialogs: &mut dyn FileDialogs,
         chain_ops: usize,
     ) -> Option<WatchAction> {
-        let mut action = None;
         let mut open = self.open;
-        egui::Window::new("Watch folder")
-            .open(&mut open)
-            .default_size([640.0, 520.0])
-            .show(ctx, |ui| {
-                action = self.contents(ui, dialogs, chain_ops);
-            });
+        let action = panel_window(ctx, "Watch folder", [640.0, 520.0], &mut open, |ui| {
+            self.contents(ui, dialogs, chain_ops)
+        });
         self.open = open;
         action
     }
@@ -283,37 +279,16 @@ impl WatchPanel {
             let s = &mut self.settings;
             egui::Grid::new("watch_grid").num_columns(2).show(ui, |ui| {
                 ui.label("Watched folder");
-                ui.horizontal(|ui| {
-                    if ui.button("Choose watched folder…").clicked()
-                        && let Some(dir) = dialogs.pick_folder("Folder to watch")
-                    {
-                        s.input_dir = Some(dir);
-                    }
-                    match &s.input_dir {
-                        Some(dir) => ui.label(dir.display().to_string()),
-                        None => ui.weak("not chosen"),
-                    };
-                });
+                folder_row(ui, dialogs, "Choose watched folder…", &mut s.input_dir, None);
                 ui.end_row();
                 ui.label("Quarantine");
-                ui.horizontal(|ui| {
-                    if ui.button("Choose quarantine folder…").clicked()
-                        && let Some(dir) = dialogs.pick_folder("Quarantine folder")
-                    {
-                        s.quarantine = Some(dir);
-                    }
-                    match &s.quarantine {
-                        Some(dir) => {
-                            ui.label(dir.display().to_string());
-                            if ui.small_button("🗙").on_hover_text("No quarantine").clicked() {
-                                s.quarantine = None;
-                            }
-                        }
-                        None => {
-                            ui.weak("none: failing files stay where they are");
-                        }
-                    }
-                });
+                folder_row(
+                    ui,
+                    dialogs,
+                    "Choose quarantine folder…",
+                    &mut s.quarantine,
+                    Some("none: failing files stay where they are"),
+                );
                 ui.end_row();
                 let l = ui.label("Settle time (ms)");
                 ui.add(egui::DragValue::new(&mut s.settle_ms).range(0..=60_000))

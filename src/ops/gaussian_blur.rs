@@ -103,17 +103,15 @@ impl SpatialKernel for GaussianBlur {
             dst.copy_from(src);
             return;
         }
-        // Opaque pixels are their own premultiplied form: no copy, no conversions (as resize).
+        // Opaque pixels are their own premultiplied form (x · 1.0 = x exactly): no copy. The
+        // division by the blurred alpha stays, so results match the GPU's bit for bit.
         if src.data.chunks_exact(4).all(|px| px[3] == 1.0) {
             convolve_separable(src, dst, &self.weights);
-            for px in dst.data.chunks_exact_mut(4) {
-                px[3] = 1.0;
-            }
-            return;
+        } else {
+            let mut pre = src.clone();
+            premultiply(&mut pre.data);
+            convolve_separable(&pre, dst, &self.weights);
         }
-        let mut pre = src.clone();
-        premultiply(&mut pre.data);
-        convolve_separable(&pre, dst, &self.weights);
         unpremultiply(&mut dst.data);
     }
 
