@@ -503,6 +503,12 @@ fn previews_run_on_the_gpu_and_match_the_cpu_path_when_it_is_switched_off() {
     assert!(worst <= 1, "GPU and CPU previews differ by {worst} levels");
 }
 
+/// Click the widget labelled `label`, as a user would, and let the UI react.
+fn click(h: &mut Harness<'_, OpossumApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(3);
+}
+
 /// A colourful PNG (so a grayscale op would be visible in the outputs).
 fn write_png(path: &std::path::Path, width: u32, height: u32) {
     image::RgbImage::from_fn(width, height, |x, y| {
@@ -550,19 +556,15 @@ fn batch_panel_runs_a_chain_snapshot_over_a_folder_and_reports_every_file() {
     };
     let mut h = harness(chain, dialogs);
     settle(&mut h);
-    h.get_by_label("Process").click();
-    h.run_steps(2);
-    h.get_by_label("Batch…").click();
-    h.run_steps(3);
+    click(&mut h, "Process");
+    click(&mut h, "Batch…");
     // Nothing to run yet: the button says why.
     assert!(
         h.query_by_label("Add images or folders to process.")
             .is_some()
     );
-    h.get_by_label("Add folder…").click();
-    h.run_steps(2);
-    h.get_by_label("Choose output folder…").click();
-    h.run_steps(2);
+    click(&mut h, "Add folder…");
+    click(&mut h, "Choose output folder…");
     // An output "folder" that is a file: a clear error naming it, nothing written.
     h.get_by_label("Run batch").click();
     step_until(&mut h, "the failed start", |app| {
@@ -570,8 +572,7 @@ fn batch_panel_runs_a_chain_snapshot_over_a_folder_and_reports_every_file() {
     });
     let error = h.state().batch_panel().error().unwrap().to_owned();
     assert!(error.contains("file.txt"), "{error}");
-    h.get_by_label("Choose output folder…").click();
-    h.run_steps(2);
+    click(&mut h, "Choose output folder…");
     h.get_by_label("Run batch").click();
     h.step();
     // Editing the chain while the batch runs does not change the batch.
@@ -605,12 +606,10 @@ fn batch_panel_runs_a_chain_snapshot_over_a_folder_and_reports_every_file() {
     assert_eq!(report["failed"], 1);
     // The results table lists each file; the failure says why.
     assert!(h.query_by_label("bad.png").is_some());
-    h.get_by_label("Only failures").click();
-    h.run_steps(2);
+    click(&mut h, "Only failures");
     assert!(h.query_by_label("a.png").is_none());
     assert!(h.query_by_label("bad.png").is_some());
-    h.get_by_label("Open report").click();
-    h.run_steps(2);
+    click(&mut h, "Open report");
     assert_eq!(*opened.lock().unwrap(), vec![report_path]);
     // The inputs are untouched.
     assert_eq!(
@@ -635,14 +634,10 @@ fn watch_panel_renders_arrivals_live_counts_them_and_stops() {
     };
     let mut h = harness(chain, dialogs);
     settle(&mut h);
-    h.get_by_label("Process").click();
-    h.run_steps(2);
-    h.get_by_label("Watch folder…").click();
-    h.run_steps(3);
-    h.get_by_label("Choose watched folder…").click();
-    h.run_steps(2);
-    h.get_by_label("Choose output folder…").click();
-    h.run_steps(2);
+    click(&mut h, "Process");
+    click(&mut h, "Watch folder…");
+    click(&mut h, "Choose watched folder…");
+    click(&mut h, "Choose output folder…");
     h.get_by_label("Start watching").click();
     step_until(&mut h, "the watcher", |app| {
         app.watch_panel().log().any(|l| l.contains("watching"))
@@ -669,8 +664,7 @@ fn watch_panel_renders_arrivals_live_counts_them_and_stops() {
         "{log:#?}"
     );
     assert_eq!(image::open(out.join("photo.png")).unwrap().width(), 40);
-    h.get_by_label("Open error log").click();
-    h.run_steps(2);
+    click(&mut h, "Open error log");
     assert_eq!(
         *opened.lock().unwrap(),
         vec![out.join(opossum::watch::ERROR_LOG)]
