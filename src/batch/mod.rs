@@ -576,6 +576,13 @@ impl BatchReport {
         s
     }
 
+    /// Write [`BatchReport::to_json`] to `path`, atomically (the CLI's `--report`, the app's
+    /// report file).
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))
+    }
+
     /// The `--report` JSON.
     pub fn to_json(&self) -> serde_json::Value {
         let (mean, p95) = self.mean_p95_ms();

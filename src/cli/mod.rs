@@ -148,8 +148,7 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     };
     println!("stopped: {}", report.summary());
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+        report.write_json(path)?;
     }
     Ok(0)
 }
@@ -231,8 +230,7 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     bar.finish_and_clear();
     println!("{}", report.summary());
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+        report.write_json(path)?;
     }
     Ok(match report.exit_code() {
         0 => 0,

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileDialogs;
-use super::output_ui::{OutputSettings, file_stamp, open_path, panel_window};
+use super::output_ui::{OutputSettings, file_stamp, panel_window};
 use crate::batch::{self, BatchOptions, BatchReport, FileResult, OnError, Outcome};
 use crate::chain::Chain;
 use crate::engine::Engine;
@@ -217,9 +217,7 @@ impl BatchPanel {
                             "opossum-report-{}.json",
                             file_stamp(SystemTime::now())
                         ));
-                        let text =
-                            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-                        match crate::io::write_atomic(&path, |w| w.write_all(text.as_bytes())) {
+                        match report.write_json(&path) {
                             Ok(()) => (Some(path), None),
                             Err(e) => (None, Some(e.to_string())),
                         }
@@ -346,10 +344,10 @@ impl BatchPanel {
                 if let Some(path) = &finished.report_path
                     && ui.button("Open report").clicked()
                 {
-                    self.error = open_path(dialogs, path);
+                    self.error = dialogs.open_path(path).err();
                 }
                 if ui.button("Open output folder").clicked() {
-                    self.error = open_path(dialogs, &finished.output_dir);
+                    self.error = dialogs.open_path(&finished.output_dir).err();
                 }
             });
             if let Some(e) = &finished.report_error {

@@ -3,7 +3,7 @@
 //! CLI's `--output/--format/--quality/--name-template`, so a panel run and a CLI run with the
 //! same settings write the same files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -192,11 +192,6 @@ pub fn panel_window<A>(
         .default_size(size)
         .show(ctx, |ui| action = contents(ui));
     action
-}
-
-/// Open `path` with the desktop's app; the error, if any, for the panel to show.
-pub fn open_path(dialogs: &mut dyn FileDialogs, path: &Path) -> Option<String> {
-    dialogs.open_path(path).err()
 }
 
 /// `YYYYMMDD-HHMMSS` (UTC) of `t`, for file names.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileDialogs;
-use super::output_ui::{OutputSettings, folder_row, open_path, panel_window};
+use super::output_ui::{OutputSettings, folder_row, panel_window};
 use crate::batch::{BatchReport, Outcome};
 use crate::chain::Chain;
 use crate::engine::Engine;
@@ -344,11 +344,11 @@ impl WatchPanel {
         if let Some(out) = &self.settings.output.output_dir {
             ui.horizontal(|ui| {
                 if ui.button("Open output folder").clicked() {
-                    self.error = open_path(dialogs, out);
+                    self.error = dialogs.open_path(out).err();
                 }
                 let log = out.join(watch::ERROR_LOG);
                 if log.is_file() && ui.button("Open error log").clicked() {
-                    self.error = open_path(dialogs, &log);
+                    self.error = dialogs.open_path(&log).err();
                 }
             });
         }
