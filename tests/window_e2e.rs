@@ -5,50 +5,63 @@
 //! missing Xvfb is a failure, not a skip.
 #![cfg(all(feature = "gui", target_os = "linux"))]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+/// A running Xvfb; stopped with SIGTERM on drop so that it removes its socket and lock file
+/// (SIGKILL would leave both behind in /tmp).
 struct Xvfb(Child);
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
 
+/// Starts Xvfb on a display it picks itself (`-displayfd`: the server writes the number it
+/// bound to our pipe). The server skips displays in use and reclaims stale lock files of dead
+/// servers, so leftovers in /tmp from earlier runs never make this fail. `None` when Xvfb is
+/// not installed.
 fn start_xvfb() -> Option<(Xvfb, String)> {
-    for n in 90..110 {
-        let display = format!(":{n}");
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            continue;
-        }
-        let Ok(child) = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1600x1000x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return None;
-        };
-        let guard = Xvfb(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return Some((guard, display));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    None
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1600x1000x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = Xvfb(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("Xvfb started but did not report its display within 20 s");
+    let number: u32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb exited or wrote {line:?} instead of a display number"));
+    Some((guard, format!(":{number}")))
 }
 
 #[test]
