@@ -33,4 +33,5 @@ pub mod io;
 pub mod ops;
 pub mod params;
 pub mod profile;
+pub mod vectorize;
 pub mod watch;

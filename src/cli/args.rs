@@ -53,6 +53,8 @@ pub enum Command {
     /// Watch a folder and render every image that arrives or changes, exactly once (also
     /// across restarts); stop with Ctrl-C or SIGTERM.
     Watch(WatchArgs),
+    /// Trace an image into an SVG (colour regions or black-and-white line art).
+    Vectorize(VectorizeArgs),
     /// List every operation with its parameters, ranges and defaults.
     Ops {
         /// Print JSON instead of text.
@@ -191,6 +193,69 @@ pub enum BenchCommand {
     Ops(BenchOpsArgs),
     /// Time from a parameter change to a finished preview frame, GPU vs CPU path (p50, p95).
     Preview(BenchPreviewArgs),
+    /// Time the vectorizer per image size (512, 1024, 2048, 4096 px) with its figures.
+    Vectorize(BenchVectorizeArgs),
+}
+
+/// `opossum vectorize`.
+#[derive(Debug, Args)]
+pub struct VectorizeArgs {
+    /// The input image (any supported format; transparency is kept).
+    pub input: PathBuf,
+    /// Where to write the SVG.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Starting settings; the options below override them.
+    #[arg(long, value_enum, default_value = "logo")]
+    pub preset: crate::vectorize::Preset,
+    /// Colour regions or black-and-white (default: from the preset).
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::vectorize::Mode>,
+    /// Palette size, 2..=256 (default: chosen from the image).
+    #[arg(long, value_name = "N")]
+    pub colors: Option<usize>,
+    /// Merge regions smaller than a square of this side, in pixels.
+    #[arg(long, value_name = "PX")]
+    pub speckle: Option<f64>,
+    /// Smoothing passes over the outlines, 0..=10.
+    #[arg(long, value_name = "N")]
+    pub smoothness: Option<usize>,
+    /// Turns sharper than this many degrees stay corners.
+    #[arg(long, value_name = "DEG")]
+    pub corner_threshold: Option<f64>,
+    /// Largest distance between outline and curve, in pixels.
+    #[arg(long, value_name = "PX")]
+    pub max_error: Option<f64>,
+    /// Binary mode: luma level (0..255, on white) below which a pixel is ink.
+    #[arg(long, value_name = "LEVEL")]
+    pub threshold: Option<u8>,
+    /// Size budget in KiB per megapixel (photo preset: 256; 0 = none): coarser until it fits.
+    #[arg(long, value_name = "KIB")]
+    pub max_kib_per_mpx: Option<f64>,
+    /// Print the figures: paths, nodes, bytes, colours, time, and PSNR/SSIM of the SVG
+    /// rendered back against the input (composited on white).
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the figures as JSON instead (implies --stats).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `opossum bench vectorize`.
+#[derive(Debug, Args)]
+pub struct BenchVectorizeArgs {
+    /// Image to trace (resized to each size); default: a synthetic flat-colour drawing.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Sizes (longest side, px).
+    #[arg(long, num_args = 1.., default_values_t = [512, 1024, 2048, 4096])]
+    pub sizes: Vec<u32>,
+    /// Preset.
+    #[arg(long, value_enum, default_value = "logo")]
+    pub preset: crate::vectorize::Preset,
+    /// Runs per size (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 /// `opossum bench preview`.

@@ -3,6 +3,7 @@
 //! `anyhow`-style context lives only here; the engine returns typed errors.
 
 pub mod args;
+mod vectorize;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -79,6 +80,10 @@ fn run(cli: Cli) -> Result<u8> {
         Some(Command::Bench {
             what: BenchCommand::Preview(args),
         }) => bench_preview(&cli.global, &args).map(|()| 0),
+        Some(Command::Bench {
+            what: BenchCommand::Vectorize(args),
+        }) => vectorize::bench(&cli.global, &args).map(|()| 0),
+        Some(Command::Vectorize(args)) => vectorize::run(&cli.global, &args).map(|()| 0),
     }
 }
 

@@ -1,0 +1,499 @@
+//! Raster to SVG.
+//!
+//! The pipeline, one module per stage, each with its own small config:
+//! [`quantize`] (Oklab palette) → [`segment`] (regions, speckle filter) → [`trace`] (outlines
+//! cut into chains shared by the regions on both sides) → [`fit`] (corners, lines and cubic
+//! Béziers within an error bound; in parallel per chain) → [`layers`] (draw order) → [`svg`]
+//! (compact output). [`metrics`] renders the result back with resvg for honest figures.
+//!
+//! Users set one [`VectorizeOptions`] (a preset plus overrides, units in the names); it is
+//! turned once into the stages' configs by [`VectorizeOptions::stage_configs`].
+
+pub mod fit;
+pub mod layers;
+pub mod metrics;
+pub mod quantize;
+pub mod segment;
+pub mod svg;
+pub mod trace;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use metrics::Fidelity;
+
+/// Colour regions, or black and white (line art).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A palette of colours, stacked shapes.
+    Color,
+    /// Ink on paper: dark shapes with holes, from a threshold.
+    Binary,
+}
+
+/// Starting points for the settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Flat colours, crisp corners, small files (icons, logos, flags).
+    Logo,
+    /// More colours and detail (illustrations, posters).
+    Poster,
+    /// Photographs: a bounded palette, larger speckles and looser curves to keep files small.
+    Photo,
+    /// Black-and-white drawings (binary mode).
+    Lineart,
+}
+
+impl Preset {
+    /// Stable lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Logo => "logo",
+            Preset::Poster => "poster",
+            Preset::Photo => "photo",
+            Preset::Lineart => "lineart",
+        }
+    }
+}
+
+/// What the user sets. `None` fields take the preset's value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorizeOptions {
+    /// The preset the other fields override.
+    pub preset: Preset,
+    /// Colour or binary.
+    pub mode: Option<Mode>,
+    /// Palette size (colour mode); automatic when unset.
+    pub colors: Option<usize>,
+    /// Regions smaller than a square of this side (in pixels) are merged into a neighbour.
+    pub speckle_px: Option<f64>,
+    /// Smoothing passes over the outline samples (0 = none).
+    pub smoothness: Option<usize>,
+    /// Turns sharper than this (degrees) are kept as corners.
+    pub corner_threshold_deg: Option<f64>,
+    /// Largest distance between the outline and its curves, in pixels.
+    pub max_error_px: Option<f64>,
+    /// Binary mode: luma (on white, 0..255) below which a pixel is ink.
+    pub threshold_level: Option<u8>,
+    /// Size budget in KiB per megapixel: while the SVG is larger, speckles and the error bound
+    /// grow (up to 6 tries). The photo preset sets 256; 0 = no budget.
+    pub max_kib_per_mpx: Option<f64>,
+}
+
+impl Default for VectorizeOptions {
+    fn default() -> Self {
+        VectorizeOptions {
+            preset: Preset::Logo,
+            mode: None,
+            colors: None,
+            speckle_px: None,
+            smoothness: None,
+            corner_threshold_deg: None,
+            max_error_px: None,
+            threshold_level: None,
+            max_kib_per_mpx: None,
+        }
+    }
+}
+
+/// The stages' configs, derived once from [`VectorizeOptions`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageConfigs {
+    /// Colour or binary.
+    pub mode: Mode,
+    /// Binary threshold (luma on white).
+    pub threshold_level: u8,
+    /// Palette.
+    pub quantize: quantize::QuantizeConfig,
+    /// Regions smaller than this are merged.
+    pub speckle_area_px: u64,
+    /// Curves.
+    pub fit: fit::FitConfig,
+    /// Decimals written in the SVG.
+    pub decimals: u32,
+    /// Largest SVG wanted, if any.
+    pub max_bytes: Option<usize>,
+}
+
+impl VectorizeOptions {
+    /// Options for a preset.
+    pub fn preset(preset: Preset) -> Self {
+        VectorizeOptions {
+            preset,
+            ..VectorizeOptions::default()
+        }
+    }
+
+    /// Checks the ranges; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(Error::Config {
+                reason: format!("vectorize.{field}: {reason}"),
+                path: None,
+            })
+        };
+        if let Some(c) = self.colors
+            && !(2..=256).contains(&c)
+        {
+            return bad("colors", format!("{c} is outside 2..=256"));
+        }
+        if let Some(s) = self.speckle_px
+            && !(0.0..=256.0).contains(&s)
+        {
+            return bad("speckle_px", format!("{s} is outside 0..=256"));
+        }
+        if let Some(s) = self.smoothness
+            && s > 10
+        {
+            return bad("smoothness", format!("{s} is outside 0..=10"));
+        }
+        if let Some(d) = self.corner_threshold_deg
+            && !(0.0..=180.0).contains(&d)
+        {
+            return bad("corner_threshold_deg", format!("{d} is outside 0..=180"));
+        }
+        if let Some(e) = self.max_error_px
+            && !(0.05..=16.0).contains(&e)
+        {
+            return bad("max_error_px", format!("{e} is outside 0.05..=16"));
+        }
+        if let Some(b) = self.max_kib_per_mpx
+            && !(b >= 0.0 && b.is_finite())
+        {
+            return bad(
+                "max_kib_per_mpx",
+                format!("{b} is not a size (0 = no budget)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The stages' configs for an image of `width` × `height`.
+    pub fn stage_configs(&self, width: u32, height: u32) -> StageConfigs {
+        // (mode, max colours, ΔE for a new colour, ignore blends, speckle side, smoothing,
+        //  corner threshold, max error)
+        let (mode, max_colors, delta_e, blends, speckle, smooth, corner, error) = match self.preset
+        {
+            Preset::Logo => (Mode::Color, 24, 0.04, true, 2.0, 1, 60.0, 0.5),
+            Preset::Poster => (Mode::Color, 48, 0.03, true, 3.0, 1, 60.0, 0.6),
+            Preset::Photo => (Mode::Color, 20, 0.07, false, 8.0, 2, 75.0, 1.2),
+            Preset::Lineart => (Mode::Binary, 2, 0.0, false, 2.0, 1, 60.0, 0.5),
+        };
+        let speckle_px = self.speckle_px.unwrap_or(speckle);
+        let speckle_area_px = (speckle_px * speckle_px).round() as u64;
+        let pixels = u64::from(width) * u64::from(height);
+        StageConfigs {
+            mode: self.mode.unwrap_or(mode),
+            threshold_level: self.threshold_level.unwrap_or(128),
+            quantize: quantize::QuantizeConfig {
+                colors: self.colors,
+                max_colors,
+                max_delta_e: delta_e,
+                // A colour needs a few speckles' worth of pixels (and 1 in 20 000) to count.
+                min_area_px: (speckle_area_px * 4).max(pixels / 20_000).max(1),
+                ignore_blends: blends,
+                alpha_threshold: 128,
+            },
+            speckle_area_px,
+            fit: fit::FitConfig {
+                corner_threshold_rad: self.corner_threshold_deg.unwrap_or(corner).to_radians(),
+                corner_scale_px: 3,
+                smoothing_passes: self.smoothness.unwrap_or(smooth),
+                max_error_px: self.max_error_px.unwrap_or(error),
+            },
+            decimals: if width.max(height) >= 256 { 1 } else { 2 },
+            max_bytes: self
+                .max_kib_per_mpx
+                .or((self.preset == Preset::Photo).then_some(256.0))
+                .filter(|&b| b > 0.0)
+                .map(|b| (b * 1024.0 * pixels as f64 / 1e6).max(4096.0) as usize),
+        }
+    }
+}
+
+/// What a run produced, besides the SVG.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VectorStats {
+    /// `<path>` elements.
+    pub paths: usize,
+    /// Path segments (lines and curves).
+    pub nodes: usize,
+    /// Size of the SVG.
+    pub svg_bytes: usize,
+    /// Fill colours used (background included).
+    pub colors: usize,
+    /// Regions after the speckle filter.
+    pub regions: usize,
+    /// Wall time of the tracing, in milliseconds.
+    pub time_ms: f64,
+    /// Rendered back and compared, when asked for.
+    pub fidelity: Option<Fidelity>,
+}
+
+/// An SVG and its figures.
+#[derive(Clone, Debug)]
+pub struct Vectorized {
+    /// The document.
+    pub svg: String,
+    /// Its figures.
+    pub stats: VectorStats,
+}
+
+fn check(cancel: &AtomicBool) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Traces straight-alpha RGBA pixels (row-major). `measure` renders the result back for
+/// PSNR/SSIM (costs about as much as the tracing).
+pub fn vectorize(
+    pixels: &[[u8; 4]],
+    width: u32,
+    height: u32,
+    options: &VectorizeOptions,
+    measure: bool,
+    cancel: &AtomicBool,
+) -> Result<Vectorized> {
+    puffin::profile_function!();
+    options.validate()?;
+    if pixels.len() != width as usize * height as usize || width == 0 || height == 0 {
+        return Err(Error::Internal(format!(
+            "{} pixels for a {width}x{height} image",
+            pixels.len()
+        )));
+    }
+    let started = Instant::now();
+    let mut config = options.stage_configs(width, height);
+    let mut tries = 0;
+    let traced = loop {
+        let traced = trace_once(pixels, width, height, &config, cancel)?;
+        tries += 1;
+        match config.max_bytes {
+            Some(max) if traced.svg.len() > max && tries < 6 => {
+                // Coarser: bigger speckles, looser curves.
+                config.speckle_area_px = (config.speckle_area_px * 2).max(4);
+                config.fit.max_error_px *= 1.25;
+            }
+            _ => break traced,
+        }
+    };
+    let time_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let fidelity = if measure {
+        check(cancel)?;
+        Some(metrics::fidelity(&traced.svg, pixels, width, height)?)
+    } else {
+        None
+    };
+    Ok(Vectorized {
+        stats: VectorStats {
+            paths: traced.written.paths,
+            nodes: traced.written.nodes,
+            svg_bytes: traced.svg.len(),
+            colors: traced.colors,
+            regions: traced.regions,
+            time_ms,
+            fidelity,
+        },
+        svg: traced.svg,
+    })
+}
+
+struct Traced {
+    svg: String,
+    written: svg::Written,
+    colors: usize,
+    regions: usize,
+}
+
+fn trace_once(
+    pixels: &[[u8; 4]],
+    width: u32,
+    height: u32,
+    config: &StageConfigs,
+    cancel: &AtomicBool,
+) -> Result<Traced> {
+    let (w, h) = (width as usize, height as usize);
+    let (palette, labels) = match config.mode {
+        Mode::Color => quantize::quantize(pixels, &config.quantize),
+        Mode::Binary => binary_labels(pixels, config.threshold_level),
+    };
+    check(cancel)?;
+    let labels = if config.mode == Mode::Color && config.quantize.ignore_blends {
+        quantize::relabel_blends(pixels, &labels, &palette, w, h)
+    } else {
+        labels
+    };
+    check(cancel)?;
+    let lab: Vec<[f32; 3]> = palette
+        .srgb
+        .iter()
+        .map(|c| quantize::oklab(c.map(f32::from)))
+        .collect();
+    let distance = |a: u16, b: u16| match (lab.get(usize::from(a)), lab.get(usize::from(b))) {
+        (Some(x), Some(y)) => (0..3).map(|i| (x[i] - y[i]).powi(2)).sum(),
+        _ => f32::INFINITY,
+    };
+    let seg = segment::segment(&labels, w, h, config.speckle_area_px, distance);
+    drop(labels);
+    check(cancel)?;
+    let tracing = trace::trace(&seg);
+    check(cancel)?;
+    let curves: Vec<fit::Curve> = {
+        puffin::profile_scope!("fit");
+        tracing
+            .chains
+            .par_iter()
+            .map(|c| {
+                if cancel.load(Ordering::Relaxed) {
+                    return fit::Curve {
+                        start: [0.0, 0.0],
+                        segs: Vec::new(),
+                    };
+                }
+                let offsets = edge_offsets(&c.points, c.closed, pixels, &seg, &palette.srgb);
+                fit::fit_chain(&c.points, c.closed, Some(&offsets), &config.fit)
+            })
+            .collect()
+    };
+    check(cancel)?;
+    let drawing = match config.mode {
+        Mode::Color => layers::stacked(&seg, &tracing),
+        Mode::Binary => layers::ink_only(&seg, &tracing, 0),
+    };
+    let (svg, written) = svg::write(
+        w,
+        h,
+        &tracing,
+        &curves,
+        &drawing,
+        &palette.srgb,
+        config.decimals,
+    );
+    let mut colors: Vec<u16> = drawing.layers.iter().map(|l| l.label).collect();
+    colors.extend(drawing.background);
+    colors.sort_unstable();
+    colors.dedup();
+    Ok(Traced {
+        svg,
+        written,
+        colors: colors.len(),
+        regions: seg.regions.len(),
+    })
+}
+
+/// Where each crack's edge really lies, from anti-aliasing: for the crack between pixel P
+/// (left of the chain, colour A) and Q (right, colour B), with `t` the share of B in a pixel's
+/// colour (its position on the sRGB line from A to B), a straight edge at offset `e` along the
+/// right-hand normal gives `t(P) = max(0, -e)` and `1 - t(Q) = max(0, e)`; so
+/// `e = (1 - t(Q)) - t(P)`, limited to ±0.75 px. Sides outside the image or transparent give 0.
+fn edge_offsets(
+    points: &[(u32, u32)],
+    closed: bool,
+    pixels: &[[u8; 4]],
+    seg: &segment::Segmentation,
+    palette: &[[u8; 3]],
+) -> Vec<f64> {
+    let n = points.len();
+    let cracks = if closed { n } else { n.saturating_sub(1) };
+    let (w, h) = (seg.width as i64, seg.height as i64);
+    let cell = |x: i64, y: i64| -> Option<(usize, [f64; 3])> {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            return None;
+        }
+        let i = (y * w + x) as usize;
+        let label = seg.regions[seg.region_of[i] as usize].label;
+        let colour = palette.get(usize::from(label))?;
+        if pixels[i][3] < 255 {
+            return None;
+        }
+        Some((i, colour.map(f64::from)))
+    };
+    let share = |i: usize, a: [f64; 3], b: [f64; 3]| -> f64 {
+        let p = pixels[i];
+        let ab = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let len2 = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2];
+        if len2 < 1.0 {
+            return 0.0;
+        }
+        let ap = [
+            f64::from(p[0]) - a[0],
+            f64::from(p[1]) - a[1],
+            f64::from(p[2]) - a[2],
+        ];
+        ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / len2).clamp(0.0, 1.0)
+    };
+    (0..cracks)
+        .map(|i| {
+            let (x0, y0) = (i64::from(points[i].0), i64::from(points[i].1));
+            let (x1, y1) = (
+                i64::from(points[(i + 1) % n].0),
+                i64::from(points[(i + 1) % n].1),
+            );
+            // Left and right cells of the unit crack from (x0, y0) to (x1, y1).
+            let (left, right) = match (x1 - x0, y1 - y0) {
+                (1, 0) => ((x0, y0 - 1), (x0, y0)),
+                (-1, 0) => ((x1, y0), (x1, y0 - 1)),
+                (0, 1) => ((x0, y0), (x0 - 1, y0)),
+                _ => ((x0 - 1, y1), (x0, y1)),
+            };
+            match (cell(left.0, left.1), cell(right.0, right.1)) {
+                (Some((p, a)), Some((q, b))) => {
+                    let e = (1.0 - share(q, a, b)) - share(p, a, b);
+                    e.clamp(-0.75, 0.75)
+                }
+                _ => 0.0,
+            }
+        })
+        .collect()
+}
+
+/// Binary mode's labels: 0 = ink (luma on white below the threshold), 1 = paper; transparent
+/// pixels are paper too.
+fn binary_labels(pixels: &[[u8; 4]], threshold: u8) -> (quantize::Palette, Vec<u16>) {
+    let labels = pixels
+        .par_iter()
+        .map(|p| {
+            let a = f32::from(p[3]) / 255.0;
+            let luma = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+            let on_white = luma * a + 255.0 * (1.0 - a);
+            u16::from(on_white >= f32::from(threshold))
+        })
+        .collect();
+    (
+        quantize::Palette {
+            srgb: vec![[0, 0, 0], [255, 255, 255]],
+            area_px: vec![0, 0],
+        },
+        labels,
+    )
+}
+
+/// Decodes `input` (any supported format, EXIF orientation applied) to straight RGBA.
+pub fn load_rgba(
+    input: &Path,
+    limits: &crate::io::decode::DecodeLimits,
+) -> Result<(Vec<[u8; 4]>, u32, u32)> {
+    let decoded = crate::io::decode::decode_file(input, limits)?;
+    let mut image = decoded.image;
+    image.apply_orientation(decoded.orientation);
+    let rgba = image.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let pixels = rgba
+        .as_raw()
+        .chunks_exact(4)
+        .map(|p| [p[0], p[1], p[2], p[3]])
+        .collect();
+    Ok((pixels, w, h))
+}
