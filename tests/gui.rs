@@ -678,3 +678,61 @@ fn watch_panel_renders_arrivals_live_counts_them_and_stops() {
     assert!(h.query_by_label_contains("Watching:").is_none());
     assert_eq!(h.state().watch_panel().counters().written, 1);
 }
+
+#[test]
+fn vectorize_panel_traces_live_switches_views_and_exports_full_resolution_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"adjust_colors\"\nexposure = 0.3\n",
+    )
+    .unwrap();
+    let out = dir.path().join("traced.svg");
+    let dialogs = ScriptedDialogs {
+        svg_exports: vec![out.clone()],
+        ..Default::default()
+    };
+    let mut h = harness(chain, dialogs);
+    settle(&mut h);
+    click(&mut h, "Process");
+    click(&mut h, "Vectorize…");
+    let traced = |app: &OpossumApp| {
+        let p = app.vectorize_panel();
+        !p.is_tracing() && p.figures().is_some()
+    };
+    step_until(&mut h, "the first trace", traced);
+    let first = h.state().vectorize_panel().figures().unwrap().clone();
+    assert!(first.paths > 0 && first.colors > 1, "{first:?}");
+    let psnr = first.fidelity.unwrap().psnr_db;
+    assert!(psnr > 15.0, "preview PSNR {psnr}");
+    // Every view draws.
+    for view in ["Outline", "Overlay", "Side by side"] {
+        click(&mut h, view);
+    }
+    // An edit re-traces: binary mode draws ink only.
+    click(&mut h, "Binary");
+    step_until(&mut h, "the binary trace", |app| {
+        traced(app) && app.vectorize_panel().figures().unwrap().colors == 1
+    });
+    // Export at full resolution, with the options as set.
+    click(&mut h, "Export SVG…");
+    step_until(&mut h, "the export", |app| {
+        app.vectorize_panel().last_export().is_some()
+    });
+    let line = h
+        .state()
+        .vectorize_panel()
+        .last_export()
+        .unwrap()
+        .to_owned();
+    assert!(line.starts_with("Exported traced.svg"), "{line}");
+    let svg = std::fs::read_to_string(&out).unwrap();
+    let tree = resvg::usvg::Tree::from_str(&svg, &Default::default()).unwrap();
+    let (w, h_px) = image::image_dimensions(opossum::gui::app::sample_image_path()).unwrap();
+    assert_eq!(
+        (tree.size().width() as u32, tree.size().height() as u32),
+        (w, h_px)
+    );
+    assert_eq!(svg.matches("<path").count(), 1, "binary mode: one ink path");
+}

@@ -16,6 +16,7 @@ use super::dialogs::FileDialogs;
 use super::history::History;
 use super::jobs::{ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, load_image};
 use super::params_ui::params_ui;
+use super::vectorize_panel::{TraceSource, VectorizePanel};
 use super::watch_panel::{WatchAction, WatchPanel, WatchSettings};
 use crate::chain::raw::RawValue;
 use crate::chain::{Chain, ChainOp, Format, OutputLimits};
@@ -91,6 +92,7 @@ struct PersistedState {
     last_image: Option<PathBuf>,
     batch: BatchSettings,
     watch: WatchSettings,
+    vectorize: crate::vectorize::VectorizeOptions,
 }
 
 /// Everything a panel can ask for.
@@ -168,6 +170,8 @@ pub enum Command {
     StartWatch,
     /// Stop watching.
     StopWatch,
+    /// Show or hide the Vectorize panel.
+    ToggleVectorize,
 }
 
 /// Runtime state of the preview.
@@ -376,6 +380,7 @@ pub struct OpossumApp {
     show_settings: bool,
     batch: BatchPanel,
     watch: WatchPanel,
+    vectorize: VectorizePanel,
     settings_draft: Config,
     settings_message: Option<String>,
     palette_query: String,
@@ -468,6 +473,7 @@ impl OpossumApp {
             show_settings: false,
             batch: BatchPanel::new(state.batch.clone()),
             watch: WatchPanel::new(state.watch.clone()),
+            vectorize: VectorizePanel::new(state.vectorize.clone()),
             settings_message: None,
             palette_query: String::new(),
             error: None,
@@ -525,6 +531,11 @@ impl OpossumApp {
     /// The Watch panel (for tests).
     pub fn watch_panel(&self) -> &WatchPanel {
         &self.watch
+    }
+
+    /// The Vectorize panel (for tests).
+    pub fn vectorize_panel(&self) -> &VectorizePanel {
+        &self.vectorize
     }
 
     /// UI frame times recorded so far (the last 240), ms.
@@ -970,6 +981,7 @@ impl OpossumApp {
                 self.batch.open = true;
             }
             Command::ToggleWatch => self.watch.open = !self.watch.open,
+            Command::ToggleVectorize => self.vectorize.open = !self.vectorize.open,
             // Jobs get the export engine and a snapshot of the chain.
             Command::StartBatch => {
                 let ctx = ctx.clone();
@@ -1312,6 +1324,10 @@ impl OpossumApp {
                     let mut watch = self.watch.open;
                     if ui.checkbox(&mut watch, "Watch folder…").changed() {
                         self.commands.push(Command::ToggleWatch);
+                    }
+                    let mut vectorize = self.vectorize.open;
+                    if ui.checkbox(&mut vectorize, "Vectorize…").changed() {
+                        self.commands.push(Command::ToggleVectorize);
                     }
                 });
                 ui.menu_button("Edit", |ui| {
@@ -1898,6 +1914,19 @@ impl OpossumApp {
                 None => {}
             }
         }
+        if self.vectorize.open {
+            let source = self.image.as_ref().map(|image| TraceSource {
+                pyramid: image.pyramid.clone(),
+                orientation: image.orientation,
+                chain: self.chain.clone(),
+                engine: self.export_engine.clone(),
+                stem: image
+                    .path
+                    .file_stem()
+                    .map_or_else(|| "traced".to_owned(), |s| s.to_string_lossy().into_owned()),
+            });
+            self.vectorize.ui(ctx, self.dialogs.as_mut(), source);
+        }
         if self.show_profiler {
             let mut open = true;
             egui::Window::new("Profiler")
@@ -2023,6 +2052,7 @@ impl eframe::App for OpossumApp {
         if !self.fresh_state {
             self.state.batch = self.batch.settings.clone();
             self.state.watch = self.watch.settings.clone();
+            self.state.vectorize = self.vectorize.options.clone();
             eframe::set_value(storage, eframe::APP_KEY, &self.state);
         }
     }

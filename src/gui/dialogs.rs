@@ -15,6 +15,8 @@ pub trait FileDialogs {
     fn save_chain(&mut self, suggested: &str) -> Option<PathBuf>;
     /// Pick where to export the image.
     fn export_image(&mut self, suggested: &str) -> Option<PathBuf>;
+    /// Pick where to save a traced SVG.
+    fn export_svg(&mut self, suggested: &str) -> Option<PathBuf>;
     /// Pick images for a batch (several at once).
     fn pick_images(&mut self) -> Vec<PathBuf>;
     /// Pick a folder; `title` says what for.
@@ -58,6 +60,13 @@ impl FileDialogs for NativeDialogs {
             .save_file()
     }
 
+    fn export_svg(&mut self, suggested: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .add_filter("SVG", &["svg"])
+            .set_file_name(suggested)
+            .save_file()
+    }
+
     fn pick_images(&mut self) -> Vec<PathBuf> {
         rfd::FileDialog::new()
             .add_filter("Images", IMAGE_EXTENSIONS)
@@ -85,6 +94,8 @@ pub struct ScriptedDialogs {
     pub chain_saves: Vec<PathBuf>,
     /// Answers to `export_image`.
     pub exports: Vec<PathBuf>,
+    /// Answers to `export_svg`.
+    pub svg_exports: Vec<PathBuf>,
     /// Answers to `pick_images`.
     pub image_sets: Vec<Vec<PathBuf>>,
     /// Answers to `pick_folder`.
@@ -108,6 +119,10 @@ impl FileDialogs for ScriptedDialogs {
 
     fn export_image(&mut self, _suggested: &str) -> Option<PathBuf> {
         self.exports.pop()
+    }
+
+    fn export_svg(&mut self, _suggested: &str) -> Option<PathBuf> {
+        self.svg_exports.pop()
     }
 
     fn pick_images(&mut self) -> Vec<PathBuf> {

@@ -9,6 +9,7 @@ pub mod history;
 pub mod jobs;
 pub mod output_ui;
 pub mod params_ui;
+pub mod vectorize_panel;
 pub mod watch_panel;
 
 pub use app::{GuiOptions, OpossumApp};

@@ -105,6 +105,50 @@ impl Default for VectorizeOptions {
     }
 }
 
+/// What a preset sets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PresetDefaults {
+    /// Colour or binary.
+    pub mode: Mode,
+    /// Largest automatic palette.
+    pub max_colors: usize,
+    /// Oklab distance that makes a new palette colour.
+    pub delta_e: f32,
+    /// Whether edge blends are told from new colours.
+    pub ignore_blends: bool,
+    /// Speckle side, px.
+    pub speckle_px: f64,
+    /// Smoothing passes.
+    pub smoothness: usize,
+    /// Corner threshold, degrees.
+    pub corner_threshold_deg: f64,
+    /// Curve error bound, px.
+    pub max_error_px: f64,
+}
+
+impl PresetDefaults {
+    /// The table.
+    pub fn of(preset: Preset) -> Self {
+        let (mode, max_colors, delta_e, ignore_blends, speckle_px, smoothness, corner, error) =
+            match preset {
+                Preset::Logo => (Mode::Color, 24, 0.04, true, 2.0, 1, 60.0, 0.5),
+                Preset::Poster => (Mode::Color, 48, 0.03, true, 3.0, 1, 60.0, 0.6),
+                Preset::Photo => (Mode::Color, 20, 0.07, false, 8.0, 2, 75.0, 1.2),
+                Preset::Lineart => (Mode::Binary, 2, 0.0, false, 2.0, 1, 60.0, 0.5),
+            };
+        PresetDefaults {
+            mode,
+            max_colors,
+            delta_e,
+            ignore_blends,
+            speckle_px,
+            smoothness,
+            corner_threshold_deg: corner,
+            max_error_px: error,
+        }
+    }
+}
+
 /// The stages' configs, derived once from [`VectorizeOptions`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct StageConfigs {
@@ -130,6 +174,18 @@ impl VectorizeOptions {
         VectorizeOptions {
             preset,
             ..VectorizeOptions::default()
+        }
+    }
+
+    /// The same options for a copy of the image at `scale` × full resolution (a preview on a
+    /// pyramid level): lengths in pixels shrink with it, so the preview shows what the
+    /// full-resolution export will give.
+    pub fn scaled(&self, scale: f64) -> VectorizeOptions {
+        let d = PresetDefaults::of(self.preset);
+        VectorizeOptions {
+            speckle_px: Some(self.speckle_px.unwrap_or(d.speckle_px) * scale),
+            max_error_px: Some((self.max_error_px.unwrap_or(d.max_error_px) * scale).max(0.05)),
+            ..self.clone()
         }
     }
 
@@ -179,16 +235,11 @@ impl VectorizeOptions {
 
     /// The stages' configs for an image of `width` × `height`.
     pub fn stage_configs(&self, width: u32, height: u32) -> StageConfigs {
-        // (mode, max colours, ΔE for a new colour, ignore blends, speckle side, smoothing,
-        //  corner threshold, max error)
-        let (mode, max_colors, delta_e, blends, speckle, smooth, corner, error) = match self.preset
-        {
-            Preset::Logo => (Mode::Color, 24, 0.04, true, 2.0, 1, 60.0, 0.5),
-            Preset::Poster => (Mode::Color, 48, 0.03, true, 3.0, 1, 60.0, 0.6),
-            Preset::Photo => (Mode::Color, 20, 0.07, false, 8.0, 2, 75.0, 1.2),
-            Preset::Lineart => (Mode::Binary, 2, 0.0, false, 2.0, 1, 60.0, 0.5),
-        };
-        let speckle_px = self.speckle_px.unwrap_or(speckle);
+        let d = PresetDefaults::of(self.preset);
+        let (mode, max_colors, delta_e, blends) =
+            (d.mode, d.max_colors, d.delta_e, d.ignore_blends);
+        let (smooth, corner, error) = (d.smoothness, d.corner_threshold_deg, d.max_error_px);
+        let speckle_px = self.speckle_px.unwrap_or(d.speckle_px);
         let speckle_area_px = (speckle_px * speckle_px).round() as u64;
         let pixels = u64::from(width) * u64::from(height);
         StageConfigs {
@@ -266,6 +317,19 @@ pub fn vectorize(
     measure: bool,
     cancel: &AtomicBool,
 ) -> Result<Vectorized> {
+    vectorize_with_progress(pixels, width, height, options, measure, cancel, &|_| {})
+}
+
+/// [`vectorize`], calling `progress` with the share done (0..=1) as the stages advance.
+pub fn vectorize_with_progress(
+    pixels: &[[u8; 4]],
+    width: u32,
+    height: u32,
+    options: &VectorizeOptions,
+    measure: bool,
+    cancel: &AtomicBool,
+    progress: &(dyn Fn(f32) + Sync),
+) -> Result<Vectorized> {
     puffin::profile_function!();
     options.validate()?;
     if pixels.len() != width as usize * height as usize || width == 0 || height == 0 {
@@ -278,7 +342,7 @@ pub fn vectorize(
     let mut config = options.stage_configs(width, height);
     let mut tries = 0;
     let traced = loop {
-        let traced = trace_once(pixels, width, height, &config, cancel)?;
+        let traced = trace_once(pixels, width, height, &config, cancel, progress)?;
         tries += 1;
         match config.max_bytes {
             Some(max) if traced.svg.len() > max && tries < 6 => {
@@ -323,7 +387,9 @@ fn trace_once(
     height: u32,
     config: &StageConfigs,
     cancel: &AtomicBool,
+    progress: &(dyn Fn(f32) + Sync),
 ) -> Result<Traced> {
+    progress(0.0);
     let (w, h) = (width as usize, height as usize);
     let (palette, labels) = match config.mode {
         Mode::Color => quantize::quantize(pixels, &config.quantize),
@@ -345,11 +411,16 @@ fn trace_once(
         (Some(x), Some(y)) => (0..3).map(|i| (x[i] - y[i]).powi(2)).sum(),
         _ => f32::INFINITY,
     };
+    progress(0.2);
     let seg = segment::segment(&labels, w, h, config.speckle_area_px, distance);
     drop(labels);
     check(cancel)?;
+    progress(0.35);
     let tracing = trace::trace(&seg);
     check(cancel)?;
+    progress(0.5);
+    let fitted = std::sync::atomic::AtomicUsize::new(0);
+    let chains = tracing.chains.len().max(1);
     let curves: Vec<fit::Curve> = {
         puffin::profile_scope!("fit");
         tracing
@@ -363,7 +434,12 @@ fn trace_once(
                     };
                 }
                 let offsets = edge_offsets(&c.points, c.closed, pixels, &seg, &palette.srgb);
-                fit::fit_chain(&c.points, c.closed, Some(&offsets), &config.fit)
+                let curve = fit::fit_chain(&c.points, c.closed, Some(&offsets), &config.fit);
+                let done = fitted.fetch_add(1, Ordering::Relaxed) + 1;
+                if done.is_multiple_of(512) {
+                    progress(0.5 + 0.45 * done as f32 / chains as f32);
+                }
+                curve
             })
             .collect()
     };
@@ -385,6 +461,7 @@ fn trace_once(
     colors.extend(drawing.background);
     colors.sort_unstable();
     colors.dedup();
+    progress(1.0);
     Ok(Traced {
         svg,
         written,
