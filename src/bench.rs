@@ -40,7 +40,11 @@ pub fn step(id: &str, pairs: &[(&str, RawValue)]) -> ChainOp {
 }
 
 fn chain(ops: Vec<ChainOp>) -> Chain {
-    Chain { name: None, ops }
+    Chain {
+        name: None,
+        ops,
+        vectorize: None,
+    }
 }
 
 /// The peer comparison set (definitions from `ops_inproc.py`).

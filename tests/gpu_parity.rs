@@ -105,6 +105,7 @@ fn every_op_matches_the_cpu_at_odd_sizes_and_scales() {
             for _ in 0..4 {
                 let chain = Chain {
                     name: None,
+                    vectorize: None,
                     ops: vec![random_op(def, &mut rng)],
                 };
                 for level in 0..pyramid.levels.len().min(2) {
@@ -178,6 +179,7 @@ fn editing_op_k_reruns_only_ops_k_to_n_and_gives_the_same_pixels() {
     let pyramid = Arc::new(Pyramid::build(&image).unwrap());
     let mut chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![
             step("gaussian_blur", &[("sigma", RawValue::Float(2.0))]),
             step("adjust_colors", &[("brightness", RawValue::Float(1.2))]),
@@ -229,6 +231,7 @@ fn outputs_over_the_texture_limit_render_as_tiles_with_the_same_pixels() {
     let pyramid = Arc::new(Pyramid::build(&image).unwrap());
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![
             step("gaussian_blur", &[("sigma", RawValue::Float(1.5))]),
             step("rotate", &[("angle", RawValue::String("90".into()))]),
@@ -260,6 +263,7 @@ fn canny_is_the_documented_cpu_exception_and_still_matches() {
     let pyramid = Arc::new(Pyramid::build(&image).unwrap());
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![
             step("adjust_colors", &[("contrast", RawValue::Float(1.5))]),
             step("edge_detect", &[("mode", RawValue::String("canny".into()))]),
@@ -285,6 +289,7 @@ fn histogram_counts_every_shown_pixel() {
     let pyramid = Arc::new(Pyramid::build(&image).unwrap());
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![step("grayscale", &[])],
     };
     let (tile, frame) = gpu_render(&mut renderer, &pyramid, 0, &chain).unwrap();
@@ -307,6 +312,7 @@ fn preview_at_a_pyramid_level_matches_the_export_downsampled() {
     let pyramid = Arc::new(Pyramid::build(&source).unwrap());
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![
             step(
                 "adjust_colors",

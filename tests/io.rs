@@ -33,6 +33,7 @@ fn blur_chain() -> Chain {
         .unwrap();
     Chain {
         name: None,
+        vectorize: None,
         ops: vec![op],
     }
 }
@@ -500,6 +501,7 @@ fn webp_refuses_oversized_output_with_a_clear_error() {
         .unwrap();
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![op],
     };
     let out = dir.path().join("wide.webp");

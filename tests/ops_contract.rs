@@ -38,6 +38,7 @@ fn metadata_and_defaults_are_valid() {
             .unwrap_or_else(|e| panic!("{} defaults fail validation: {e:?}", def.id));
         let chain = Chain {
             name: None,
+            vectorize: None,
             ops: vec![ChainOp::new(def)],
         };
         assert!(
@@ -53,6 +54,13 @@ fn chain_files_round_trip_every_op() {
     let mut rng = Rng::new(3);
     let chain = Chain {
         name: Some("all ops".into()),
+        // The SVG sink's settings travel with the chain too.
+        vectorize: Some(opossum::vectorize::VectorizeOptions {
+            preset: opossum::vectorize::Preset::Poster,
+            colors: Some(12),
+            max_error_px: Some(0.7),
+            ..Default::default()
+        }),
         ops: ops::registry()
             .iter()
             .flat_map(|def| [ChainOp::new(def), random_op(def, &mut rng)])
@@ -113,6 +121,7 @@ fn identity_params_leave_the_image_unchanged() {
             &image,
             &Chain {
                 name: None,
+                vectorize: None,
                 ops: vec![op],
             },
             8,

@@ -106,6 +106,7 @@ fn large_jpeg_streams_through_libjpeg_and_matches_closely() {
         .unwrap();
     let chain = Chain {
         name: None,
+        vectorize: None,
         ops: vec![op],
     };
     // 1600×1200×3 = 5.8 MB decoded, over a quarter of 16 MiB: streamed.
@@ -185,6 +186,7 @@ fn rows_out_of_order_fall_back_to_a_whole_decode() {
         op.params.set(def.params, key, &value).unwrap();
         let chain = Chain {
             name: None,
+            vectorize: None,
             ops: vec![op],
         };
         let eng = engine(1 << 30, 16);

@@ -50,6 +50,7 @@ fn every_op_tiles_exactly() {
             };
             let chain = Chain {
                 name: None,
+                vectorize: None,
                 ops: vec![op],
             };
             let Some(whole) = render_tiled(&image, &chain, 4096) else {

@@ -285,3 +285,90 @@ fn the_cli_writes_the_svg_and_its_figures_and_names_what_is_wrong() {
         .collect();
     assert_eq!(leftovers.len(), 3, "{leftovers:?}");
 }
+
+#[test]
+fn chains_end_in_svg_through_render_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pixels, w, h) = transparent_drawing();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for name in ["a.png", "b.png"] {
+        image::RgbaImage::from_raw(w, h, pixels.iter().flatten().copied().collect())
+            .unwrap()
+            .save(input.join(name))
+            .unwrap();
+    }
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"flip\"\ndirection = \"horizontal\"\n\n[vectorize]\npreset = \"poster\"\ncolors = 6\n",
+    )
+    .unwrap();
+    // render: the output's extension picks SVG; the chain's [vectorize] table sets the tracer.
+    let svg = dir.path().join("one.svg");
+    let out = opossum(&[
+        "render".as_ref(),
+        input.join("a.png").as_os_str(),
+        "-c".as_ref(),
+        chain.as_os_str(),
+        "-o".as_ref(),
+        svg.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let tree = resvg::usvg::Tree::from_str(&text, &Default::default()).unwrap();
+    assert_eq!(tree.size().width() as u32, w);
+    // Flipped: the ring (right in the source) is now on the left.
+    let back = raster(&text, w, h);
+    assert!(back[(60 * w + 110 - 1 - 80) as usize][3] > 250);
+    assert!(back[(60 * w + 80) as usize][3] < 5);
+
+    // batch --format svg: one SVG per input.
+    let outdir = dir.path().join("out");
+    let out = opossum(&[
+        "batch".as_ref(),
+        "-c".as_ref(),
+        chain.as_os_str(),
+        "-i".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        outdir.as_os_str(),
+        "--format".as_ref(),
+        "svg".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["a.svg", "b.svg"] {
+        let text = std::fs::read_to_string(outdir.join(name)).unwrap();
+        resvg::usvg::Tree::from_str(&text, &Default::default()).unwrap();
+    }
+
+    // A bad [vectorize] entry is a chain error naming it.
+    std::fs::write(
+        &chain,
+        "version = 1\n[vectorize]\npreset = \"logo\"\ncolours = 6\n",
+    )
+    .unwrap();
+    let out = opossum(&[
+        "render".as_ref(),
+        input.join("a.png").as_os_str(),
+        "-c".as_ref(),
+        chain.as_os_str(),
+        "-o".as_ref(),
+        dir.path().join("never.svg").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vectorize") && err.contains("colours"),
+        "{err}"
+    );
+    assert!(!dir.path().join("never.svg").exists());
+}

@@ -95,6 +95,8 @@ pub struct Chain {
     pub name: Option<String>,
     /// The steps, applied first to last.
     pub ops: Vec<ChainOp>,
+    /// How an SVG output traces the result (`[vectorize]`; used when the output format is SVG).
+    pub vectorize: Option<crate::vectorize::VectorizeOptions>,
 }
 
 /// Chain file syntax.
@@ -227,6 +229,16 @@ impl Chain {
         for (key, value) in &top {
             match key.as_str() {
                 "version" | "ops" => {}
+                "vectorize" => {
+                    let options: crate::vectorize::VectorizeOptions =
+                        serde_json::from_value(value.to_json())
+                            .map_err(|e| chain_err("vectorize", e.to_string()))?;
+                    options.validate().map_err(|e| match e {
+                        Error::Config { reason, .. } => chain_err("vectorize", reason),
+                        other => other,
+                    })?;
+                    chain.vectorize = Some(options);
+                }
                 "name" => match value {
                     RawValue::String(s) if s.chars().count() <= 200 => chain.name = Some(s.clone()),
                     RawValue::String(_) => {
@@ -242,7 +254,7 @@ impl Chain {
                 other => {
                     return Err(chain_err(
                         other,
-                        "unknown top-level key; allowed: version, name, ops",
+                        "unknown top-level key; allowed: version, name, ops, vectorize",
                     ));
                 }
             }
@@ -292,6 +304,10 @@ impl Chain {
                 }
             }
         }
+        if let Some(v) = &self.vectorize {
+            out.push_str("\n[vectorize]\n");
+            out.push_str(&toml::to_string(v).unwrap_or_default());
+        }
         out
     }
 
@@ -316,6 +332,12 @@ impl Chain {
             top.insert("name".into(), name.clone().into());
         }
         top.insert("ops".into(), ops.into());
+        if let Some(v) = &self.vectorize {
+            top.insert(
+                "vectorize".into(),
+                serde_json::to_value(v).unwrap_or_default(),
+            );
+        }
         serde_json::to_string_pretty(&serde_json::Value::Object(top)).unwrap_or_default()
     }
 

@@ -103,7 +103,8 @@ pub struct RenderArgs {
 /// Output options shared by `batch` and `watch`.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Output format: webp, jpeg, png, tiff, or same (each input's own; GIF and BMP become PNG).
+    /// Output format: webp, jpeg, png, tiff, svg (traced with the chain's [vectorize]
+    /// settings), or same (each input's own; GIF and BMP become PNG).
     #[arg(long, default_value = "same", value_name = "FORMAT")]
     pub format: String,
     /// Quality for JPEG and lossy WebP, 1..=100.

@@ -94,7 +94,7 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
         name => OutputFormat::from_name(name)
             .map(FormatChoice::Fixed)
             .ok_or_else(|| Error::Config {
-                reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, same"),
+                reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, svg, same"),
                 path: None,
             }),
     }
@@ -303,11 +303,11 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     let chain = Chain::load(&args.chain, engine.output_limits())?;
     let format = match &args.format {
         Some(name) => OutputFormat::from_name(name).ok_or_else(|| Error::Config {
-            reason: format!("--format {name:?} is not one of png, jpeg, webp, tiff"),
+            reason: format!("--format {name:?} is not one of png, jpeg, webp, tiff, svg"),
             path: None,
         })?,
         None => OutputFormat::from_path(&args.output).ok_or_else(|| Error::Config {
-            reason: "cannot tell the output format from the file name; add --format png|jpeg|webp|tiff or a known extension".to_owned(),
+            reason: "cannot tell the output format from the file name; add --format png|jpeg|webp|tiff|svg or a known extension".to_owned(),
             path: Some(args.output.clone()),
         })?,
     };

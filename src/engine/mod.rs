@@ -287,6 +287,29 @@ impl Engine {
         })
     }
 
+    /// The vectorize sink: traces the finished render with the chain's `[vectorize]` settings
+    /// (the logo preset when it has none) on this engine's pool and writes the SVG atomically.
+    fn write_svg(&self, output: &Path, image: &OutputImage, chain: &Chain) -> Result<()> {
+        puffin::profile_function!();
+        let options = chain.vectorize.clone().unwrap_or_default();
+        let pixels: Vec<[u8; 4]> = image
+            .to_rgba8()
+            .chunks_exact(4)
+            .map(|p| [p[0], p[1], p[2], p[3]])
+            .collect();
+        let traced = self.pool().install(|| {
+            crate::vectorize::vectorize(
+                &pixels,
+                image.size.width,
+                image.size.height,
+                &options,
+                false,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+        })?;
+        crate::io::write_atomic(output, |w| w.write_all(traced.svg.as_bytes()))
+    }
+
     fn render_whole(
         &self,
         input: &Path,
@@ -305,7 +328,11 @@ impl Engine {
         let icc = decoded.icc_profile.clone();
         drop(decoded);
         let t2 = Instant::now();
-        encode::write_image(output, &image, options, icc.as_deref())?;
+        if options.format == OutputFormat::Svg {
+            self.write_svg(output, &image, chain)?;
+        } else {
+            encode::write_image(output, &image, options, icc.as_deref())?;
+        }
         let t3 = Instant::now();
         Ok(RenderReport {
             input_size,

@@ -71,6 +71,7 @@ mod tests {
     fn chain(n: usize) -> Chain {
         Chain {
             name: None,
+            vectorize: None,
             ops: (0..n)
                 .map(|_| ChainOp::new(ops::find("grayscale").unwrap()))
                 .collect(),

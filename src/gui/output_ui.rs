@@ -27,15 +27,18 @@ pub enum FormatPick {
     Webp,
     /// TIFF.
     Tiff,
+    /// SVG traced with the chain's `[vectorize]` settings.
+    Svg,
 }
 
 impl FormatPick {
-    const ALL: [FormatPick; 5] = [
+    const ALL: [FormatPick; 6] = [
         FormatPick::Same,
         FormatPick::Jpeg,
         FormatPick::Png,
         FormatPick::Webp,
         FormatPick::Tiff,
+        FormatPick::Svg,
     ];
 
     fn label(self) -> &'static str {
@@ -45,6 +48,7 @@ impl FormatPick {
             FormatPick::Png => "PNG",
             FormatPick::Webp => "WebP",
             FormatPick::Tiff => "TIFF",
+            FormatPick::Svg => "SVG (vectorized)",
         }
     }
 
@@ -56,6 +60,7 @@ impl FormatPick {
             FormatPick::Png => FormatChoice::Fixed(OutputFormat::Png),
             FormatPick::Webp => FormatChoice::Fixed(OutputFormat::Webp),
             FormatPick::Tiff => FormatChoice::Fixed(OutputFormat::Tiff),
+            FormatPick::Svg => FormatChoice::Fixed(OutputFormat::Svg),
         }
     }
 

@@ -23,16 +23,20 @@ pub enum OutputFormat {
     Webp,
     /// TIFF (8 or 16 bit).
     Tiff,
+    /// SVG: the render traced by the vectorizer (the chain's `[vectorize]` settings).
+    Svg,
 }
 
 impl OutputFormat {
-    /// Parse a format name or file extension (`png`, `jpg`, `jpeg`, `webp`, `tif`, `tiff`).
+    /// Parse a format name or file extension (`png`, `jpg`, `jpeg`, `webp`, `tif`, `tiff`,
+    /// `svg`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "png" => Some(Self::Png),
             "jpg" | "jpeg" => Some(Self::Jpeg),
             "webp" => Some(Self::Webp),
             "tif" | "tiff" => Some(Self::Tiff),
+            "svg" => Some(Self::Svg),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl OutputFormat {
             Self::Jpeg => "jpg",
             Self::Webp => "webp",
             Self::Tiff => "tif",
+            Self::Svg => "svg",
         }
     }
 
@@ -154,6 +159,12 @@ pub fn encode(
             TiffEncoder::new(&mut cursor)
                 .write_image(&bytes, w, h, color)
                 .map_err(|e| e.to_string())?;
+        }
+        OutputFormat::Svg => {
+            return Err(
+                "SVG output is traced from the whole render (Engine::render_file); it has no pixel encoder"
+                    .to_owned(),
+            );
         }
         OutputFormat::Webp => {
             if w > 16_383 || h > 16_383 {

@@ -71,21 +71,29 @@ pub struct VectorizeOptions {
     /// The preset the other fields override.
     pub preset: Preset,
     /// Colour or binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     /// Palette size (colour mode); automatic when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub colors: Option<usize>,
     /// Regions smaller than a square of this side (in pixels) are merged into a neighbour.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speckle_px: Option<f64>,
     /// Smoothing passes over the outline samples (0 = none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub smoothness: Option<usize>,
     /// Turns sharper than this (degrees) are kept as corners.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub corner_threshold_deg: Option<f64>,
     /// Largest distance between the outline and its curves, in pixels.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_error_px: Option<f64>,
     /// Binary mode: luma (on white, 0..255) below which a pixel is ink.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold_level: Option<u8>,
     /// Size budget in KiB per megapixel: while the SVG is larger, speckles and the error bound
     /// grow (up to 6 tries). The photo preset sets 256; 0 = no budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_kib_per_mpx: Option<f64>,
 }
 

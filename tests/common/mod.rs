@@ -115,6 +115,7 @@ pub fn random_chain(rng: &mut Rng, len: usize) -> Chain {
     let registry = ops::registry();
     Chain {
         name: None,
+        vectorize: None,
         ops: (0..len)
             .map(|_| {
                 let def: &'static OpDef =
