@@ -230,7 +230,7 @@ pub struct VectorizeArgs {
     /// Binary mode: luma level (0..255, on white) below which a pixel is ink.
     #[arg(long, value_name = "LEVEL")]
     pub threshold: Option<u8>,
-    /// Size budget in KiB per megapixel (photo preset: 256; 0 = none): coarser until it fits.
+    /// Size budget in KiB per megapixel (photo preset: 280; 0 = none): coarser until it fits.
     #[arg(long, value_name = "KIB")]
     pub max_kib_per_mpx: Option<f64>,
     /// Print the figures: paths, nodes, bytes, colours, time, and PSNR/SSIM of the SVG

@@ -45,6 +45,18 @@ fn find(parent: &mut [u32], mut i: u32) -> u32 {
     i
 }
 
+/// The rings gathered under `key`, in first-seen order of keys (a few dozen at most).
+fn entry<K: PartialEq>(groups: &mut Vec<(K, Vec<u32>)>, key: K) -> &mut Vec<u32> {
+    let i = match groups.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        }
+    };
+    &mut groups[i].1
+}
+
 /// Binary mode: every region labelled `ink`, holes cut.
 pub fn ink_only(seg: &Segmentation, tracing: &Tracing, ink: u16) -> Drawing {
     let rings = seg
@@ -215,27 +227,13 @@ pub fn stacked(seg: &Segmentation, tracing: &Tracing) -> Drawing {
         for r in regions {
             let g = find(&mut parent, r) as usize;
             if let Some(m) = underlay_of[g] {
-                let entry = match underlays.iter_mut().position(|(x, _)| *x == m) {
-                    Some(i) => &mut underlays[i].1,
-                    None => {
-                        underlays.push((m, Vec::new()));
-                        &mut underlays.last_mut().expect("just pushed").1
-                    }
-                };
-                entry.extend(own_rings(r));
+                entry(&mut underlays, m).extend(own_rings(r));
                 if m == r {
                     continue;
                 }
             }
             let label = seg.regions[r as usize].label;
-            let entry = match by_label.iter_mut().position(|(l, _)| *l == label) {
-                Some(i) => &mut by_label[i].1,
-                None => {
-                    by_label.push((label, Vec::new()));
-                    &mut by_label.last_mut().expect("just pushed").1
-                }
-            };
-            entry.extend(own_rings(r));
+            entry(&mut by_label, label).extend(own_rings(r));
         }
         layers.extend(underlays.into_iter().map(|(m, rings)| Layer {
             label: seg.regions[m as usize].label,

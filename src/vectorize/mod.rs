@@ -92,7 +92,7 @@ pub struct VectorizeOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold_level: Option<u8>,
     /// Size budget in KiB per megapixel: while the SVG is larger, speckles and the error bound
-    /// grow (up to 6 tries). The photo preset sets 256; 0 = no budget.
+    /// grow by steps of 1.5× in area (up to 8 tries). The photo preset sets 280; 0 = no budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_kib_per_mpx: Option<f64>,
 }
@@ -174,6 +174,8 @@ pub struct StageConfigs {
     pub decimals: u32,
     /// Largest SVG wanted, if any.
     pub max_bytes: Option<usize>,
+    /// Recolour regions by their mean, quantized to this many colours (photos).
+    pub recolor_colors: Option<usize>,
 }
 
 impl VectorizeOptions {
@@ -270,9 +272,11 @@ impl VectorizeOptions {
                 max_error_px: self.max_error_px.unwrap_or(error),
             },
             decimals: if width.max(height) >= 256 { 1 } else { 2 },
+            recolor_colors: (self.preset == Preset::Photo && self.mode != Some(Mode::Binary))
+                .then(|| self.colors.unwrap_or(64).max(max_colors)),
             max_bytes: self
                 .max_kib_per_mpx
-                .or((self.preset == Preset::Photo).then_some(256.0))
+                .or((self.preset == Preset::Photo).then_some(280.0))
                 .filter(|&b| b > 0.0)
                 .map(|b| (b * 1024.0 * pixels as f64 / 1e6).max(4096.0) as usize),
         }
@@ -353,10 +357,10 @@ pub fn vectorize_with_progress(
         let traced = trace_once(pixels, width, height, &config, cancel, progress)?;
         tries += 1;
         match config.max_bytes {
-            Some(max) if traced.svg.len() > max && tries < 6 => {
+            Some(max) if traced.svg.len() > max && tries < 8 => {
                 // Coarser: bigger speckles, looser curves.
-                config.speckle_area_px = (config.speckle_area_px * 2).max(4);
-                config.fit.max_error_px *= 1.25;
+                config.speckle_area_px = (config.speckle_area_px * 3 / 2).max(4);
+                config.fit.max_error_px *= 1.15;
             }
             _ => break traced,
         }
@@ -420,8 +424,12 @@ fn trace_once(
         _ => f32::INFINITY,
     };
     progress(0.2);
-    let seg = segment::segment(&labels, w, h, config.speckle_area_px, distance);
+    let mut seg = segment::segment(&labels, w, h, config.speckle_area_px, distance);
     drop(labels);
+    let palette = match config.recolor_colors {
+        Some(k) => quantize::recolor_regions(pixels, &mut seg, k),
+        None => palette,
+    };
     check(cancel)?;
     progress(0.35);
     let tracing = trace::trace(&seg);

@@ -235,23 +235,12 @@ pub fn quantize(pixels: &[[u8; 4]], config: &QuantizeConfig) -> (Palette, Vec<u1
         .min(points.len());
     // Seed with the most common colour, then add the colour that the palette explains worst
     // (count-weighted squared distance): deterministic k-means++.
-    let first = points
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.weight.total_cmp(&b.1.weight))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let first = heaviest(&points);
     let mut centres = vec![points[first].lab];
     let mut rgb = vec![points[first].rgb];
     while centres.len() < limit {
         let next = if config.colors.is_some() {
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (i, p.weight * nearest(&centres, p.lab).1))
-                .filter(|(_, s)| *s > 0.0)
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(i, _)| i)
+            worst_explained(&points, &centres)
         } else {
             lloyd(&points, &mut centres, &mut rgb, 4);
             next_centre(&points, &centres, &rgb, config)
@@ -313,6 +302,100 @@ pub fn quantize(pixels: &[[u8; 4]], config: &QuantizeConfig) -> (Palette, Vec<u1
         })
         .collect();
     (palette, labels)
+}
+
+fn heaviest(points: &[Point]) -> usize {
+    points
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.weight.total_cmp(&b.1.weight))
+        .map_or(0, |(i, _)| i)
+}
+
+/// The point the centres explain worst (weight × squared distance), if any is off them.
+fn worst_explained(points: &[Point], centres: &[[f32; 3]]) -> Option<usize> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, p.weight * nearest(centres, p.lab).1))
+        .filter(|(_, s)| *s > 0.0)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+/// Photos: after the speckle filter a region holds pixels of several palette colours, so its
+/// palette colour is a poor fill. Each opaque region's mean colour is taken instead, and the
+/// means are quantized again (weighted by area, Oklab k-means) to at most `max_colors`, so
+/// fills stay shared and the file small. Returns the new palette; region labels are updated.
+pub fn recolor_regions(
+    pixels: &[[u8; 4]],
+    seg: &mut super::segment::Segmentation,
+    max_colors: usize,
+) -> Palette {
+    puffin::profile_function!();
+    let mut sums = vec![[0u64; 4]; seg.regions.len()];
+    for (p, &r) in pixels.iter().zip(&seg.region_of) {
+        let s = &mut sums[r as usize];
+        for c in 0..3 {
+            s[c] += u64::from(p[c]);
+        }
+        s[3] += 1;
+    }
+    let points: Vec<Point> = sums
+        .iter()
+        .enumerate()
+        .filter(|(r, s)| s[3] > 0 && seg.regions[*r].label != TRANSPARENT)
+        .map(|(r, s)| {
+            let n = s[3] as f32;
+            let rgb = [s[0] as f32 / n, s[1] as f32 / n, s[2] as f32 / n];
+            Point {
+                key: r,
+                weight: n,
+                lab: oklab(rgb),
+                rgb,
+            }
+        })
+        .collect();
+    if points.is_empty() {
+        return Palette::default();
+    }
+    let limit = max_colors
+        .clamp(1, usize::from(TRANSPARENT) - 1)
+        .min(points.len());
+    let first = heaviest(&points);
+    let mut centres = vec![points[first].lab];
+    let mut rgb = vec![points[first].rgb];
+    while centres.len() < limit {
+        match worst_explained(&points, &centres) {
+            Some(i) => {
+                centres.push(points[i].lab);
+                rgb.push(points[i].rgb);
+            }
+            None => break,
+        }
+    }
+    let assign = lloyd(&points, &mut centres, &mut rgb, 12);
+    let mut totals = vec![[0u64; 4]; centres.len()];
+    for (p, &a) in points.iter().zip(&assign) {
+        for c in 0..4 {
+            totals[a][c] += sums[p.key][c];
+        }
+    }
+    let mut remap = vec![TRANSPARENT; centres.len()];
+    let mut palette = Palette::default();
+    for (i, t) in totals.iter().enumerate() {
+        if t[3] > 0 {
+            remap[i] = palette.srgb.len() as u16;
+            palette
+                .srgb
+                .push([0, 1, 2].map(|k| ((t[k] + t[3] / 2) / t[3]) as u8));
+            palette.area_px.push(t[3]);
+        }
+    }
+    for (p, &a) in points.iter().zip(&assign) {
+        seg.regions[p.key].label = remap[a];
+    }
+    palette
 }
 
 /// Edge pixels: anti-aliasing mixes the two colours on either side of an edge, and the mix is

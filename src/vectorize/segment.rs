@@ -30,6 +30,19 @@ pub struct Segmentation {
     pub regions: Vec<Region>,
 }
 
+/// The pixels left, right, above and below pixel `i` that lie inside the image.
+fn neighbours4(i: usize, width: usize, height: usize) -> impl Iterator<Item = usize> {
+    let (x, y) = (i % width, i / width);
+    [
+        (x > 0).then(|| i - 1),
+        (x + 1 < width).then(|| i + 1),
+        (y > 0).then(|| i - width),
+        (y + 1 < height).then(|| i + width),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// Labels 4-connected components of equal `labels`.
 fn components(labels: &[u16], width: usize, height: usize) -> (Vec<u32>, Vec<Region>) {
     const NONE: u32 = u32::MAX;
@@ -47,24 +60,11 @@ fn components(labels: &[u16], width: usize, height: usize) -> (Vec<u32>, Vec<Reg
         stack.push(start);
         while let Some(i) = stack.pop() {
             area += 1;
-            let (x, y) = (i % width, i / width);
-            let mut visit = |j: usize| {
+            for j in neighbours4(i, width, height) {
                 if region_of[j] == NONE && labels[j] == label {
                     region_of[j] = id;
                     stack.push(j);
                 }
-            };
-            if x > 0 {
-                visit(i - 1);
-            }
-            if x + 1 < width {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - width);
-            }
-            if y + 1 < height {
-                visit(i + width);
             }
         }
         regions.push(Region {
@@ -138,25 +138,11 @@ pub fn segment(
         for &member in &members[root as usize] {
             let m = member as usize;
             for &p in &pixels[start[m]..start[m + 1]] {
-                let p = p as usize;
-                let (x, y) = (p % width, p / width);
-                let mut look = |q: usize| {
+                for q in neighbours4(p as usize, width, height) {
                     let other = find(&mut parent, seg.region_of[q]);
                     if other != root {
                         *border.entry(other).or_insert(0) += 1;
                     }
-                };
-                if x > 0 {
-                    look(p - 1);
-                }
-                if x + 1 < width {
-                    look(p + 1);
-                }
-                if y > 0 {
-                    look(p - width);
-                }
-                if y + 1 < height {
-                    look(p + width);
                 }
             }
         }

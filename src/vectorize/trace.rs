@@ -245,68 +245,66 @@ fn split_into_chains(
 ) -> Vec<ChainUse> {
     let n = points.len();
     let junctions: Vec<usize> = (0..n).filter(|&i| grid.is_junction(points[i])).collect();
-    let mut uses = Vec::new();
     if junctions.is_empty() {
         // A loop: canonical start at the smallest vertex.
         let first = (0..n)
             .min_by_key(|&i| grid.vertex_id(points[i]))
             .unwrap_or(0);
-        let key = (grid.vertex_id(points[first]), dirs[first]);
-        let found = keys.get(&key).copied();
-        let chain_use = found.unwrap_or_else(|| {
-            let id = out.chains.len() as u32;
-            let pts: Vec<_> = (0..n).map(|k| points[(first + k) % n]).collect();
-            out.chains.push(Chain {
-                points: pts,
-                closed: true,
-            });
-            out.chain_rings.push([None, None]);
-            let into_first = dirs[(first + n - 1) % n];
-            keys.insert(
-                (key.0, into_first.reverse()),
-                ChainUse {
-                    chain: id,
-                    reversed: true,
-                },
-            );
-            ChainUse {
-                chain: id,
-                reversed: false,
-            }
-        });
-        record_use(out, chain_use, ring);
-        uses.push(chain_use);
-        return uses;
+        let v = grid.vertex_id(points[first]);
+        let into_first = dirs[(first + n - 1) % n];
+        let pts = || (0..n).map(|k| points[(first + k) % n]).collect();
+        let keys_pair = ((v, dirs[first]), (v, into_first.reverse()));
+        return vec![find_or_add(out, keys, ring, keys_pair, true, pts)];
     }
+    let mut uses = Vec::with_capacity(junctions.len());
     for (k, &a) in junctions.iter().enumerate() {
         let b = junctions[(k + 1) % junctions.len()];
         let len = if b > a { b - a } else { b + n - a };
-        let key = (grid.vertex_id(points[a]), dirs[a]);
-        let chain_use = keys.get(&key).copied().unwrap_or_else(|| {
-            let id = out.chains.len() as u32;
-            let pts: Vec<_> = (0..=len).map(|i| points[(a + i) % n]).collect();
-            out.chains.push(Chain {
-                points: pts,
-                closed: false,
-            });
-            out.chain_rings.push([None, None]);
-            let last = dirs[(a + len - 1) % n];
-            keys.insert(
-                (grid.vertex_id(points[b]), last.reverse()),
-                ChainUse {
-                    chain: id,
-                    reversed: true,
-                },
-            );
-            ChainUse {
-                chain: id,
-                reversed: false,
-            }
-        });
-        record_use(out, chain_use, ring);
-        uses.push(chain_use);
+        let last = dirs[(a + len - 1) % n];
+        let pts = || (0..=len).map(|i| points[(a + i) % n]).collect();
+        let keys_pair = (
+            (grid.vertex_id(points[a]), dirs[a]),
+            (grid.vertex_id(points[b]), last.reverse()),
+        );
+        uses.push(find_or_add(out, keys, ring, keys_pair, false, pts));
     }
     uses
+}
+
+/// The chain that starts with the directed crack `key` (created by the region on the other
+/// side, which runs it backwards), or a new chain of `points()` whose reverse starts with
+/// `reverse_key`.
+fn find_or_add(
+    out: &mut Tracing,
+    keys: &mut HashMap<(u64, Dir), ChainUse>,
+    ring: u32,
+    (key, reverse_key): ((u64, Dir), (u64, Dir)),
+    closed: bool,
+    points: impl FnOnce() -> Vec<(u32, u32)>,
+) -> ChainUse {
+    let chain_use = *keys.entry(key).or_insert_with(|| {
+        let id = out.chains.len() as u32;
+        out.chains.push(Chain {
+            points: points(),
+            closed,
+        });
+        out.chain_rings.push([None, None]);
+        ChainUse {
+            chain: id,
+            reversed: false,
+        }
+    });
+    if !chain_use.reversed {
+        keys.insert(
+            reverse_key,
+            ChainUse {
+                chain: chain_use.chain,
+                reversed: true,
+            },
+        );
+    }
+    record_use(out, chain_use, ring);
+    chain_use
 }
 
 fn record_use(out: &mut Tracing, chain_use: ChainUse, ring: u32) {
