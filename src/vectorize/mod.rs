@@ -271,7 +271,15 @@ impl VectorizeOptions {
                 smoothing_passes: self.smoothness.unwrap_or(smooth),
                 max_error_px: self.max_error_px.unwrap_or(error),
             },
-            decimals: if width.max(height) >= 256 { 1 } else { 2 },
+            // Coordinates are rounded to half a unit of the last decimal: whole pixels when
+            // the error bound is a pixel or more, tenths on larger images, hundredths on small.
+            decimals: if self.max_error_px.unwrap_or(error) >= 1.0 {
+                0
+            } else if width.max(height) >= 256 {
+                1
+            } else {
+                2
+            },
             recolor_colors: (self.preset == Preset::Photo && self.mode != Some(Mode::Binary))
                 .then(|| self.colors.unwrap_or(64).max(max_colors)),
             max_bytes: self
