@@ -122,8 +122,11 @@ pub fn segment(
     let mut parent: Vec<u32> = (0..n as u32).collect();
     let mut area: Vec<u64> = seg.regions.iter().map(|r| r.area_px).collect();
     let mut label: Vec<u16> = seg.regions.iter().map(|r| r.label).collect();
-    // Members of each merged set, so a grown region is scanned whole.
-    let mut members: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
+    // Members of each merged set as an intrusive list (first = the root itself, `next`,
+    // `tail`), so a grown region is scanned whole without one allocation per region.
+    const END: u32 = u32::MAX;
+    let mut next: Vec<u32> = vec![END; n];
+    let mut tail: Vec<u32> = (0..n as u32).collect();
     let mut order: Vec<u32> = (0..n as u32)
         .filter(|&r| seg.regions[r as usize].area_px < min_area_px)
         .collect();
@@ -135,7 +138,8 @@ pub fn segment(
             continue;
         }
         border.clear();
-        for &member in &members[root as usize] {
+        let mut member = root;
+        while member != END {
             let m = member as usize;
             for &p in &pixels[start[m]..start[m + 1]] {
                 for q in neighbours4(p as usize, width, height) {
@@ -145,6 +149,7 @@ pub fn segment(
                     }
                 }
             }
+            member = next[m];
         }
         let own = label[root as usize];
         // The closest colour among the neighbours; the longer shared border among equals.
@@ -158,8 +163,8 @@ pub fn segment(
         };
         parent[root as usize] = into;
         area[into as usize] += area[root as usize];
-        let moved = std::mem::take(&mut members[root as usize]);
-        members[into as usize].extend(moved);
+        next[tail[into as usize] as usize] = root;
+        tail[into as usize] = tail[root as usize];
         label[root as usize] = label[into as usize];
     }
     // Renumber the surviving sets densely.
