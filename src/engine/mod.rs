@@ -292,14 +292,11 @@ impl Engine {
     fn write_svg(&self, output: &Path, image: &OutputImage, chain: &Chain) -> Result<()> {
         puffin::profile_function!();
         let options = chain.vectorize.clone().unwrap_or_default();
-        let pixels: Vec<[u8; 4]> = image
-            .to_rgba8()
-            .chunks_exact(4)
-            .map(|p| [p[0], p[1], p[2], p[3]])
-            .collect();
+        let rgba = image.to_rgba8();
+        let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
         let traced = self.pool().install(|| {
             crate::vectorize::vectorize(
-                &pixels,
+                pixels,
                 image.size.width,
                 image.size.height,
                 &options,

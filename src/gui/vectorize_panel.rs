@@ -553,15 +553,12 @@ fn start_preview(
                     .map_err(|e| e.to_string())?;
                 let (w, h) = (image.size.width, image.size.height);
                 let rgba = image.to_rgba8();
-                let pixels: Vec<[u8; 4]> = rgba
-                    .chunks_exact(4)
-                    .map(|p| [p[0], p[1], p[2], p[3]])
-                    .collect();
+                let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
                 let traced = engine
                     .pool()
                     .install(|| {
                         vectorize::vectorize(
-                            &pixels,
+                            pixels,
                             w,
                             h,
                             &options.scaled(level.scale),
@@ -677,16 +674,13 @@ fn start_export(
                     )
                     .map_err(|e| format!("{e}\n{}", e.hint()))?;
                 let (w, h) = (image.size.width, image.size.height);
-                let pixels: Vec<[u8; 4]> = image
-                    .to_rgba8()
-                    .chunks_exact(4)
-                    .map(|p| [p[0], p[1], p[2], p[3]])
-                    .collect();
+                let rgba = image.to_rgba8();
+                let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
                 let traced = engine
                     .pool()
                     .install(|| {
                         vectorize::vectorize_with_progress(
-                            &pixels,
+                            pixels,
                             w,
                             h,
                             &options,

@@ -591,10 +591,6 @@ pub fn load_rgba(
     image.apply_orientation(decoded.orientation);
     let rgba = image.into_rgba8();
     let (w, h) = rgba.dimensions();
-    let pixels = rgba
-        .as_raw()
-        .chunks_exact(4)
-        .map(|p| [p[0], p[1], p[2], p[3]])
-        .collect();
+    let pixels = bytemuck::cast_slice::<u8, [u8; 4]>(rgba.as_raw()).to_vec();
     Ok((pixels, w, h))
 }
