@@ -287,23 +287,38 @@ impl Engine {
         })
     }
 
-    /// The vectorize sink: traces the finished render with the chain's `[vectorize]` settings
-    /// (the logo preset when it has none) on this engine's pool and writes the SVG atomically.
-    fn write_svg(&self, output: &Path, image: &OutputImage, chain: &Chain) -> Result<()> {
+    /// Traces a finished render into SVG on this engine's pool (the vectorize sink, the app's
+    /// Vectorize panel). `progress` gets the share done, 0..=1.
+    pub fn trace(
+        &self,
+        image: &OutputImage,
+        options: &crate::vectorize::VectorizeOptions,
+        measure: bool,
+        cancel: &std::sync::atomic::AtomicBool,
+        progress: &(dyn Fn(f32) + Sync),
+    ) -> Result<crate::vectorize::Vectorized> {
         puffin::profile_function!();
-        let options = chain.vectorize.clone().unwrap_or_default();
         let rgba = image.to_rgba8();
         let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
-        let traced = self.pool().install(|| {
-            crate::vectorize::vectorize(
+        self.pool().install(|| {
+            crate::vectorize::vectorize_with_progress(
                 pixels,
                 image.size.width,
                 image.size.height,
-                &options,
-                false,
-                &std::sync::atomic::AtomicBool::new(false),
+                options,
+                measure,
+                cancel,
+                progress,
             )
-        })?;
+        })
+    }
+
+    /// The vectorize sink: traces the finished render with the chain's `[vectorize]` settings
+    /// (the logo preset when it has none) and writes the SVG atomically.
+    fn write_svg(&self, output: &Path, image: &OutputImage, chain: &Chain) -> Result<()> {
+        let options = chain.vectorize.clone().unwrap_or_default();
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let traced = self.trace(image, &options, false, &cancel, &|_| {})?;
         crate::io::write_atomic(output, |w| w.write_all(traced.svg.as_bytes()))
     }
 

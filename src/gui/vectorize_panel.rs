@@ -552,21 +552,10 @@ fn start_preview(
                     )
                     .map_err(|e| e.to_string())?;
                 let (w, h) = (image.size.width, image.size.height);
-                let rgba = image.to_rgba8();
-                let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
                 let traced = engine
-                    .pool()
-                    .install(|| {
-                        vectorize::vectorize(
-                            pixels,
-                            w,
-                            h,
-                            &options.scaled(level.scale),
-                            true,
-                            &flag,
-                        )
-                    })
+                    .trace(&image, &options.scaled(level.scale), true, &flag, &|_| {})
                     .map_err(|e| e.to_string())?;
+                let rgba = image.to_rgba8();
                 let rendered =
                     vectorize::metrics::render(&traced.svg, w, h).map_err(|e| e.to_string())?;
                 let size = [w as usize, h as usize];
@@ -674,20 +663,9 @@ fn start_export(
                     )
                     .map_err(|e| format!("{e}\n{}", e.hint()))?;
                 let (w, h) = (image.size.width, image.size.height);
-                let rgba = image.to_rgba8();
-                let pixels: &[[u8; 4]] = bytemuck::cast_slice(&rgba);
                 let traced = engine
-                    .pool()
-                    .install(|| {
-                        vectorize::vectorize_with_progress(
-                            pixels,
-                            w,
-                            h,
-                            &options,
-                            false,
-                            &flag,
-                            &|share| set(0.5 + 0.5 * share),
-                        )
+                    .trace(&image, &options, false, &flag, &|share| {
+                        set(0.5 + 0.5 * share)
                     })
                     .map_err(|e| format!("{e}\n{}", e.hint()))?;
                 crate::io::write_atomic(&out, |f| f.write_all(traced.svg.as_bytes()))

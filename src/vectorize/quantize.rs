@@ -235,25 +235,14 @@ pub fn quantize(pixels: &[[u8; 4]], config: &QuantizeConfig) -> (Palette, Vec<u1
         .min(points.len());
     // Seed with the most common colour, then add the colour that the palette explains worst
     // (count-weighted squared distance): deterministic k-means++.
-    let first = heaviest(&points);
-    let mut centres = vec![points[first].lab];
-    let mut rgb = vec![points[first].rgb];
-    while centres.len() < limit {
-        let next = if config.colors.is_some() {
-            worst_explained(&points, &centres)
+    let (centres, assign) = cluster(&points, limit, |points, centres, rgb| {
+        if config.colors.is_some() {
+            worst_explained(points, centres)
         } else {
-            lloyd(&points, &mut centres, &mut rgb, 4);
-            next_centre(&points, &centres, &rgb, config)
-        };
-        match next {
-            Some(i) => {
-                centres.push(points[i].lab);
-                rgb.push(points[i].rgb);
-            }
-            None => break,
+            lloyd(points, centres, rgb, 4);
+            next_centre(points, centres, rgb, config)
         }
-    }
-    let assign = lloyd(&points, &mut centres, &mut rgb, 12);
+    });
 
     // Palette colours: exact means of the pixels near each centre (edge blends would pull a
     // flat colour off); all assigned pixels where none is near. Empty entries are dropped.
@@ -302,6 +291,30 @@ pub fn quantize(pixels: &[[u8; 4]], config: &QuantizeConfig) -> (Palette, Vec<u1
         })
         .collect();
     (palette, labels)
+}
+
+/// Deterministic k-means++: seeded with the heaviest point, grown with the point `next`
+/// picks (until `limit` centres or none), then refined by Lloyd iterations. Returns the
+/// centres (Oklab) and each point's centre.
+fn cluster(
+    points: &[Point],
+    limit: usize,
+    mut next: impl FnMut(&[Point], &mut [[f32; 3]], &mut [[f32; 3]]) -> Option<usize>,
+) -> (Vec<[f32; 3]>, Vec<usize>) {
+    let first = heaviest(points);
+    let mut centres = vec![points[first].lab];
+    let mut rgb = vec![points[first].rgb];
+    while centres.len() < limit {
+        match next(points, &mut centres, &mut rgb) {
+            Some(i) => {
+                centres.push(points[i].lab);
+                rgb.push(points[i].rgb);
+            }
+            None => break,
+        }
+    }
+    let assign = lloyd(points, &mut centres, &mut rgb, 12);
+    (centres, assign)
 }
 
 fn heaviest(points: &[Point]) -> usize {
@@ -362,19 +375,9 @@ pub fn recolor_regions(
     let limit = max_colors
         .clamp(1, usize::from(TRANSPARENT) - 1)
         .min(points.len());
-    let first = heaviest(&points);
-    let mut centres = vec![points[first].lab];
-    let mut rgb = vec![points[first].rgb];
-    while centres.len() < limit {
-        match worst_explained(&points, &centres) {
-            Some(i) => {
-                centres.push(points[i].lab);
-                rgb.push(points[i].rgb);
-            }
-            None => break,
-        }
-    }
-    let assign = lloyd(&points, &mut centres, &mut rgb, 12);
+    let (centres, assign) = cluster(&points, limit, |points, centres, _| {
+        worst_explained(points, centres)
+    });
     let mut totals = vec![[0u64; 4]; centres.len()];
     for (p, &a) in points.iter().zip(&assign) {
         for c in 0..4 {
