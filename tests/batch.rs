@@ -325,6 +325,7 @@ fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
     let chain = write_chain(dir.path());
     // The reference: one uninterrupted run.
     let reference_dir = dir.path().join("reference");
+    let started = Instant::now();
     let out = batch_io(
         dir.path(),
         &chain,
@@ -332,6 +333,9 @@ fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
         &reference_dir,
         &["--format", "png"],
     );
+    // Kill points are fractions of this run's time, so they fall inside the batch on a slow
+    // debug build and on a fast release build alike.
+    let whole = started.elapsed();
     assert_eq!(out.status.code(), Some(0));
     let reference = outputs(&reference_dir);
     assert_eq!(reference.len(), 24);
@@ -351,7 +355,8 @@ fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
         "2",
     ];
     let mut kills = 0;
-    for delay_ms in [40u64, 150, 90, 300, 60, 220] {
+    for percent in [8u32, 30, 18, 60, 12, 45] {
+        let delay_ms = whole.as_millis() as u64 * u64::from(percent) / 100;
         let mut child = Command::new(bin())
             .args(args)
             .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
@@ -417,7 +422,23 @@ fn sigterm_cancels_quickly_and_cleans_up() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Signal once the batch is under way (its first output exists), however fast it runs.
+    let waiting = Instant::now();
+    let started = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".jpg") && !name.starts_with(".opossum-tmp-")
+            })
+        })
+    };
+    while !started(&out_dir) {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "no output appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let sent = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -65,17 +65,22 @@ impl OutputSink {
 /// Round a working value to 8 bits.
 #[inline]
 pub fn to_u8(v: f32) -> u8 {
-    // max/min (not clamp) also map NaN to 0, and the bounded value converts without the
-    // saturation checks of a plain `as`, so the loop vectorises.
+    // max/min (not clamp) also map NaN to 0.
     #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; this maps it to 0.
     let bounded = v.max(0.0).min(1.0);
-    (bounded * 255.0 + 0.5) as i32 as u8
+    // A plain `as` saturates, which LLVM compiles to scalar compares per value (this loop
+    // was 9% of a JPEG batch); the unchecked conversion is one vector instruction.
+    // SAFETY: `bounded * 255 + 0.5` lies in 0.5..=255.5, which an i32 represents.
+    unsafe { (bounded * 255.0 + 0.5).to_int_unchecked::<i32>() as u8 }
 }
 
 /// Round a working value to 16 bits.
 #[inline]
 pub fn to_u16(v: f32) -> u16 {
-    (v.clamp(0.0, 1.0) * 65_535.0 + 0.5) as u16
+    #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; this maps it to 0.
+    let bounded = v.max(0.0).min(1.0);
+    // SAFETY: `bounded * 65535 + 0.5` lies in 0.5..=65535.5, which an i32 represents.
+    unsafe { (bounded * 65_535.0 + 0.5).to_int_unchecked::<i32>() as u16 }
 }
 
 /// Copy `local` (RGBA samples of `rect`, row-major) into an image buffer of `width` px.

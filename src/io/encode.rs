@@ -216,6 +216,7 @@ pub fn stream_encoder(
             out,
             size,
             options.quality,
+            alpha,
             icc_profile,
         )?),
         _ => Box::new(PngRowEncoder::new(

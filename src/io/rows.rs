@@ -368,19 +368,26 @@ impl RowEncoder for PngRowEncoder {
 /// JPEG rows through libjpeg-turbo; transparency is flattened over white.
 pub struct JpegRowEncoder {
     compress: Option<mozjpeg::compress::CompressStarted<Box<dyn Write>>>,
+    /// Every pixel is opaque: 8-bit RGBA rows go to libjpeg as they are (RGBX input).
+    opaque: bool,
     scratch: Vec<u8>,
 }
 
 impl JpegRowEncoder {
-    /// Start a JPEG of `size` at `quality` (1..=100).
+    /// Start a JPEG of `size` at `quality` (1..=100). `alpha: false` promises opaque rows.
     pub fn new(
         out: Box<dyn Write>,
         size: Size,
         quality: u8,
+        alpha: bool,
         icc_profile: Option<&[u8]>,
     ) -> std::result::Result<Self, String> {
         let started = catch_unwind(AssertUnwindSafe(|| {
-            let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+            let mut c = mozjpeg::Compress::new(if alpha {
+                mozjpeg::ColorSpace::JCS_RGB
+            } else {
+                mozjpeg::ColorSpace::JCS_EXT_RGBX
+            });
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
             c.set_quality(f32::from(quality.clamp(1, 100)));
@@ -396,6 +403,7 @@ impl JpegRowEncoder {
         match started {
             Ok(Ok(compress)) => Ok(Self {
                 compress: Some(compress),
+                opaque: !alpha,
                 scratch: Vec::new(),
             }),
             Ok(Err(e)) => Err(e.to_string()),
@@ -423,21 +431,29 @@ fn flatten_into(rgba: &[u8], out: &mut Vec<u8>) {
 impl RowEncoder for JpegRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
-        match rows {
-            RowsIn::U8(samples) => flatten_into(samples, &mut self.scratch),
+        let scanlines: &[u8] = match rows {
+            RowsIn::U8(samples) if self.opaque => samples,
+            RowsIn::U8(samples) => {
+                flatten_into(samples, &mut self.scratch);
+                &self.scratch
+            }
             RowsIn::U16(samples) => {
                 let eight: Vec<u8> = samples
                     .iter()
                     .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8)
                     .collect();
-                flatten_into(&eight, &mut self.scratch);
+                if self.opaque {
+                    self.scratch = eight;
+                } else {
+                    flatten_into(&eight, &mut self.scratch);
+                }
+                &self.scratch
             }
-        }
+        };
         let Some(compress) = self.compress.as_mut() else {
             return Err("the JPEG encoder already failed".to_owned());
         };
-        let scratch = &self.scratch;
-        match catch_unwind(AssertUnwindSafe(|| compress.write_scanlines(scratch))) {
+        match catch_unwind(AssertUnwindSafe(|| compress.write_scanlines(scanlines))) {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(payload) => {
                 std::mem::forget(self.compress.take());
