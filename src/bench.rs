@@ -4,6 +4,7 @@
 //! image to an 8-bit RGBA output buffer (what a render does between decode and encode).
 
 pub mod preview;
+pub mod quality;
 pub use preview::PreviewBench;
 
 use std::time::{Duration, Instant};

@@ -81,9 +81,9 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Quality presets (issue: performance strategies). Today they choose encoder effort and
-/// preview resolution; per-op algorithm choices come with the presets work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Quality presets: which algorithm variants ops and encoders use (the table is in
+/// `crate::quality`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum QualityPreset {
     /// Maximum quality.

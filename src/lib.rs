@@ -33,5 +33,6 @@ pub mod io;
 pub mod ops;
 pub mod params;
 pub mod profile;
+pub mod quality;
 pub mod vectorize;
 pub mod watch;

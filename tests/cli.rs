@@ -425,3 +425,103 @@ fn bench_preview_reports_both_paths() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected WIDTHxHEIGHT"));
 }
+
+#[test]
+fn quality_presets_change_the_algorithms_within_their_tolerance() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("blur.toml"),
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 6.0\n",
+    )
+    .unwrap();
+    let render = |preset: &str, out: &str| {
+        let o = run(
+            dir.path(),
+            &[
+                "render",
+                "in.jpg",
+                "-c",
+                "blur.toml",
+                "-o",
+                out,
+                "--quality-preset",
+                preset,
+            ],
+        );
+        assert!(o.status.success(), "{preset}: {}", stderr(&o));
+        image::open(dir.path().join(out)).unwrap().to_rgb8()
+    };
+    let ultra = render("ultra", "out/ultra.png");
+    let draft = render("draft", "out/draft.png");
+    // The draft preset blurs with two box passes: different pixels, close to the Gaussian.
+    assert_ne!(ultra, draft);
+    let mse = ultra
+        .as_raw()
+        .iter()
+        .zip(draft.as_raw())
+        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+        .sum::<f64>()
+        / ultra.as_raw().len() as f64;
+    let psnr_db = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    assert!(psnr_db > 30.0, "draft vs ultra: {psnr_db:.1} dB");
+    // The config key does the same as the flag.
+    let config = dir.path().join("draft.toml");
+    std::fs::write(&config, "[performance]\nquality = \"draft\"\n").unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "blur.toml",
+            "-o",
+            "out/config.png",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_config = image::open(dir.path().join("out/config.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(from_config, draft);
+    // An unknown preset is a usage error naming the choices.
+    let o = run(
+        dir.path(),
+        &[
+            "render",
+            "in.jpg",
+            "-c",
+            "blur.toml",
+            "-o",
+            "out/x.png",
+            "--quality-preset",
+            "best",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("balanced"), "{}", stderr(&o));
+    assert!(!dir.path().join("out/x.png").exists());
+}
+
+#[test]
+fn bench_quality_measures_every_preset() {
+    let dir = setup();
+    let o = run(
+        dir.path(),
+        &[
+            "bench", "quality", "in.jpg", "--runs", "1", "--format", "png", "--json", "q.json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for preset in ["ultra", "high", "balanced", "fast", "draft"] {
+        assert!(text.contains(preset), "{text}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("q.json")).unwrap()).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["min_psnr_db"].as_f64(), Some(100.0));
+    assert!(rows[4]["min_psnr_db"].as_f64().unwrap() < 100.0);
+}

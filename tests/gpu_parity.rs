@@ -58,6 +58,7 @@ fn gpu_render(
             level,
             region: None,
             limits: OutputLimits::default(),
+            quality: opossum::quality::QualityPreset::default(),
         },
         &AtomicBool::new(false),
     )?;

@@ -153,11 +153,14 @@ fn kernels_that_skip_zeroing_write_every_value() {
                 rect: Size::new(23, 17).rect(),
                 data: image.to_rgba32f().into_raw().into_iter().collect(),
             };
+            // Every preset in turn, so the box-blur variants are checked too.
+            let quality = opossum::quality::QualityPreset::ALL[round as usize % 5];
             let ctx = BuildCtx {
                 input: Size::new(23, 17),
                 scale: 1.0,
                 max_pixels: 1 << 24,
                 max_side_px: 1 << 14,
+                quality,
             };
             let Ok(kernel) = (def.build)(&op.params, &ctx) else {
                 continue;

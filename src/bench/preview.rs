@@ -227,6 +227,7 @@ impl PreviewBench {
                         level: self.level,
                         region: None,
                         limits: engine.output_limits(),
+                        quality: engine.quality_preset(),
                     },
                     &cancel,
                 )

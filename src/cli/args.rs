@@ -41,6 +41,11 @@ pub struct GlobalArgs {
     /// Tile edge in pixels (16..=8192); overrides tile_size.
     #[arg(long, global = true, value_name = "PX")]
     pub tile_size: Option<u32>,
+    /// Quality preset: which algorithm variants ops and encoders use (see `opossum bench
+    /// quality`); overrides quality and quality_vs_speed.
+    #[arg(long, global = true, value_name = "PRESET",
+          value_parser = ["ultra", "high", "balanced", "fast", "draft"])]
+    pub quality_preset: Option<String>,
 }
 
 /// Subcommands.
@@ -196,6 +201,31 @@ pub enum BenchCommand {
     Preview(BenchPreviewArgs),
     /// Time the vectorizer per image size (512, 1024, 2048, 4096 px) with its figures.
     Vectorize(BenchVectorizeArgs),
+    /// Per quality preset: speed-up over ultra and quality against ultra (PSNR, SSIM).
+    Quality(BenchQualityArgs),
+}
+
+/// `opossum bench quality`.
+#[derive(Debug, Args)]
+pub struct BenchQualityArgs {
+    /// Photos (files or folders; default: the bundled sample photos).
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Chain to measure (default: fit 1600 px, blur sigma 4, sharpen radius 2, colour).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Output format the encoder effort is measured with.
+    #[arg(long, default_value = "webp")]
+    pub format: String,
+    /// Encoder quality (JPEG, lossy WebP).
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Timed runs per image and preset (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `opossum vectorize`.

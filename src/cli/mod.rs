@@ -21,8 +21,8 @@ use crate::ops::{self};
 use crate::params::ParamKind;
 use crate::profile::Profiler;
 use args::{
-    BatchArgs, BenchCommand, BenchOpsArgs, BenchPreviewArgs, Cli, Command, GlobalArgs, RenderArgs,
-    WatchArgs,
+    BatchArgs, BenchCommand, BenchOpsArgs, BenchPreviewArgs, BenchQualityArgs, Cli, Command,
+    GlobalArgs, RenderArgs, WatchArgs,
 };
 
 /// Exit code for a failed input.
@@ -83,6 +83,9 @@ fn run(cli: Cli) -> Result<u8> {
         Some(Command::Bench {
             what: BenchCommand::Vectorize(args),
         }) => vectorize::bench(&cli.global, &args).map(|()| 0),
+        Some(Command::Bench {
+            what: BenchCommand::Quality(args),
+        }) => bench_quality(&cli.global, &args).map(|()| 0),
         Some(Command::Vectorize(args)) => vectorize::run(&cli.global, &args).map(|()| 0),
     }
 }
@@ -293,6 +296,13 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
     if let Some(px) = global.tile_size {
         config.performance.tile_size = px;
     }
+    if let Some(name) = &global.quality_preset {
+        // clap admits only the preset names.
+        if let Some(preset) = crate::quality::QualityPreset::parse(name) {
+            config.performance.quality = preset;
+            config.performance.quality_vs_speed = None;
+        }
+    }
     config.validate()?;
     Ok(config)
 }
@@ -418,6 +428,114 @@ pub fn ops_json() -> String {
     let mut text = serde_json::to_string_pretty(&ops).unwrap_or_default();
     text.push('\n');
     text
+}
+
+fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
+    use bench::quality;
+    let engine = Engine::new(load_config(global)?)?;
+    let format = OutputFormat::from_name(&args.format).ok_or_else(|| Error::Config {
+        reason: format!(
+            "--format {:?} is not a format; use webp, jpeg, png or tiff",
+            args.format
+        ),
+        path: None,
+    })?;
+    let chain = match &args.chain {
+        Some(path) => Chain::load(path, engine.output_limits())?,
+        None => quality::default_chain(),
+    };
+    let mut names = Vec::new();
+    let mut images = Vec::new();
+    if args.images.is_empty() {
+        for (name, bytes) in quality::SAMPLES {
+            let image = image::load_from_memory(bytes)
+                .map_err(|e| Error::Internal(format!("bundled sample {name}: {e}")))?;
+            names.push((*name).to_owned());
+            images.push(image);
+        }
+    } else {
+        let mut files = Vec::new();
+        for path in &args.images {
+            if path.is_dir() {
+                let mut found: Vec<_> = std::fs::read_dir(path)
+                    .map_err(|e| Error::io("read the folder", path, e))?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.is_file()
+                            && p.extension()
+                                .and_then(|e| e.to_str())
+                                .and_then(OutputFormat::from_name)
+                                .is_some_and(|f| f != OutputFormat::Svg)
+                    })
+                    .collect();
+                found.sort();
+                files.extend(found);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        for path in files {
+            images.push(decode::decode_file(&path, &engine.decode_limits())?.image);
+            names.push(path.display().to_string());
+        }
+    }
+    if images.is_empty() {
+        return Err(Error::Config {
+            reason: "no images to measure (give files or folders of JPEG/PNG/WebP/TIFF)".into(),
+            path: None,
+        });
+    }
+    let options = EncodeOptions {
+        format,
+        quality: args.quality,
+        lossless: false,
+    };
+    println!(
+        "opossum bench quality: {} image(s) ({}), {} threads, median of {} runs, output {} q{}",
+        images.len(),
+        names.join(", "),
+        engine.pool().current_num_threads(),
+        args.runs,
+        format.extension(),
+        args.quality
+    );
+    for preset in crate::quality::QualityPreset::ALL {
+        println!("  {:<9} {}", preset.name(), preset.changes().join("; "));
+    }
+    let figures = quality::measure(&engine, &images, &chain, &options, args.runs, |_| {})?;
+    println!("quality against ultra: of the rendered pixels, and of the encoded file");
+    println!(
+        "{:<9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>9} {:>14} {:>10}",
+        "preset",
+        "render ms",
+        "encode ms",
+        "speed-up",
+        "min PSNR",
+        "mean PSNR",
+        "min SSIM",
+        "file min PSNR",
+        "KiB"
+    );
+    for f in &figures {
+        println!(
+            "{:<9} {:>10.1} {:>10.1} {:>8.2}x {:>8.1} dB {:>9.1} dB {:>9.4} {:>11.1} dB {:>10.1}",
+            f.preset,
+            f.render_ms,
+            f.encode_ms,
+            f.speedup,
+            f.min_psnr_db,
+            f.mean_psnr_db,
+            f.min_ssim,
+            f.file_min_psnr_db,
+            f.bytes as f64 / 1024.0
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&figures).unwrap_or_default();
+        crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    }
+    Ok(())
 }
 
 fn bench_preview(global: &GlobalArgs, args: &BenchPreviewArgs) -> Result<()> {

@@ -5,6 +5,7 @@
 //! Data flow: `io::decode` → [`source::Source`] → [`plan::Plan`] (kernels from `ops`) →
 //! [`render::render`] (tiles) → [`sink::OutputSink`] → `io::encode` (atomic write).
 
+pub mod box_blur;
 pub mod convolve;
 pub mod geom;
 pub mod plan;
@@ -86,6 +87,17 @@ impl Engine {
         }
     }
 
+    /// The same engine (sharing its render pool) with the algorithms of `preset`.
+    pub fn with_quality(&self, preset: crate::quality::QualityPreset) -> Engine {
+        let mut config = self.config.clone();
+        config.performance.quality = preset;
+        config.performance.quality_vs_speed = None;
+        Engine {
+            config,
+            pool: self.pool.clone(),
+        }
+    }
+
     /// The configuration in effect.
     pub fn config(&self) -> &Config {
         &self.config
@@ -111,6 +123,11 @@ impl Engine {
         }
     }
 
+    /// The quality preset in effect (config `quality` or `quality_vs_speed`).
+    pub fn quality_preset(&self) -> crate::quality::QualityPreset {
+        self.config.quality_preset()
+    }
+
     /// Limits for what ops may produce.
     pub fn output_limits(&self) -> OutputLimits {
         OutputLimits {
@@ -120,6 +137,16 @@ impl Engine {
     }
 
     /// Tile settings from the config.
+    /// Tile settings for `plan`: the tile edge follows the chain's halo, up to `tile_size`
+    /// ([`render::tile_px_for`]).
+    pub fn tile_settings_for(&self, plan: &Plan) -> TileSettings {
+        TileSettings {
+            tile_px: render::tile_px_for(plan, self.config.performance.tile_size),
+            budget_bytes: self.budget_bytes(),
+        }
+    }
+
+    /// Tile settings with the configured tile edge.
     pub fn tile_settings(&self) -> TileSettings {
         TileSettings {
             tile_px: self.config.performance.tile_size,
@@ -206,6 +233,7 @@ impl Engine {
             orientation,
             scale,
             self.output_limits(),
+            self.quality_preset(),
         )?;
         let region = region.map_or(plan.output.rect(), |r| r.intersect(plan.output.rect()));
         if region.is_empty() {
@@ -232,7 +260,7 @@ impl Engine {
                 source,
                 &plan,
                 Some(region),
-                self.tile_settings(),
+                self.tile_settings_for(&plan),
                 reserved,
                 control,
                 &sink,
@@ -273,6 +301,7 @@ impl Engine {
                 probe.orientation,
                 1.0,
                 self.output_limits(),
+                self.quality_preset(),
             )?;
             let streams_out = matches!(options.format, OutputFormat::Png | OutputFormat::Jpeg)
                 && !plan
@@ -343,7 +372,13 @@ impl Engine {
         if options.format == OutputFormat::Svg {
             self.write_svg(output, &image, chain)?;
         } else {
-            encode::write_image(output, &image, options, icc.as_deref())?;
+            encode::write_image(
+                output,
+                &image,
+                options,
+                icc.as_deref(),
+                self.quality_preset(),
+            )?;
         }
         let t3 = Instant::now();
         Ok(RenderReport {
@@ -369,7 +404,7 @@ impl Engine {
         control: &RenderControl<'_>,
         t0: Instant,
     ) -> Result<RenderReport> {
-        let settings = self.tile_settings();
+        let settings = self.tile_settings_for(plan);
         let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
         let mut rows: Option<Box<dyn RowDecoder>> = None;
@@ -401,6 +436,7 @@ impl Engine {
             alpha,
             high,
             probe.icc_profile.as_deref(),
+            self.quality_preset(),
         )
         .map_err(encode_err)?;
         let mut write_band = |_: geom::Rect, pixels: encode::Pixels| {

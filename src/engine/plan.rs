@@ -7,6 +7,7 @@ use crate::chain::{Chain, OutputLimits};
 use crate::error::{Error, Result};
 use crate::io::decode::Orientation;
 use crate::ops::{self, BuildCtx, Kernel};
+use crate::quality::QualityPreset;
 
 /// One step of a plan.
 pub struct Stage {
@@ -56,13 +57,15 @@ fn orientation_kernels(input: Size, orientation: Orientation) -> Vec<(Kernel, Si
 }
 
 impl Plan {
-    /// Build `chain` for a source of `input` pixels stored with `orientation`, at `scale`.
+    /// Build `chain` for a source of `input` pixels stored with `orientation`, at `scale`,
+    /// with the algorithms of the `quality` preset.
     pub fn new(
         chain: &Chain,
         input: Size,
         orientation: Orientation,
         scale: f64,
         limits: OutputLimits,
+        quality: QualityPreset,
     ) -> Result<Plan> {
         puffin::profile_function!();
         let mut stages = Vec::new();
@@ -86,6 +89,7 @@ impl Plan {
                 scale,
                 max_pixels: limits.max_pixels,
                 max_side_px: limits.max_side_px,
+                quality,
             };
             let kernel = (op.def.build)(&op.params, &ctx).map_err(|e| Error::Chain {
                 location: match e.field {

@@ -190,6 +190,8 @@ pub struct GpuRequest<'a> {
     pub region: Option<Rect>,
     /// Output caps.
     pub limits: OutputLimits,
+    /// Quality preset (algorithm variants, part of every cache key).
+    pub quality: crate::quality::QualityPreset,
 }
 
 struct CacheEntry {
@@ -383,8 +385,15 @@ impl GpuRenderer {
             .get(req.level)
             .ok_or_else(|| GpuError::Device(format!("no pyramid level {}", req.level)))?;
         let input = Size::new(level.image.width(), level.image.height());
-        let plan = Plan::new(req.chain, input, req.orientation, level.scale, req.limits)
-            .map_err(GpuError::Chain)?;
+        let plan = Plan::new(
+            req.chain,
+            input,
+            req.orientation,
+            level.scale,
+            req.limits,
+            req.quality,
+        )
+        .map_err(GpuError::Chain)?;
         let region = req
             .region
             .map_or(plan.output.rect(), |r| r.intersect(plan.output.rect()));
@@ -410,7 +419,12 @@ impl GpuRenderer {
             .iter()
             .map(|s| stage_signature(req.chain, s, req.orientation))
             .collect();
-        let source_key = hash_of(("source", Arc::as_ptr(req.pyramid) as usize, req.level));
+        let source_key = hash_of((
+            "source",
+            Arc::as_ptr(req.pyramid) as usize,
+            req.level,
+            req.quality,
+        ));
         let mut timings: Vec<StageTiming> = Vec::new();
         let mut add_time = |label: &str, backend: Backend, d: Duration| match timings
             .iter_mut()

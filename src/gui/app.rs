@@ -2002,15 +2002,22 @@ impl OpossumApp {
                     ui.add(egui::DragValue::new(&mut p.parallel_images).range(0..=64)).labelled_by(l.id);
                     ui.end_row();
                     let l = ui.label("Quality preset");
+                    let before = p.quality;
                     egui::ComboBox::from_id_salt("quality_preset")
-                        .selected_text(format!("{:?}", p.quality).to_lowercase())
+                        .selected_text(p.quality.name())
                         .show_ui(ui, |ui| {
-                            for q in [QualityPreset::Ultra, QualityPreset::High, QualityPreset::Balanced, QualityPreset::Fast, QualityPreset::Draft] {
-                                ui.selectable_value(&mut p.quality, q, format!("{q:?}").to_lowercase());
+                            for q in QualityPreset::ALL {
+                                ui.selectable_value(&mut p.quality, q, q.name())
+                                    .on_hover_text(q.changes().join("\n"));
                             }
                         })
                         .response
                         .labelled_by(l.id);
+                    if p.quality != before {
+                        // Picking a preset here is the user's choice; the numeric shortcut
+                        // from the config file would otherwise override it.
+                        p.quality_vs_speed = None;
+                    }
                     ui.end_row();
                     ui.label("Preview renderer");
                     ui.checkbox(&mut p.gpu_enabled, "GPU previews");
@@ -2025,7 +2032,13 @@ impl OpossumApp {
                     ui.add(egui::DragValue::new(&mut p.cache_ttl).range(0..=31_536_000)).labelled_by(l.id);
                     ui.end_row();
                 });
-                ui.label("Result and intermediate cache settings are stored; those caches are not built yet (the GPU stage cache is always on).");
+                let p = &self.settings_draft.performance;
+                let mut what = format!("Quality preset {}: {}.", p.quality.name(), p.quality.changes().join("; "));
+                if let Some(q) = p.quality_vs_speed {
+                    what.push_str(&format!(" (quality_vs_speed = {q} in the config file picks the preset until you choose one here.)"));
+                }
+                ui.add(egui::Label::new(egui::RichText::new(what).small()).wrap());
+                ui.add(egui::Label::new("Result and intermediate cache settings are stored; those caches are not built yet (the GPU stage cache is always on).").wrap());
                 if let Some(path) = &self.config_path {
                     ui.label(format!("Config file: {}", path.display()));
                 }

@@ -228,6 +228,7 @@ fn render_preview(
                     level: request.level,
                     region: request.region,
                     limits: engine.output_limits(),
+                    quality: engine.quality_preset(),
                 },
                 &request.cancel,
             )

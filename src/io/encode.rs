@@ -11,6 +11,7 @@ use image::{ExtendedColorType, ImageEncoder as _};
 use super::rows::{JpegRowEncoder, PngRowEncoder, RowEncoder, RowsIn};
 use crate::engine::geom::Size;
 use crate::error::{Error, Result};
+use crate::quality::QualityPreset;
 
 /// Output container formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,11 +126,12 @@ fn u16_bytes(samples: &[u16]) -> Vec<u8> {
     samples.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
-/// Encode `image` to bytes.
+/// Encode `image` to bytes, with the encoder effort of `preset`.
 pub fn encode(
     image: &OutputImage,
     options: &EncodeOptions,
     icc_profile: Option<&[u8]>,
+    preset: QualityPreset,
 ) -> std::result::Result<Vec<u8>, String> {
     puffin::profile_function!();
     let (w, h) = (image.size.width, image.size.height);
@@ -140,7 +142,7 @@ pub fn encode(
             // One code path per format: the row encoders, writing every row at once.
             let shared = SharedVec::default();
             let sink: Box<dyn Write> = Box::new(shared.clone());
-            let mut encoder = row_encoder(sink, image, options, alpha, icc_profile)?;
+            let mut encoder = row_encoder(sink, image, options, alpha, icc_profile, preset)?;
             encoder.write_rows(match &image.pixels {
                 Pixels::U8(p) => RowsIn::U8(p),
                 Pixels::U16(p) => RowsIn::U16(p),
@@ -179,11 +181,19 @@ pub fn encode(
                 (drop_alpha(&rgba), webp::PixelLayout::Rgb)
             };
             let encoder = webp::Encoder::new(&data, layout, w, h);
-            let encoded = if options.lossless {
-                encoder.encode_lossless()
+            let mut config = webp::WebPConfig::new()
+                .map_err(|()| "libwebp could not make an encoder configuration".to_owned())?;
+            config.lossless = i32::from(options.lossless);
+            config.alpha_compression = i32::from(!options.lossless);
+            config.quality = if options.lossless {
+                75.0
             } else {
-                encoder.encode(f32::from(options.quality.clamp(1, 100)))
+                f32::from(options.quality.clamp(1, 100))
             };
+            config.method = preset.webp_method();
+            let encoded = encoder
+                .encode_advanced(&config)
+                .map_err(|e| format!("libwebp failed: {e:?}"))?;
             out.extend_from_slice(&encoded);
         }
     }
@@ -197,12 +207,13 @@ pub fn row_encoder(
     options: &EncodeOptions,
     alpha: bool,
     icc_profile: Option<&[u8]>,
+    preset: QualityPreset,
 ) -> std::result::Result<Box<dyn RowEncoder>, String> {
     let high = matches!(image.pixels, Pixels::U16(_));
-    stream_encoder(out, image.size, options, alpha, high, icc_profile)
+    stream_encoder(out, image.size, options, alpha, high, icc_profile, preset)
 }
 
-/// A streaming encoder for a PNG or JPEG of `size`.
+/// A streaming encoder for a PNG or JPEG of `size` (PNG effort from `preset`).
 pub fn stream_encoder(
     out: Box<dyn Write>,
     size: Size,
@@ -210,6 +221,7 @@ pub fn stream_encoder(
     alpha: bool,
     high_bit_depth: bool,
     icc_profile: Option<&[u8]>,
+    preset: QualityPreset,
 ) -> std::result::Result<Box<dyn RowEncoder>, String> {
     Ok(match options.format {
         OutputFormat::Jpeg => Box::new(JpegRowEncoder::new(
@@ -225,6 +237,7 @@ pub fn stream_encoder(
             alpha,
             high_bit_depth,
             icc_profile,
+            preset.png_compression(),
         )?),
     })
 }
@@ -250,14 +263,15 @@ impl Write for SharedVec {
     }
 }
 
-/// Encode and write atomically to `path`.
+/// Encode (with the effort of `preset`) and write atomically to `path`.
 pub fn write_image(
     path: &Path,
     image: &OutputImage,
     options: &EncodeOptions,
     icc_profile: Option<&[u8]>,
+    preset: QualityPreset,
 ) -> Result<()> {
-    let bytes = encode(image, options, icc_profile).map_err(|reason| Error::Encode {
+    let bytes = encode(image, options, icc_profile, preset).map_err(|reason| Error::Encode {
         reason,
         path: path.to_path_buf(),
     })?;

@@ -300,13 +300,15 @@ pub struct PngRowEncoder {
 }
 
 impl PngRowEncoder {
-    /// Start a PNG of `size`, RGBA when `alpha`, 16-bit when `high_bit_depth`.
+    /// Start a PNG of `size`, RGBA when `alpha`, 16-bit when `high_bit_depth`, compressed with
+    /// `compression` effort.
     pub fn new(
         out: Box<dyn Write>,
         size: Size,
         alpha: bool,
         high_bit_depth: bool,
         icc_profile: Option<&[u8]>,
+        compression: png::Compression,
     ) -> std::result::Result<Self, String> {
         let mut info = png::Info::with_size(size.width, size.height);
         info.color_type = if alpha {
@@ -321,7 +323,7 @@ impl PngRowEncoder {
         };
         info.icc_profile = icc_profile.map(|p| std::borrow::Cow::Owned(p.to_vec()));
         let mut encoder = png::Encoder::with_info(out, info).map_err(|e| e.to_string())?;
-        encoder.set_compression(png::Compression::Fast);
+        encoder.set_compression(compression);
         encoder.set_filter(png::Filter::Adaptive);
         let writer = encoder
             .write_header()

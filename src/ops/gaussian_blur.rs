@@ -3,9 +3,8 @@
 
 use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel};
-use crate::engine::convolve::{
-    convolve_scratch_bytes, convolve_separable, gaussian_radius, gaussian_weights,
-};
+use crate::engine::box_blur::BlurKernel;
+use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
@@ -44,14 +43,16 @@ fn footprint(p: &Params, scale: f64) -> Footprint {
 
 struct GaussianBlur {
     input: Size,
-    weights: Vec<f32>,
+    blur: BlurKernel,
 }
 
+/// The quality preset picks the algorithm: exact, or a box cascade for large sigmas
+/// (`QualityPreset::blur_algorithm`).
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let sigma = p.scaled(PARAMS, ctx.scale).float("sigma");
     Ok(Kernel::Area(Box::new(GaussianBlur {
         input: ctx.input,
-        weights: gaussian_weights(sigma),
+        blur: BlurKernel::new(sigma, ctx.quality.blur_algorithm(sigma)),
     })))
 }
 
@@ -86,38 +87,38 @@ pub(crate) fn unpremultiply(data: &mut [f32]) {
 
 impl SpatialKernel for GaussianBlur {
     fn gpu(&self) -> GpuKernel {
-        crate::engine::convolve::gpu_separable("gaussian_blur", &self.weights, true, [0.0; 2])
+        crate::engine::convolve::gpu_separable("gaussian_blur", &self.blur.weights, true, [0.0; 2])
     }
 
     fn input_rect(&self, out: Rect) -> Rect {
-        out.expand_clip((self.weights.len() / 2) as u32, self.input)
+        out.expand_clip(self.blur.radius(), self.input)
     }
 
-    /// `convolve_separable` clears each output row before summing into it.
+    /// Both blur algorithms write every value.
     fn writes_every_value(&self) -> bool {
         true
     }
 
     fn run(&self, src: &Tile, dst: &mut Tile) {
-        if self.weights.len() == 1 {
+        if self.blur.weights.len() == 1 {
             dst.copy_from(src);
             return;
         }
         // Opaque pixels are their own premultiplied form (x · 1.0 = x exactly): no copy. The
         // division by the blurred alpha stays, so results match the GPU's bit for bit.
         if src.data.chunks_exact(4).all(|px| px[3] == 1.0) {
-            convolve_separable(src, dst, &self.weights);
+            self.blur.run(src, dst);
         } else {
             let mut pre = src.clone();
             premultiply(&mut pre.data);
-            convolve_separable(&pre, dst, &self.weights);
+            self.blur.run(&pre, dst);
         }
         unpremultiply(&mut dst.data);
     }
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
         let src = self.input_rect(out);
-        convolve_scratch_bytes(out, src, (self.weights.len() / 2) as u32) + src.pixels() * 16
+        self.blur.scratch_bytes(out, src) + src.pixels() * 16
     }
 }
 

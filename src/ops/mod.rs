@@ -59,6 +59,8 @@ pub struct BuildCtx {
     pub max_pixels: u64,
     /// Longest output side an op may produce, in pixels.
     pub max_side_px: u32,
+    /// The quality preset: which algorithm variants the op uses.
+    pub quality: crate::quality::QualityPreset,
 }
 
 impl BuildCtx {

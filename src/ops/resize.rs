@@ -60,10 +60,10 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         key: "filter",
         label: "Filter",
-        doc: "Resampling filter, sharpest and slowest first",
+        doc: "Resampling filter, sharpest and slowest first; auto follows the quality preset (Lanczos3 up to balanced, bicubic when fast, bilinear for drafts)",
         kind: ParamKind::Choice {
-            choices: &["lanczos3", "bicubic", "bilinear", "nearest"],
-            default: "lanczos3",
+            choices: &["auto", "lanczos3", "bicubic", "bilinear", "nearest"],
+            default: "auto",
         },
     },
     ParamSpec {
@@ -322,6 +322,10 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
         },
     )?;
     let filter = match p.choice("filter") {
+        "auto" => ctx.quality.resize_filter(),
+        chosen => chosen,
+    };
+    let filter = match filter {
         "bicubic" => Filter::Bicubic,
         "bilinear" => Filter::Bilinear,
         "nearest" => Filter::Nearest,

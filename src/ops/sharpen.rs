@@ -3,9 +3,8 @@
 
 use super::gpu::GpuKernel;
 use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, unit};
-use crate::engine::convolve::{
-    convolve_scratch_bytes, convolve_separable, gaussian_radius, gaussian_weights,
-};
+use crate::engine::box_blur::BlurKernel;
+use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
@@ -70,7 +69,7 @@ fn footprint(p: &Params, scale: f64) -> Footprint {
 
 struct Sharpen {
     input: Size,
-    weights: Vec<f32>,
+    blur: BlurKernel,
     amount: f32,
     threshold: f32,
 }
@@ -79,7 +78,10 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let p = p.scaled(PARAMS, ctx.scale);
     Ok(Kernel::Area(Box::new(Sharpen {
         input: ctx.input,
-        weights: gaussian_weights(p.float("radius")),
+        blur: BlurKernel::new(
+            p.float("radius"),
+            ctx.quality.blur_algorithm(p.float("radius")),
+        ),
         amount: p.float("amount") as f32,
         threshold: (p.float("threshold") / 255.0) as f32,
     })))
@@ -106,23 +108,23 @@ impl SpatialKernel for Sharpen {
     fn gpu(&self) -> GpuKernel {
         crate::engine::convolve::gpu_separable(
             "sharpen",
-            &self.weights,
+            &self.blur.weights,
             false,
             [self.amount, self.threshold],
         )
     }
 
     fn input_rect(&self, out: Rect) -> Rect {
-        out.expand_clip((self.weights.len() / 2) as u32, self.input)
+        out.expand_clip(self.blur.radius(), self.input)
     }
 
-    /// `convolve_separable` clears each output row before summing into it.
+    /// Both blur algorithms write every value.
     fn writes_every_value(&self) -> bool {
         true
     }
 
     fn run(&self, src: &Tile, dst: &mut Tile) {
-        convolve_separable(src, dst, &self.weights);
+        self.blur.run(src, dst);
         let out = dst.rect;
         if out.is_empty() {
             return;
@@ -138,7 +140,7 @@ impl SpatialKernel for Sharpen {
     }
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
-        convolve_scratch_bytes(out, self.input_rect(out), (self.weights.len() / 2) as u32)
+        self.blur.scratch_bytes(out, self.input_rect(out))
     }
 }
 

@@ -18,6 +18,7 @@ pub fn ctx(input: Size) -> BuildCtx {
         scale: 1.0,
         max_pixels: 1 << 30,
         max_side_px: 65_535,
+        quality: crate::quality::QualityPreset::default(),
     }
 }
 

@@ -86,6 +86,41 @@ pub fn fidelity(svg: &str, source: &[[u8; 4]], width: u32, height: u32) -> Resul
     })
 }
 
+/// PSNR and SSIM of two straight-alpha RGBA 8-bit images of `width` × `height`, both
+/// composited on white (the quality of raster variants, e.g. `opossum bench quality`).
+pub fn compare_rgba(a: &[u8], b: &[u8], width: u32, height: u32) -> Fidelity {
+    let pixel = |img: &[u8], i: usize| {
+        let p = &img[i * 4..i * 4 + 4];
+        on_white([p[0], p[1], p[2]], p[3], false)
+    };
+    let n = (width as usize * height as usize)
+        .min(a.len() / 4)
+        .min(b.len() / 4);
+    let mut se = 0f64;
+    for i in 0..n {
+        let (p, q) = (pixel(a, i), pixel(b, i));
+        for c in 0..3 {
+            se += (p[c] - q[c]).powi(2);
+        }
+    }
+    let mse = se / (3 * n.max(1)) as f64;
+    let psnr_db = if mse == 0.0 {
+        100.0
+    } else {
+        (10.0 * (255.0f64 * 255.0 / mse).log10()).min(100.0)
+    };
+    Fidelity {
+        psnr_db,
+        ssim: ssim(
+            &|i| pixel(a, i),
+            &|i| pixel(b, i),
+            width as usize,
+            height as usize,
+        ),
+        uncovered_fraction: 0.0,
+    }
+}
+
 /// Mean SSIM over channels, 7×7 uniform windows (scikit-image's defaults), with running column
 /// sums so that memory stays at a few rows.
 fn ssim(a: &dyn Fn(usize) -> [f64; 3], b: &dyn Fn(usize) -> [f64; 3], w: usize, h: usize) -> f64 {

@@ -156,6 +156,7 @@ pub fn render_scaled(
         Orientation::NoTransforms,
         scale,
         OutputLimits::default(),
+        opossum::quality::QualityPreset::default(),
     )
     .ok()?;
     let sink = FullSink::new(plan.output);

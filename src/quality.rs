@@ -1,0 +1,133 @@
+//! What each quality preset (`ultra | high | balanced | fast | draft`, config `quality`, CLI
+//! `--quality-preset`, the app's settings) changes: one table, read by the ops when they are
+//! built, by the encoders, by the app (which shows [`QualityPreset::changes`]) and by
+//! `opossum bench quality`, which measures the cost and quality of each.
+//!
+//! The choices only swap algorithms whose difference is hard to see at that level; measured
+//! figures are in the README ("Quality presets"). Not switched by presets (yet): the working
+//! format stays f32 RGBA at every preset.
+
+pub use crate::config::QualityPreset;
+use crate::engine::box_blur::BlurAlgorithm;
+
+impl QualityPreset {
+    /// Every preset, best quality first.
+    pub const ALL: [QualityPreset; 5] = [
+        QualityPreset::Ultra,
+        QualityPreset::High,
+        QualityPreset::Balanced,
+        QualityPreset::Fast,
+        QualityPreset::Draft,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            QualityPreset::Ultra => "ultra",
+            QualityPreset::High => "high",
+            QualityPreset::Balanced => "balanced",
+            QualityPreset::Fast => "fast",
+            QualityPreset::Draft => "draft",
+        }
+    }
+
+    /// Parse a preset name.
+    pub fn parse(name: &str) -> Option<QualityPreset> {
+        Self::ALL.into_iter().find(|q| q.name() == name)
+    }
+
+    /// How Gaussian blurs (the `gaussian_blur` op and `sharpen`'s blur) of `sigma_px` are
+    /// computed. Boxes cost the same at any sigma; below the thresholds the exact blur is
+    /// cheap anyway and the boxes' error is largest.
+    pub fn blur_algorithm(self, sigma_px: f64) -> BlurAlgorithm {
+        match self {
+            QualityPreset::Ultra => BlurAlgorithm::Exact,
+            QualityPreset::High if sigma_px >= 8.0 => BlurAlgorithm::Boxes(3),
+            QualityPreset::Balanced if sigma_px >= 3.0 => BlurAlgorithm::Boxes(3),
+            QualityPreset::Fast if sigma_px >= 1.5 => BlurAlgorithm::Boxes(3),
+            QualityPreset::Draft if sigma_px >= 1.5 => BlurAlgorithm::Boxes(2),
+            _ => BlurAlgorithm::Exact,
+        }
+    }
+
+    /// The resampling filter of a `resize` whose `filter` is `auto`.
+    pub fn resize_filter(self) -> &'static str {
+        match self {
+            QualityPreset::Ultra | QualityPreset::High | QualityPreset::Balanced => "lanczos3",
+            QualityPreset::Fast => "bicubic",
+            QualityPreset::Draft => "bilinear",
+        }
+    }
+
+    /// libwebp's `method` (0 = fastest … 6 = smallest files at the same quality).
+    pub fn webp_method(self) -> i32 {
+        match self {
+            QualityPreset::Ultra => 6,
+            QualityPreset::High => 5,
+            QualityPreset::Balanced => 4,
+            QualityPreset::Fast => 2,
+            QualityPreset::Draft => 0,
+        }
+    }
+
+    /// zlib effort of PNG outputs.
+    pub fn png_compression(self) -> png::Compression {
+        match self {
+            QualityPreset::Ultra => png::Compression::High,
+            QualityPreset::High => png::Compression::Balanced,
+            QualityPreset::Balanced => png::Compression::Fast,
+            QualityPreset::Fast | QualityPreset::Draft => png::Compression::Fastest,
+        }
+    }
+
+    /// What this preset does, one line per choice, for the app and `opossum bench quality`.
+    pub fn changes(self) -> Vec<String> {
+        let blur = match self {
+            QualityPreset::Ultra => "blur and sharpen exact",
+            QualityPreset::High => "blur and sharpen exact below sigma 8 px, else 3 box passes",
+            QualityPreset::Balanced => "blur and sharpen exact below sigma 3 px, else 3 box passes",
+            QualityPreset::Fast => "blur and sharpen as 3 box passes from sigma 1.5 px",
+            QualityPreset::Draft => "blur and sharpen as 2 box passes from sigma 1.5 px",
+        }
+        .to_owned();
+        vec![
+            blur,
+            format!("resize filter \"auto\" = {}", self.resize_filter()),
+            format!("WebP effort {} of 6", self.webp_method()),
+            format!(
+                "PNG compression {}",
+                match self.png_compression() {
+                    png::Compression::High => "high",
+                    png::Compression::Balanced => "balanced",
+                    png::Compression::Fast => "fast",
+                    _ => "fastest",
+                }
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_presets_only_get_cheaper() {
+        for q in QualityPreset::ALL {
+            assert_eq!(QualityPreset::parse(q.name()), Some(q));
+            assert_eq!(q.changes().len(), 4);
+        }
+        assert_eq!(QualityPreset::parse("best"), None);
+        // A lower preset never picks a slower blur or a higher effort.
+        for pair in QualityPreset::ALL.windows(2) {
+            assert!(pair[0].webp_method() >= pair[1].webp_method());
+            for sigma in [0.5, 1.5, 3.0, 8.0, 40.0] {
+                let passes = |q: QualityPreset| match q.blur_algorithm(sigma) {
+                    BlurAlgorithm::Exact => 99,
+                    BlurAlgorithm::Boxes(n) => n,
+                };
+                assert!(passes(pair[0]) >= passes(pair[1]), "{sigma}");
+            }
+        }
+    }
+}
