@@ -181,6 +181,24 @@ pub fn time_chain(
     Ok((times[times.len() / 2], times[0]))
 }
 
+/// PSNR in dB (100 = identical) of `chain` rendered by `engine` against the same render at
+/// the `ultra` preset: what the engine's quality preset costs in quality.
+pub fn psnr_vs_ultra(engine: &Engine, source: &DynamicImage, chain: &Chain) -> Result<f64> {
+    let control = Default::default();
+    let (a, _) = engine.render_source(source, Orientation::NoTransforms, chain, false, &control)?;
+    let ultra = engine.with_quality(crate::quality::QualityPreset::Ultra);
+    let (b, _) = ultra.render_source(source, Orientation::NoTransforms, chain, false, &control)?;
+    if a.size != b.size {
+        return Err(Error::Internal("the preset changed the output size".into()));
+    }
+    Ok(crate::vectorize::metrics::psnr_rgba(
+        &b.to_rgba8(),
+        &a.to_rgba8(),
+        a.size.width,
+        a.size.height,
+    ))
+}
+
 /// A square source of `side` px: the synthetic photo, or `image` cropped to a centred square
 /// and resized (Lanczos3) to `side`.
 pub fn source_for(

@@ -525,3 +525,68 @@ fn bench_quality_measures_every_preset() {
     assert_eq!(rows[0]["min_psnr_db"].as_f64(), Some(100.0));
     assert!(rows[4]["min_psnr_db"].as_f64().unwrap() < 100.0);
 }
+
+#[test]
+fn jpeg_shrink_on_load_keeps_the_output_and_stays_close_to_a_full_decode() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("big.jpg"),
+        encode(
+            &image::DynamicImage::ImageRgb8(test_image(2400, 1600, 7, false).to_rgb8()),
+            ImageFormat::Jpeg,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("thumb.toml"),
+        "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 600\nheight = 600\n[[ops]]\nop = \"sharpen\"\n",
+    )
+    .unwrap();
+    let render = |preset: &str, out: &str| {
+        let o = run(
+            dir.path(),
+            &[
+                "render",
+                "big.jpg",
+                "-c",
+                "thumb.toml",
+                "-o",
+                out,
+                "--quality-preset",
+                preset,
+            ],
+        );
+        assert!(o.status.success(), "{preset}: {}", stderr(&o));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            image::open(dir.path().join(out)).unwrap().to_rgb8(),
+        )
+    };
+    let (full_log, full) = render("ultra", "out/full.png");
+    assert!(!full_log.contains("decoded at"), "{full_log}");
+    for (preset, out, eighths) in [
+        ("balanced", "out/balanced.png", "4/8"),
+        ("draft", "out/draft.webp", "2/8"),
+    ] {
+        let (log, reduced) = render(preset, out);
+        assert!(
+            log.contains(&format!("JPEG decoded at {eighths} size")),
+            "{log}"
+        );
+        assert_eq!(reduced.dimensions(), full.dimensions(), "{preset}");
+        assert_eq!(full.dimensions(), (600, 400));
+        let mse = full
+            .as_raw()
+            .iter()
+            .zip(reduced.as_raw())
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>()
+            / full.as_raw().len() as f64;
+        let psnr_db = 10.0 * (255.0f64 * 255.0 / mse).log10();
+        let floor = if preset == "balanced" { 30.0 } else { 24.0 };
+        assert!(
+            psnr_db > floor,
+            "{preset}: {psnr_db:.1} dB against a full decode"
+        );
+    }
+}

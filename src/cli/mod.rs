@@ -335,11 +335,18 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         &Default::default(),
     )?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let streamed = match (report.streamed_input, report.streamed_output) {
+    let mut streamed = match (report.streamed_input, report.streamed_output) {
         (true, true) => ", streamed in and out",
         (false, true) => ", streamed out",
         _ => "",
-    };
+    }
+    .to_owned();
+    if report.decode_eighths < 8 {
+        streamed.push_str(&format!(
+            ", JPEG decoded at {}/8 size",
+            report.decode_eighths
+        ));
+    }
     println!(
         "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",
         args.output.display(),
@@ -599,18 +606,19 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
         });
     }
     println!(
-        "opossum bench ops: median of {} runs, ms, {} threads, source {}",
+        "opossum bench ops: median of {} runs, ms, {} threads, source {}, quality preset {}",
         args.runs,
         engine.pool().current_num_threads(),
         args.image
             .as_deref()
-            .map_or("synthetic".to_owned(), |p: &Path| p.display().to_string())
+            .map_or("synthetic".to_owned(), |p: &Path| p.display().to_string()),
+        engine.quality_preset().name()
     );
     print!("{:<10}", "op");
     for s in &args.sizes {
         print!(" {:>9}", format!("{s}px"));
     }
-    println!("  description");
+    println!(" {:>13}  description", "PSNR v ultra");
     let mut results = Vec::new();
     let sources: Vec<_> = args
         .sizes
@@ -619,19 +627,24 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     for case in &cases {
         print!("{:<10}", case.name);
+        let mut worst_psnr_db = 100f64;
         for (side, source) in args.sizes.iter().zip(&sources) {
-            let (median, min) =
-                bench::time_chain(&engine, source, &(case.chain)(*side), args.runs)?;
+            let chain = (case.chain)(*side);
+            let (median, min) = bench::time_chain(&engine, source, &chain, args.runs)?;
             print!(" {:>9.1}", median.as_secs_f64() * 1000.0);
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
+            let psnr_db = bench::psnr_vs_ultra(&engine, source, &chain)?;
+            worst_psnr_db = worst_psnr_db.min(psnr_db);
             results.push(serde_json::json!({
                 "op": case.name, "size": side,
                 "median_ms": median.as_secs_f64() * 1000.0,
                 "min_ms": min.as_secs_f64() * 1000.0,
+                "preset": engine.quality_preset().name(),
+                "psnr_vs_ultra_db": psnr_db,
             }));
         }
-        println!("  {}", case.description);
+        println!(" {:>10.1} dB  {}", worst_psnr_db, case.description);
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).unwrap_or_default();

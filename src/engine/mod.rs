@@ -11,6 +11,7 @@ pub mod geom;
 pub mod plan;
 pub mod pyramid;
 pub mod render;
+pub mod shrink;
 pub mod sink;
 pub mod source;
 pub mod stream;
@@ -53,6 +54,8 @@ pub struct RenderReport {
     pub streamed_input: bool,
     /// The output was encoded band by band as it was rendered.
     pub streamed_output: bool,
+    /// The JPEG was decoded at this many eighths of its size (8 = full; shrink-on-load).
+    pub decode_eighths: u8,
 }
 
 /// The image engine: configuration plus a render thread pool.
@@ -308,10 +311,52 @@ impl Engine {
                     .stages
                     .iter()
                     .any(|s| matches!(s.kernel, crate::ops::Kernel::Global(_)));
+            // Resolution-aware: a JPEG the chain starts by shrinking is decoded reduced.
+            if let Some(s) = shrink::plan(chain, &probe, &plan, self.quality_preset())
+                && let Some(rows) = JpegRows::open_scaled(input, s.numerator)?
+            {
+                let reduced = decode::Probe {
+                    size: rows.size(),
+                    ..probe.clone()
+                };
+                let plan = Plan::new(
+                    &s.chain,
+                    reduced.size,
+                    reduced.orientation,
+                    1.0,
+                    self.output_limits(),
+                    self.quality_preset(),
+                )?;
+                let mut report = if streams_out {
+                    let rows: Box<dyn RowDecoder> = Box::new(rows);
+                    self.render_streaming(
+                        input,
+                        &reduced,
+                        &plan,
+                        output,
+                        options,
+                        control,
+                        t0,
+                        Some(rows),
+                    )?
+                } else {
+                    let mut rows = rows;
+                    let decoded = Decoded {
+                        image: crate::io::rows::read_all(&mut rows)?,
+                        format: ImageFormat::Jpeg,
+                        orientation: probe.orientation,
+                        icc_profile: probe.icc_profile.clone(),
+                    };
+                    self.render_whole(input, &s.chain, output, options, control, t0, Some(decoded))?
+                };
+                report.input_size = probe.size;
+                report.decode_eighths = s.numerator;
+                return Ok(report);
+            }
             if streams_out {
-                self.render_streaming(input, &probe, &plan, output, options, control, t0)
+                self.render_streaming(input, &probe, &plan, output, options, control, t0, None)
             } else {
-                self.render_whole(input, chain, output, options, control, t0)
+                self.render_whole(input, chain, output, options, control, t0, None)
             }
         })
     }
@@ -351,6 +396,7 @@ impl Engine {
         crate::io::write_atomic(output, |w| w.write_all(traced.svg.as_bytes()))
     }
 
+    #[allow(clippy::too_many_arguments)] // render_file's state, passed through once.
     fn render_whole(
         &self,
         input: &Path,
@@ -359,8 +405,12 @@ impl Engine {
         options: &EncodeOptions,
         control: &RenderControl<'_>,
         t0: Instant,
+        decoded: Option<Decoded>,
     ) -> Result<RenderReport> {
-        let decoded: Decoded = decode::decode_file(input, &self.decode_limits())?;
+        let decoded: Decoded = match decoded {
+            Some(decoded) => decoded,
+            None => decode::decode_file(input, &self.decode_limits())?,
+        };
         let t1 = Instant::now();
         let high = decoded.is_high_bit_depth() && options.format.supports_16_bit();
         let (image, stats) =
@@ -390,6 +440,7 @@ impl Engine {
             stats,
             streamed_input: false,
             streamed_output: false,
+            decode_eighths: 8,
         })
     }
 
@@ -403,12 +454,21 @@ impl Engine {
         options: &EncodeOptions,
         control: &RenderControl<'_>,
         t0: Instant,
+        opened: Option<Box<dyn RowDecoder>>,
     ) -> Result<RenderReport> {
         let settings = self.tile_settings_for(plan);
         let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
         let mut rows: Option<Box<dyn RowDecoder>> = None;
-        if render::reads_in_order(plan, &bands) {
+        let mut whole: Option<image::DynamicImage> = None;
+        if let Some(mut opened) = opened {
+            // A reduced JPEG decode: row by row when the chain reads that way, else whole.
+            if render::reads_in_order(plan, &bands) {
+                rows = Some(opened);
+            } else {
+                whole = Some(crate::io::rows::read_all(opened.as_mut())?);
+            }
+        } else if render::reads_in_order(plan, &bands) {
             rows = match probe.format {
                 ImageFormat::Png => PngRows::open(input, self.budget_bytes())?
                     .map(|r| Box::new(r) as Box<dyn RowDecoder>),
@@ -475,12 +535,15 @@ impl Engine {
                 )?
             }
             None => {
-                let decoded = decode::decode_file(input, &self.decode_limits())?;
+                let image = match whole {
+                    Some(image) => image,
+                    None => decode::decode_file(input, &self.decode_limits())?.image,
+                };
                 t1 = Instant::now();
-                let reserved = decoded.image.bytes() + band_bytes;
+                let reserved = image.bytes() + band_bytes;
                 render::render_banded(
                     &self.pool,
-                    &decoded.image,
+                    &image,
                     plan,
                     &bands,
                     settings,
@@ -505,6 +568,7 @@ impl Engine {
             stats,
             streamed_input,
             streamed_output: true,
+            decode_eighths: 8,
         })
     }
 }

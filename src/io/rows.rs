@@ -208,18 +208,25 @@ impl JpegRows {
     /// Open `path`; `None` for colour spaces this path does not handle (CMYK, YCCK), which the
     /// caller decodes whole instead.
     pub fn open(path: &Path) -> Result<Option<JpegRows>> {
+        Self::open_scaled(path, 8)
+    }
+
+    /// Open `path` decoding at `eighths / 8` of its stored size (1..=8; libjpeg-turbo scales
+    /// in the DCT, see `engine::shrink`); the size is rounded up as libjpeg does.
+    pub fn open_scaled(path: &Path, eighths: u8) -> Result<Option<JpegRows>> {
         if !jpeg_is_complete(path)? {
             return Err(corrupt(path, "the file ends early (truncated)"));
         }
         let opened = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Option<JpegRows>> {
-            let d = mozjpeg::Decompress::new_path(path)?;
+            let mut d = mozjpeg::Decompress::new_path(path)?;
             let grey = match d.color_space() {
                 mozjpeg::ColorSpace::JCS_GRAYSCALE => true,
                 mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => false,
                 _ => return Ok(None),
             };
-            let size = Size::new(d.width() as u32, d.height() as u32);
+            d.scale(eighths.clamp(1, 8));
             let started = if grey { d.grayscale()? } else { d.rgb()? };
+            let size = Size::new(started.width() as u32, started.height() as u32);
             Ok(Some(JpegRows {
                 decoder: Some(started),
                 size,
@@ -233,6 +240,30 @@ impl JpegRows {
             Err(payload) => Err(corrupt(path, panic_message(payload.as_ref()))),
         }
     }
+}
+
+/// Decode every remaining row of an 8-bit grey, RGB or RGBA `decoder` into an image.
+pub fn read_all(decoder: &mut dyn RowDecoder) -> Result<image::DynamicImage> {
+    let Size {
+        width: w,
+        height: h,
+    } = decoder.size();
+    let layout = decoder.layout();
+    if layout.high_bit_depth {
+        return Err(Error::Internal("read_all takes 8-bit rows".to_owned()));
+    }
+    let row_len = w as usize * layout.channels;
+    let mut data = vec![0u8; row_len * h as usize];
+    for row in data.chunks_exact_mut(row_len.max(1)) {
+        decoder.read_row(RowOut::U8(row))?;
+    }
+    let image = match layout.channels {
+        1 => image::GrayImage::from_raw(w, h, data).map(image::DynamicImage::ImageLuma8),
+        3 => image::RgbImage::from_raw(w, h, data).map(image::DynamicImage::ImageRgb8),
+        4 => image::RgbaImage::from_raw(w, h, data).map(image::DynamicImage::ImageRgba8),
+        _ => None,
+    };
+    image.ok_or_else(|| Error::Internal("row buffer size".to_owned()))
 }
 
 impl RowDecoder for JpegRows {

@@ -86,34 +86,40 @@ pub fn fidelity(svg: &str, source: &[[u8; 4]], width: u32, height: u32) -> Resul
     })
 }
 
-/// PSNR and SSIM of two straight-alpha RGBA 8-bit images of `width` × `height`, both
-/// composited on white (the quality of raster variants, e.g. `opossum bench quality`).
-pub fn compare_rgba(a: &[u8], b: &[u8], width: u32, height: u32) -> Fidelity {
-    let pixel = |img: &[u8], i: usize| {
-        let p = &img[i * 4..i * 4 + 4];
-        on_white([p[0], p[1], p[2]], p[3], false)
-    };
+/// PSNR in dB (capped at 100 = identical) of two straight-alpha RGBA 8-bit images of
+/// `width` × `height`, both composited on white.
+pub fn psnr_rgba(a: &[u8], b: &[u8], width: u32, height: u32) -> f64 {
     let n = (width as usize * height as usize)
         .min(a.len() / 4)
         .min(b.len() / 4);
     let mut se = 0f64;
     for i in 0..n {
-        let (p, q) = (pixel(a, i), pixel(b, i));
+        let (p, q) = (rgba_on_white(a, i), rgba_on_white(b, i));
         for c in 0..3 {
             se += (p[c] - q[c]).powi(2);
         }
     }
     let mse = se / (3 * n.max(1)) as f64;
-    let psnr_db = if mse == 0.0 {
+    if mse == 0.0 {
         100.0
     } else {
         (10.0 * (255.0f64 * 255.0 / mse).log10()).min(100.0)
-    };
+    }
+}
+
+fn rgba_on_white(img: &[u8], i: usize) -> [f64; 3] {
+    let p = &img[i * 4..i * 4 + 4];
+    on_white([p[0], p[1], p[2]], p[3], false)
+}
+
+/// PSNR and SSIM of two straight-alpha RGBA 8-bit images of `width` × `height`, both
+/// composited on white (the quality of raster variants, e.g. `opossum bench quality`).
+pub fn compare_rgba(a: &[u8], b: &[u8], width: u32, height: u32) -> Fidelity {
     Fidelity {
-        psnr_db,
+        psnr_db: psnr_rgba(a, b, width, height),
         ssim: ssim(
-            &|i| pixel(a, i),
-            &|i| pixel(b, i),
+            &|i| rgba_on_white(a, i),
+            &|i| rgba_on_white(b, i),
             width as usize,
             height as usize,
         ),
