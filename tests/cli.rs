@@ -426,6 +426,47 @@ fn bench_preview_reports_both_paths() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected WIDTHxHEIGHT"));
 }
 
+/// `opossum render INPUT -c CHAIN -o OUT --quality-preset PRESET` in `dir`: stdout and the
+/// output's pixels.
+fn render_at(
+    dir: &Path,
+    input: &str,
+    chain: &str,
+    out: &str,
+    preset: &str,
+) -> (String, image::RgbImage) {
+    let o = run(
+        dir,
+        &[
+            "render",
+            input,
+            "-c",
+            chain,
+            "-o",
+            out,
+            "--quality-preset",
+            preset,
+        ],
+    );
+    assert!(o.status.success(), "{preset}: {}", stderr(&o));
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        image::open(dir.join(out)).unwrap().to_rgb8(),
+    )
+}
+
+/// PSNR of two 8-bit RGB images, dB.
+fn psnr_db(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let mse = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
 #[test]
 fn quality_presets_change_the_algorithms_within_their_tolerance() {
     let dir = setup();
@@ -434,36 +475,12 @@ fn quality_presets_change_the_algorithms_within_their_tolerance() {
         "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 6.0\n",
     )
     .unwrap();
-    let render = |preset: &str, out: &str| {
-        let o = run(
-            dir.path(),
-            &[
-                "render",
-                "in.jpg",
-                "-c",
-                "blur.toml",
-                "-o",
-                out,
-                "--quality-preset",
-                preset,
-            ],
-        );
-        assert!(o.status.success(), "{preset}: {}", stderr(&o));
-        image::open(dir.path().join(out)).unwrap().to_rgb8()
-    };
-    let ultra = render("ultra", "out/ultra.png");
-    let draft = render("draft", "out/draft.png");
+    let (_, ultra) = render_at(dir.path(), "in.jpg", "blur.toml", "out/ultra.png", "ultra");
+    let (_, draft) = render_at(dir.path(), "in.jpg", "blur.toml", "out/draft.png", "draft");
     // The draft preset blurs with two box passes: different pixels, close to the Gaussian.
     assert_ne!(ultra, draft);
-    let mse = ultra
-        .as_raw()
-        .iter()
-        .zip(draft.as_raw())
-        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-        .sum::<f64>()
-        / ultra.as_raw().len() as f64;
-    let psnr_db = 10.0 * (255.0f64 * 255.0 / mse).log10();
-    assert!(psnr_db > 30.0, "draft vs ultra: {psnr_db:.1} dB");
+    let psnr = psnr_db(&ultra, &draft);
+    assert!(psnr > 30.0, "draft vs ultra: {psnr:.1} dB");
     // The config key does the same as the flag.
     let config = dir.path().join("draft.toml");
     std::fs::write(&config, "[performance]\nquality = \"draft\"\n").unwrap();
@@ -542,51 +559,23 @@ fn jpeg_shrink_on_load_keeps_the_output_and_stays_close_to_a_full_decode() {
         "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 600\nheight = 600\n[[ops]]\nop = \"sharpen\"\n",
     )
     .unwrap();
-    let render = |preset: &str, out: &str| {
-        let o = run(
-            dir.path(),
-            &[
-                "render",
-                "big.jpg",
-                "-c",
-                "thumb.toml",
-                "-o",
-                out,
-                "--quality-preset",
-                preset,
-            ],
-        );
-        assert!(o.status.success(), "{preset}: {}", stderr(&o));
-        (
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            image::open(dir.path().join(out)).unwrap().to_rgb8(),
-        )
-    };
-    let (full_log, full) = render("ultra", "out/full.png");
+    let (full_log, full) = render_at(dir.path(), "big.jpg", "thumb.toml", "out/full.png", "ultra");
     assert!(!full_log.contains("decoded at"), "{full_log}");
-    for (preset, out, eighths) in [
-        ("balanced", "out/balanced.png", "4/8"),
-        ("draft", "out/draft.webp", "2/8"),
+    assert_eq!(full.dimensions(), (600, 400));
+    for (preset, out, eighths, floor_db) in [
+        ("balanced", "out/balanced.png", "4/8", 30.0),
+        ("draft", "out/draft.webp", "2/8", 24.0),
     ] {
-        let (log, reduced) = render(preset, out);
+        let (log, reduced) = render_at(dir.path(), "big.jpg", "thumb.toml", out, preset);
         assert!(
             log.contains(&format!("JPEG decoded at {eighths} size")),
             "{log}"
         );
         assert_eq!(reduced.dimensions(), full.dimensions(), "{preset}");
-        assert_eq!(full.dimensions(), (600, 400));
-        let mse = full
-            .as_raw()
-            .iter()
-            .zip(reduced.as_raw())
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum::<f64>()
-            / full.as_raw().len() as f64;
-        let psnr_db = 10.0 * (255.0f64 * 255.0 / mse).log10();
-        let floor = if preset == "balanced" { 30.0 } else { 24.0 };
+        let psnr = psnr_db(&full, &reduced);
         assert!(
-            psnr_db > floor,
-            "{preset}: {psnr_db:.1} dB against a full decode"
+            psnr > floor_db,
+            "{preset}: {psnr:.1} dB against a full decode"
         );
     }
 }
