@@ -484,38 +484,22 @@ fn quality_presets_change_the_algorithms_within_their_tolerance() {
     // The config key does the same as the flag.
     let config = dir.path().join("draft.toml");
     std::fs::write(&config, "[performance]\nquality = \"draft\"\n").unwrap();
-    let o = run(
-        dir.path(),
-        &[
-            "render",
-            "in.jpg",
-            "-c",
-            "blur.toml",
-            "-o",
-            "out/config.png",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let blur_to = |out: &'static str, extra: &[&str]| {
+        let args = [
+            &["render", "in.jpg", "-c", "blur.toml", "-o", out][..],
+            extra,
+        ]
+        .concat();
+        run(dir.path(), &args)
+    };
+    let o = blur_to("out/config.png", &["--config", config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let from_config = image::open(dir.path().join("out/config.png"))
         .unwrap()
         .to_rgb8();
     assert_eq!(from_config, draft);
     // An unknown preset is a usage error naming the choices.
-    let o = run(
-        dir.path(),
-        &[
-            "render",
-            "in.jpg",
-            "-c",
-            "blur.toml",
-            "-o",
-            "out/x.png",
-            "--quality-preset",
-            "best",
-        ],
-    );
+    let o = blur_to("out/x.png", &["--quality-preset", "best"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("balanced"), "{}", stderr(&o));
     assert!(!dir.path().join("out/x.png").exists());
