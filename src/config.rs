@@ -119,6 +119,9 @@ pub struct Performance {
     pub gpu_enabled: bool,
     /// GPU memory the preview may use.
     pub gpu_memory_limit: ByteSize,
+    /// Frame budget of an interactive preview in ms: while editing, slower previews render
+    /// from a coarser pyramid level and refine when the edits pause (0 = off).
+    pub preview_frame_budget_ms: u64,
     /// Track memory use and report it.
     pub enable_memory_monitoring: bool,
     /// Keep finished results in memory.
@@ -142,6 +145,7 @@ impl Default for Performance {
             quality_vs_speed: None,
             gpu_enabled: true,
             gpu_memory_limit: ByteSize(2 << 30),
+            preview_frame_budget_ms: 100,
             enable_memory_monitoring: true,
             enable_result_cache: true,
             enable_intermediate_cache: true,
@@ -281,6 +285,12 @@ impl Config {
             return bad(
                 "performance.parallel_images",
                 "at most 1024 (0 = automatic)".to_owned(),
+            );
+        }
+        if p.preview_frame_budget_ms > 10_000 {
+            return bad(
+                "performance.preview_frame_budget_ms",
+                "at most 10000 ms (0 = off)".to_owned(),
             );
         }
         if let Some(q) = p.quality_vs_speed

@@ -17,6 +17,8 @@ use opossum::gui::{GuiOptions, OpossumApp};
 fn options(chain: PathBuf) -> GuiOptions {
     let mut config = Config::default();
     config.performance.max_cpu_cores = 2;
+    // Deterministic levels: no deadline-aware coarsening (its own test switches it on).
+    config.performance.preview_frame_budget_ms = 0;
     GuiOptions {
         image: Some(opossum::gui::app::sample_image_path()),
         chain: Some(chain),
@@ -735,4 +737,31 @@ fn vectorize_panel_traces_live_switches_views_and_exports_full_resolution_svg() 
         (w, h_px)
     );
     assert_eq!(svg.matches("<path").count(), 1, "binary mode: one ink path");
+}
+
+#[test]
+fn slow_previews_go_coarser_while_editing_and_refine_when_edits_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, "version = 1\n").unwrap();
+    let mut opts = options(chain);
+    // A 1-ms budget: every preview misses it.
+    opts.config.performance.preview_frame_budget_ms = 1;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1400.0, 860.0))
+        .wgpu()
+        .build_eframe(move |cc| OpossumApp::new(cc, opts, Box::new(ScriptedDialogs::default())));
+    settle(&mut h);
+    let needed = h.state().preview_level();
+    // Edits in quick succession, as when dragging a slider.
+    click(&mut h, "+ Gaussian blur");
+    step_until(&mut h, "a coarser preview while editing", |app| {
+        app.preview_is_current() && app.preview_level() > needed
+    });
+    assert!(h.state().preview_coarsening() > 0);
+    // Pause: the preview refines to the level the view needs.
+    std::thread::sleep(Duration::from_millis(400));
+    step_until(&mut h, "the refined preview", |app| {
+        app.preview_coarsening() == 0 && app.preview_is_current() && app.preview_level() == needed
+    });
 }

@@ -12,6 +12,7 @@ use egui::{Color32, ColorImage, Key, KeyboardShortcut, Modifiers, TextureHandle,
 use serde::{Deserialize, Serialize};
 
 use super::batch_panel::{BatchAction, BatchPanel, BatchSettings};
+use super::deadline;
 use super::dialogs::FileDialogs;
 use super::history::History;
 use super::jobs::{ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, load_image};
@@ -198,6 +199,9 @@ struct PreviewState {
     /// Coarsest-allowed level floor: raised when a render came out larger than the GPU's
     /// largest texture (a chain that enlarges), reset on every edit.
     min_level: usize,
+    /// Levels coarser than the view needs while editing, because previews missed their frame
+    /// budget (`deadline`); back to 0 when the edits pause.
+    coarsening: usize,
     /// Largest texture side the renderer accepts, px.
     max_texture_side: usize,
     /// Whether the last base preview ran on the GPU.
@@ -394,6 +398,8 @@ pub struct OpossumApp {
     last_frame: Option<Instant>,
     /// When the chain, zoom or pan last changed (refinement waits for a quiet moment).
     last_change: Instant,
+    /// When the chain was last edited (deadline-aware previews).
+    last_edit: Instant,
     started: Instant,
     commands: Vec<Command>,
 }
@@ -484,6 +490,10 @@ impl OpossumApp {
             frame_times: VecDeque::with_capacity(240),
             last_frame: None,
             last_change: Instant::now(),
+            // Opening is not editing: start out of the deadline's quiet window.
+            last_edit: Instant::now()
+                .checked_sub(deadline::QUIET)
+                .unwrap_or_else(Instant::now),
             started: Instant::now(),
             commands: Vec::new(),
             state,
@@ -546,6 +556,17 @@ impl OpossumApp {
     /// Time from the last chain edit to its preview on screen.
     pub fn preview_latency(&self) -> Duration {
         self.preview.latency
+    }
+
+    /// Pyramid level of the preview shown.
+    pub fn preview_level(&self) -> usize {
+        self.preview.level
+    }
+
+    /// Levels coarser than the view needs, because previews missed their frame budget while
+    /// editing (0 when the edits pause).
+    pub fn preview_coarsening(&self) -> usize {
+        self.preview.coarsening
     }
 
     /// The last preview's pixels (8-bit RGBA) and size (for tests).
@@ -755,6 +776,15 @@ impl OpossumApp {
         self.preview.scale = frame.scale;
         self.preview.level = frame.level;
         self.preview.latency = frame.latency;
+        // Deadline-aware: a frame asked for during edits that missed the budget makes the next
+        // ones coarser until the edits pause.
+        let editing = self.last_edit.elapsed() < frame.latency + deadline::QUIET;
+        self.preview.coarsening = deadline::next_coarsening(
+            self.preview.coarsening,
+            frame.latency,
+            self.config.performance.preview_frame_budget_ms,
+            editing,
+        );
         self.preview.stage_ms = std::mem::take(&mut frame.stage_ms);
         self.preview.shown_generation = frame.generation;
         self.preview.error = None;
@@ -802,7 +832,13 @@ impl OpossumApp {
         // visible part refined at 1:1 instead (refine_ui), so edits stay fast on huge images.
         let zoom = self.zoom.unwrap_or(fit);
         let wanted = f64::from(zoom.min(2.0 * fit) * pixels_per_point);
-        let mut level = image.pyramid.level_for(wanted).max(self.preview.min_level);
+        if self.preview.coarsening > 0 && self.last_edit.elapsed() >= deadline::QUIET {
+            // The edits paused: render at the level the view needs again.
+            self.preview.coarsening = 0;
+        }
+        let mut level = (image.pyramid.level_for(wanted).max(self.preview.min_level)
+            + self.preview.coarsening)
+            .min(image.pyramid.levels.len() - 1);
         // Never ask for a texture the GPU cannot hold.
         let max_side = self.preview.max_texture_side.max(256) as u32;
         while level + 1 < image.pyramid.levels.len() {
@@ -1016,6 +1052,7 @@ impl OpossumApp {
             self.history.record(&before, gesture);
             self.chain_changed = true;
             self.last_change = Instant::now();
+            self.last_edit = Instant::now();
             self.preview.min_level = 0;
         }
     }
@@ -1236,6 +1273,10 @@ impl OpossumApp {
     pub fn frame(&mut self, ctx: &egui::Context) {
         puffin::GlobalProfiler::lock().new_frame();
         puffin::profile_function!();
+        if self.preview.coarsening > 0 {
+            // Wake up when the edits have paused, to refine the coarse preview.
+            ctx.request_repaint_after(deadline::QUIET);
+        }
         let now = Instant::now();
         if let Some(last) = self.last_frame.replace(now) {
             if self.frame_times.len() == 240 {
@@ -1647,6 +1688,13 @@ impl OpossumApp {
                     }
                     ui.separator();
                     ui.heading("Render times (last preview)");
+                    if self.preview.coarsening > 0 {
+                        ui.label(format!(
+                            "While editing: {} level(s) coarser (frames over the {} ms budget); refines when you pause",
+                            self.preview.coarsening,
+                            self.config.performance.preview_frame_budget_ms
+                        ));
+                    }
                     if let Some((hits, lookups)) = self.preview.cache {
                         ui.label(format!(
                             "GPU stage cache: {hits} of {lookups} stages reused"

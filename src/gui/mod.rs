@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod batch_panel;
+pub mod deadline;
 pub mod dialogs;
 pub mod history;
 pub mod jobs;
