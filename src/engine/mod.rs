@@ -67,10 +67,29 @@ pub struct Engine {
 impl Engine {
     /// An engine with `config` (threads from `max_cpu_cores`).
     pub fn new(config: Config) -> Result<Engine> {
+        Self::with_pool(config, "opossum-render", false)
+    }
+
+    /// An engine whose render threads run at the lowest OS priority: the app's exports, batch
+    /// and watch jobs, so that preview renders (normal priority) pre-empt them on a busy
+    /// machine. Lowering the priority is best effort (a platform that refuses it keeps the
+    /// normal one).
+    pub fn background(config: Config) -> Result<Engine> {
+        Self::with_pool(config, "opossum-background", true)
+    }
+
+    fn with_pool(config: Config, name: &'static str, low_priority: bool) -> Result<Engine> {
         config.validate()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads())
-            .thread_name(|i| format!("opossum-render-{i}"))
+            .thread_name(move |i| format!("{name}-{i}"))
+            .start_handler(move |_| {
+                if low_priority {
+                    let _ = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    );
+                }
+            })
             .build()
             .map_err(|e| Error::Internal(format!("cannot start render threads: {e}")))?;
         Ok(Engine {
@@ -584,4 +603,28 @@ pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
             .unwrap_or_else(|| "unknown panic".to_owned());
         Err(Error::Internal(message))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Engine;
+    use crate::config::Config;
+
+    /// The nice value of the calling thread (field 19 of `/proc/thread-self/stat`).
+    #[cfg(target_os = "linux")]
+    fn nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name in parentheses start at field 3 (state).
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_engines_render_at_a_lower_priority() {
+        let normal = Engine::new(Config::default()).unwrap();
+        let background = Engine::background(Config::default()).unwrap();
+        let (n, b) = (normal.pool().install(nice), background.pool().install(nice));
+        assert!(b > n, "background nice {b}, normal {n}");
+    }
 }

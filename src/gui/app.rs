@@ -417,6 +417,14 @@ fn engine_for(config: &Config) -> Arc<Engine> {
     }))
 }
 
+/// The engine for exports, batch and watch jobs: its threads run at the lowest OS priority,
+/// so previews (on `engine_for`'s pool) pre-empt them.
+fn background_engine_for(config: &Config) -> Arc<Engine> {
+    Arc::new(Engine::background(config.clone()).unwrap_or_else(|_| {
+        Engine::background(Config::default()).unwrap_or_else(|e| panic!("default engine: {e}"))
+    }))
+}
+
 impl OpossumApp {
     /// Create the app (restoring persisted state from `storage`).
     pub fn new(
@@ -451,7 +459,7 @@ impl OpossumApp {
             settings_draft: options.config.clone(),
             config: options.config.clone(),
             config_path: options.config_path,
-            export_engine: engine_for(&options.config),
+            export_engine: background_engine_for(&options.config),
             worker: PreviewWorker::start(
                 preview_engine.clone(),
                 gpu.as_ref().map(|g| g.context.clone()),
@@ -1107,7 +1115,7 @@ impl OpossumApp {
         }
         self.config = self.settings_draft.clone();
         self.preview_engine = engine_for(&self.config);
-        self.export_engine = engine_for(&self.config);
+        self.export_engine = background_engine_for(&self.config);
         let repaint_ctx = ctx.clone();
         self.worker = PreviewWorker::start(
             self.preview_engine.clone(),
