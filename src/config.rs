@@ -6,7 +6,8 @@
 //! [performance]
 //! max_cpu_cores = 0            # 0 = all cores
 //! max_memory_usage = "1GiB"    # shared budget for decode, tiles and output
-//! tile_size = 512              # px
+//! tile_size = 512              # px, largest tile edge
+//! min_tile_size = 128          # px, smallest tile edge (`opossum tune` measures it)
 //! parallel_images = 0          # 0 = automatic
 //! quality = "balanced"         # ultra | high | balanced | fast | draft
 //! gpu_enabled = true
@@ -107,8 +108,10 @@ pub struct Performance {
     pub max_cpu_cores: usize,
     /// One memory budget for the whole process: decoded images, tiles in flight, outputs.
     pub max_memory_usage: ByteSize,
-    /// Edge of a render tile in pixels (16..=8192).
+    /// Largest edge of a render tile in pixels (16..=8192); tiles follow the chain's halo.
     pub tile_size: u32,
+    /// Smallest edge of a render tile in pixels (16..=8192; `opossum tune` measures it).
+    pub min_tile_size: u32,
     /// Images processed at once in batch and watch; 0 = automatic.
     pub parallel_images: usize,
     /// Quality preset.
@@ -140,6 +143,7 @@ impl Default for Performance {
             max_cpu_cores: 0,
             max_memory_usage: ByteSize(default_memory_bytes()),
             tile_size: 512,
+            min_tile_size: crate::engine::render::MIN_AUTO_TILE_PX,
             parallel_images: 0,
             quality: QualityPreset::Balanced,
             quality_vs_speed: None,
@@ -182,6 +186,9 @@ pub struct Config {
     pub performance: Performance,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[tuning]`: what `opossum tune` measured and chose (informational).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::tune::Tuning>,
 }
 
 /// 1 GiB, or half the RAM if that is less.
@@ -285,6 +292,12 @@ impl Config {
             return bad(
                 "performance.parallel_images",
                 "at most 1024 (0 = automatic)".to_owned(),
+            );
+        }
+        if !(16..=8192).contains(&p.min_tile_size) {
+            return bad(
+                "performance.min_tile_size",
+                format!("{} px is not in 16..=8192", p.min_tile_size),
             );
         }
         if p.preview_frame_budget_ms > 10_000 {

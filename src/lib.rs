@@ -34,5 +34,6 @@ pub mod ops;
 pub mod params;
 pub mod profile;
 pub mod quality;
+pub mod tune;
 pub mod vectorize;
 pub mod watch;

@@ -563,3 +563,31 @@ fn jpeg_shrink_on_load_keeps_the_output_and_stays_close_to_a_full_decode() {
         );
     }
 }
+
+#[test]
+fn tune_quick_saves_its_choices_in_the_config_file() {
+    let dir = setup();
+    let config = dir.path().join("opossum.toml");
+    std::fs::write(&config, "[performance]\nquality = \"fast\"\n").unwrap();
+    let path = config.to_str().unwrap();
+    let o = run(dir.path(), &["tune", "--quick", "--config", path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("saved to"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let parsed = opossum::config::Config::parse(&text).unwrap();
+    // The user's own settings stay; the choices and the figures are added.
+    assert_eq!(
+        parsed.performance.quality,
+        opossum::quality::QualityPreset::Fast
+    );
+    let tuning = parsed.tuning.expect("a [tuning] table");
+    assert_eq!(parsed.performance.min_tile_size, tuning.min_tile_size);
+    assert_eq!(parsed.performance.parallel_images, tuning.parallel_images);
+    // --dry-run measures and prints, and leaves the file as it was.
+    let o = run(
+        dir.path(),
+        &["tune", "--quick", "--dry-run", "--config", path],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+}

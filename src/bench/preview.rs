@@ -45,6 +45,11 @@ pub struct PathResult {
 }
 
 impl PathResult {
+    /// Median latency, ms.
+    pub fn p50(&self) -> f64 {
+        self.quantile(0.5)
+    }
+
     fn quantile(&self, q: f64) -> f64 {
         let i = ((self.runs_ms.len() as f64 - 1.0) * q).round() as usize;
         self.runs_ms.get(i).copied().unwrap_or(f64::NAN)

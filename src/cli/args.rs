@@ -60,6 +60,17 @@ pub enum Command {
     Watch(WatchArgs),
     /// Trace an image into an SVG (colour regions or black-and-white line art).
     Vectorize(VectorizeArgs),
+    /// Calibrate this machine (about ten seconds): pick the smallest tile edge, images at
+    /// once in batches and GPU or CPU previews, and save them with the measurements in the
+    /// config file (`--config`, else the default one).
+    Tune {
+        /// A few-second calibration on small images (less exact).
+        #[arg(long)]
+        quick: bool,
+        /// Print the results without saving them.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List every operation with its parameters, ranges and defaults.
     Ops {
         /// Print JSON instead of text.

@@ -67,6 +67,7 @@ fn report_error(e: &Error) {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         None => open_app(&cli).map(|()| 0),
+        Some(Command::Tune { quick, dry_run }) => tune(&cli.global, quick, dry_run).map(|()| 0),
         Some(Command::Ops { json }) => {
             print!("{}", if json { ops_json() } else { ops_text() });
             Ok(0)
@@ -435,6 +436,80 @@ pub fn ops_json() -> String {
     let mut text = serde_json::to_string_pretty(&ops).unwrap_or_default();
     text.push('\n');
     text
+}
+
+fn tune(global: &GlobalArgs, quick: bool, dry_run: bool) -> Result<()> {
+    use crate::tune::{Workload, calibrate};
+    let path = match &global.config {
+        Some(p) => Some(p.clone()),
+        None => Config::default_path(),
+    };
+    // Start from the file being tuned (missing = defaults), then the command-line overrides.
+    let mut config = match &path {
+        Some(p) if p.exists() => Config::load(Some(p))?.0,
+        _ => Config::default(),
+    };
+    let measured = load_config(global)?;
+    let workload = if quick {
+        Workload::QUICK
+    } else {
+        Workload::FULL
+    };
+    println!(
+        "opossum tune: {} calibration on {} threads",
+        if quick { "quick" } else { "full" },
+        measured.threads()
+    );
+    let tuning = calibrate(&measured, workload, |step| println!("  measuring {step}…"))?;
+    println!("operation cost, ms per megapixel:");
+    for (op, ms) in &tuning.op_ms_per_mpx {
+        println!("  {op:<10} {ms:>8.2}");
+    }
+    let mut tiles: Vec<(u32, f64)> = tuning
+        .tile_ms
+        .iter()
+        .map(|(edge, ms)| (edge.parse().unwrap_or(0), *ms))
+        .collect();
+    tiles.sort_by_key(|t| t.0);
+    let tiles: Vec<String> = tiles
+        .iter()
+        .map(|(edge, ms)| format!("{edge} px {ms:.1} ms"))
+        .collect();
+    println!("tile edge: {}", tiles.join(", "));
+    let rates: Vec<String> = tuning
+        .images_per_s
+        .iter()
+        .map(|(n, r)| format!("{n} at once {r:.1}/s"))
+        .collect();
+    println!("images: {}", rates.join(", "));
+    println!("{}", tuning.summary());
+    tuning.apply(&mut config);
+    config.validate()?;
+    match (&path, dry_run) {
+        (_, true) => println!("not saved (--dry-run)"),
+        (None, false) => {
+            println!("not saved: this platform has no config folder; use --config FILE")
+        }
+        (Some(path), false) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io("create the config folder", dir, e))?;
+            }
+            let text = toml::to_string_pretty(&config)
+                .map_err(|e| Error::Internal(format!("config to TOML: {e}")))?;
+            crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+            println!(
+                "saved to {} (min_tile_size, parallel_images{}, [tuning]); change them in Settings or the file",
+                path.display(),
+                if tuning.gpu_previews.is_some() {
+                    ", gpu_enabled"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {

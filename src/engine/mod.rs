@@ -163,7 +163,11 @@ impl Engine {
     /// ([`render::tile_px_for`]).
     pub fn tile_settings_for(&self, plan: &Plan) -> TileSettings {
         TileSettings {
-            tile_px: render::tile_px_for(plan, self.config.performance.tile_size),
+            tile_px: render::tile_px_for(
+                plan,
+                self.config.performance.min_tile_size,
+                self.config.performance.tile_size,
+            ),
             budget_bytes: self.budget_bytes(),
         }
     }

@@ -72,16 +72,17 @@ fn merge_times(into: &Mutex<Vec<(String, Duration)>>, times: Vec<(String, Durati
     }
 }
 
-/// Smallest tile edge [`tile_px_for`] picks, px.
+/// Default smallest tile edge [`tile_px_for`] picks (config `min_tile_size`), px.
 pub const MIN_AUTO_TILE_PX: u32 = 128;
 
 /// The tile edge for `plan`, at most `configured`: about 8× the chain's summed halo (what the
-/// area ops read around each pixel), in steps of 64 px and at least [`MIN_AUTO_TILE_PX`].
+/// area ops read around each pixel), in steps of 64 px and at least `min_px` (config
+/// `min_tile_size`, [`MIN_AUTO_TILE_PX`] unless `opossum tune` chose another).
 /// Small tiles keep each op's working set in the CPU caches (128² px of f32 RGBA is 256 KiB);
 /// a chain that reads far around each pixel gets larger tiles so that re-reading the halo
 /// stays a small part of the work. Measured in a batch of 1024-px JPEGs (fit 800×600 +
 /// colour + sharpen): 128-px tiles 12% faster and 25% less peak memory than 512-px ones.
-pub fn tile_px_for(plan: &Plan, configured: u32) -> u32 {
+pub fn tile_px_for(plan: &Plan, min_px: u32, configured: u32) -> u32 {
     let centre = Rect::new(plan.output.width / 2, plan.output.height / 2, 1, 1);
     let rects = stage_rects(&plan.stages, centre);
     let halo_px: u32 = plan
@@ -99,7 +100,7 @@ pub fn tile_px_for(plan: &Plan, configured: u32) -> u32 {
         })
         .sum();
     let wanted = (8 * halo_px).div_ceil(64) * 64;
-    wanted.max(MIN_AUTO_TILE_PX).min(configured.max(1))
+    wanted.max(min_px).min(configured.max(1))
 }
 
 /// The input rectangle of every stage for output `out`: `rects[i]` is stage `i`'s input,

@@ -2054,6 +2054,9 @@ impl OpossumApp {
                     let l = ui.label("Tile size (px)");
                     ui.add(egui::DragValue::new(&mut p.tile_size).range(16..=8192)).labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label("Smallest tile (px)");
+                    ui.add(egui::DragValue::new(&mut p.min_tile_size).range(16..=8192)).labelled_by(l.id);
+                    ui.end_row();
                     let l = ui.label("Images in parallel (0 = auto)");
                     ui.add(egui::DragValue::new(&mut p.parallel_images).range(0..=64)).labelled_by(l.id);
                     ui.end_row();
@@ -2088,6 +2091,11 @@ impl OpossumApp {
                     ui.add(egui::DragValue::new(&mut p.cache_ttl).range(0..=31_536_000)).labelled_by(l.id);
                     ui.end_row();
                 });
+                if let Some(tuning) = &self.settings_draft.tuning {
+                    ui.add(egui::Label::new(egui::RichText::new(tuning.summary()).small()).wrap());
+                } else {
+                    ui.add(egui::Label::new(egui::RichText::new("Not tuned for this machine yet: run `opossum tune` to measure it.").small()).wrap());
+                }
                 let p = &self.settings_draft.performance;
                 let mut what = format!("Quality preset {}: {}.", p.quality.name(), p.quality.changes().join("; "));
                 if let Some(q) = p.quality_vs_speed {
