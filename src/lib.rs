@@ -22,6 +22,7 @@ pub mod batch;
 pub mod bench;
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -151,12 +151,13 @@ fn memory_bandwidth() -> f64 {
     (BYTES as f64 / f64::from(1u32 << 30)) / best.as_secs_f64().max(1e-9)
 }
 
-/// Blur, colour and sharpen: the representative chain of the tile test.
-fn probe_chain() -> Chain {
+/// `first`, then brightness 1.1 / contrast 1.2 and an unsharp mask: the tile test's chain
+/// (after a blur) and the batch issue's (after a fit).
+fn then_colour_and_sharpen(first: crate::chain::ChainOp) -> Chain {
     Chain {
         name: None,
         ops: vec![
-            bench::step("gaussian_blur", &[("sigma", RawValue::Float(2.0))]),
+            first,
             bench::step(
                 "adjust_colors",
                 &[
@@ -170,30 +171,24 @@ fn probe_chain() -> Chain {
     }
 }
 
-/// The batch issue's chain: fit 800×600, colour, sharpen.
+/// Blur, colour and sharpen: the representative chain of the tile test.
+fn probe_chain() -> Chain {
+    then_colour_and_sharpen(bench::step(
+        "gaussian_blur",
+        &[("sigma", RawValue::Float(2.0))],
+    ))
+}
+
+/// The batch issue's chain, scaled to `side`: fit 800×600 (at 1024), colour, sharpen.
 fn batch_chain(side: u32) -> Chain {
     let (w, h) = (side * 25 / 32, side * 75 / 128);
-    Chain {
-        name: None,
-        ops: vec![
-            bench::step(
-                "resize",
-                &[
-                    ("width", RawValue::Int(i64::from(w))),
-                    ("height", RawValue::Int(i64::from(h))),
-                ],
-            ),
-            bench::step(
-                "adjust_colors",
-                &[
-                    ("brightness", RawValue::Float(1.1)),
-                    ("contrast", RawValue::Float(1.2)),
-                ],
-            ),
-            bench::step("sharpen", &[("amount", RawValue::Float(1.0))]),
+    then_colour_and_sharpen(bench::step(
+        "resize",
+        &[
+            ("width", RawValue::Int(i64::from(w))),
+            ("height", RawValue::Int(i64::from(h))),
         ],
-        vectorize: None,
-    }
+    ))
 }
 
 fn render_once(engine: &Engine, source: &DynamicImage, chain: &Chain) -> Result<()> {
@@ -300,7 +295,7 @@ pub fn calibrate(
     };
 
     Ok(Tuning {
-        date: today_utc(),
+        date: crate::clock::utc_date(std::time::SystemTime::now()),
         threads,
         memory_gib_per_s,
         op_ms_per_mpx,
@@ -325,23 +320,6 @@ fn pick_tile(timed: &[(Duration, u32)]) -> u32 {
         Some(&(d, _)) if d.as_secs_f64() <= best.as_secs_f64() * 1.03 => default,
         _ => edge,
     }
-}
-
-/// Today's date in UTC, `YYYY-MM-DD` (civil-from-days, no time-zone database needed).
-fn today_utc() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]
@@ -379,11 +357,5 @@ mod tests {
             pick_tile(&[(ms(100), 64), (ms(120), 128), (ms(90), 256)]),
             256
         );
-    }
-
-    #[test]
-    fn dates_are_civil() {
-        let d = today_utc();
-        assert!(d.starts_with("20") && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-');
     }
 }
