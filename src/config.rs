@@ -270,11 +270,13 @@ impl Config {
             })
         };
         let p = &self.performance;
-        if !(16..=8192).contains(&p.tile_size) {
-            return bad(
-                "performance.tile_size",
-                format!("{} is out of range; allowed: 16..=8192 px", p.tile_size),
-            );
+        for (key, px) in [
+            ("performance.tile_size", p.tile_size),
+            ("performance.min_tile_size", p.min_tile_size),
+        ] {
+            if !(16..=8192).contains(&px) {
+                return bad(key, format!("{px} is out of range; allowed: 16..=8192 px"));
+            }
         }
         if p.max_memory_usage.0 < 16 << 20 {
             return bad(
@@ -292,12 +294,6 @@ impl Config {
             return bad(
                 "performance.parallel_images",
                 "at most 1024 (0 = automatic)".to_owned(),
-            );
-        }
-        if !(16..=8192).contains(&p.min_tile_size) {
-            return bad(
-                "performance.min_tile_size",
-                format!("{} px is not in 16..=8192", p.min_tile_size),
             );
         }
         if p.preview_frame_budget_ms > 10_000 {

@@ -103,6 +103,11 @@ impl Engine {
     pub fn with_budget(&self, budget_bytes: u64) -> Engine {
         let mut config = self.config.clone();
         config.performance.max_memory_usage = crate::config::ByteSize(budget_bytes);
+        self.sharing_pool(config)
+    }
+
+    /// An engine with `config` on this engine's render pool.
+    fn sharing_pool(&self, config: Config) -> Engine {
         Engine {
             config,
             pool: self.pool.clone(),
@@ -114,10 +119,7 @@ impl Engine {
         let mut config = self.config.clone();
         config.performance.quality = preset;
         config.performance.quality_vs_speed = None;
-        Engine {
-            config,
-            pool: self.pool.clone(),
-        }
+        self.sharing_pool(config)
     }
 
     /// The configuration in effect.
@@ -158,7 +160,6 @@ impl Engine {
         }
     }
 
-    /// Tile settings from the config.
     /// Tile settings for `plan`: the tile edge follows the chain's halo, up to `tile_size`
     /// ([`render::tile_px_for`]).
     pub fn tile_settings_for(&self, plan: &Plan) -> TileSettings {
@@ -168,14 +169,6 @@ impl Engine {
                 self.config.performance.min_tile_size,
                 self.config.performance.tile_size,
             ),
-            budget_bytes: self.budget_bytes(),
-        }
-    }
-
-    /// Tile settings with the configured tile edge.
-    pub fn tile_settings(&self) -> TileSettings {
-        TileSettings {
-            tile_px: self.config.performance.tile_size,
             budget_bytes: self.budget_bytes(),
         }
     }
