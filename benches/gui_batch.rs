@@ -106,6 +106,7 @@ fn main() {
         config_path: None,
         fresh_state: true,
         hide_timings: false,
+        cache_dir: None,
     };
     let dialogs = ScriptedDialogs {
         folders: vec![out.clone(), input.clone()],

@@ -46,6 +46,7 @@ fn main() {
         config_path: None,
         fresh_state: true,
         hide_timings: false,
+        cache_dir: None,
     };
     let dialogs = ScriptedDialogs {
         exports: vec![output.clone()],

@@ -11,6 +11,10 @@
 //! parallel_images = 0          # 0 = automatic
 //! quality = "balanced"         # ultra | high | balanced | fast | draft
 //! gpu_enabled = true
+//! enable_result_cache = true
+//! enable_intermediate_cache = true
+//! cache_ttl = 604800           # s; a week since last use
+//! persistent_cache_size = "10GB"  # 0 = no disk cache
 //!
 //! [limits]
 //! max_image_pixels = 1073741824
@@ -127,13 +131,14 @@ pub struct Performance {
     pub preview_frame_budget_ms: u64,
     /// Track memory use and report it.
     pub enable_memory_monitoring: bool,
-    /// Keep finished results in memory.
+    /// Keep finished previews in memory (undo, before/after and repeated states are instant).
     pub enable_result_cache: bool,
-    /// Keep per-prefix intermediate results in memory.
+    /// Keep chain-prefix results in memory, so editing op k re-runs only ops k..n.
     pub enable_intermediate_cache: bool,
-    /// Seconds a cache entry stays valid.
+    /// Seconds a cache entry stays valid: since insertion in memory, since last use on disk.
+    /// The default is a week (the spec's example, 3600, would forget yesterday's previews).
     pub cache_ttl: u64,
-    /// Size cap of the on-disk cache.
+    /// Size cap of the on-disk cache (pyramids and settled previews); 0 turns it off.
     pub persistent_cache_size: ByteSize,
 }
 
@@ -153,7 +158,7 @@ impl Default for Performance {
             enable_memory_monitoring: true,
             enable_result_cache: true,
             enable_intermediate_cache: true,
-            cache_ttl: 3600,
+            cache_ttl: 7 * 24 * 3600,
             persistent_cache_size: ByteSize(10 << 30),
         }
     }

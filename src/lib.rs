@@ -20,6 +20,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod clock;

@@ -591,3 +591,55 @@ fn tune_quick_saves_its_choices_in_the_config_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
 }
+
+#[test]
+fn cache_stats_and_clear_show_and_empty_only_the_cache_folder() {
+    use opossum::cache::Key;
+    use opossum::cache::disk::{DiskCache, Kind};
+    let dir = setup();
+    let d = dir.path();
+    let root = d.join("xdg-cache");
+    let cache_dir = root.join("opossum/previews-v1");
+    {
+        let cache =
+            DiskCache::open(&cache_dir, 1 << 30, std::time::Duration::from_secs(60)).unwrap();
+        cache.put(Kind::Thumbnail, Key(1), &[1; 1000]).unwrap();
+        cache.put(Kind::Result, Key(2), &[2; 3000]).unwrap();
+        assert!(cache.get(Kind::Result, Key(2)).is_some());
+        assert!(cache.get(Kind::Result, Key(3)).is_none());
+    }
+    std::fs::write(cache_dir.join("mine.txt"), b"not an entry").unwrap();
+    let cache_run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .env("XDG_CONFIG_HOME", d.join("xdg-config"))
+            .env("XDG_CACHE_HOME", &root)
+            .env("HOME", d)
+            .env_remove("OPOSSUM_CACHE_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = cache_run(&["cache", "stats"]);
+    assert!(text.contains(&cache_dir.display().to_string()), "{text}");
+    assert!(text.contains("entries        2 (1 pyramids"), "{text}");
+    assert!(text.contains("1 hits, 1 misses: 50.0 % hit rate"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cache_run(&["cache", "stats", "--json"])).unwrap();
+    assert_eq!(json["entries"], 2);
+    assert_eq!(json["lookups"]["hits"], 1);
+    let text = cache_run(&["cache", "clear"]);
+    assert!(text.contains("removed 2 cache entries"), "{text}");
+    assert!(
+        cache_dir.join("mine.txt").exists(),
+        "only entries are removed"
+    );
+    let text = cache_run(&["cache", "stats"]);
+    assert!(text.contains("entries        0"), "{text}");
+    assert!(text.contains("lookups        none yet"), "{text}");
+}

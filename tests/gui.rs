@@ -27,6 +27,7 @@ fn options(chain: PathBuf) -> GuiOptions {
         config_path: None,
         fresh_state: true,
         hide_timings: true,
+        cache_dir: None,
     }
 }
 
@@ -764,4 +765,89 @@ fn slow_previews_go_coarser_while_editing_and_refine_when_edits_pause() {
     step_until(&mut h, "the refined preview", |app| {
         app.preview_coarsening() == 0 && app.preview_is_current() && app.preview_level() == needed
     });
+}
+
+#[test]
+fn reopening_an_image_shows_its_cached_preview_at_once() {
+    use opossum::engine::cached::Served;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 2.0\n[[ops]]\nop = \"adjust_colors\"\nsaturation = 1.5\n",
+    )
+    .unwrap();
+    let start = |chain: PathBuf, cache: PathBuf| {
+        Harness::builder()
+            .with_size(egui::vec2(1400.0, 860.0))
+            .wgpu()
+            .build_eframe(move |cc| {
+                let mut options = options(chain);
+                // The CPU path: its frames are the ones kept in the result and disk caches.
+                options.config.performance.gpu_enabled = false;
+                options.cache_dir = Some(cache);
+                OpossumApp::new(cc, options, Box::new(ScriptedDialogs::default()))
+            })
+    };
+    let mut first = start(chain.clone(), cache.clone());
+    settle(&mut first);
+    assert!(matches!(
+        first.state().preview_served(),
+        Some(Served::Rendered { .. })
+    ));
+    let pixels = first.state().preview_pixels().unwrap();
+    // Once the preview has stayed on screen, it is written to the disk cache.
+    let has_result = || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("result-"))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_result() {
+        first.step();
+        assert!(
+            Instant::now() < deadline,
+            "the settled preview was not persisted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(first);
+
+    // "Tomorrow": a new app on the same cache folder shows the same pixels without decoding or
+    // rendering: the pyramid (the sample is small, so all of it) and the frame come from disk.
+    let mut second = start(chain, cache);
+    settle(&mut second);
+    assert_eq!(second.state().preview_served(), Some(Served::Disk));
+    assert_eq!(second.state().image_complete(), Some(true));
+    assert_eq!(second.state().preview_pixels().unwrap(), pixels);
+    let disk = second
+        .state()
+        .cache_stats()
+        .into_iter()
+        .find(|l| l.name == "disk")
+        .unwrap();
+    assert_eq!(
+        (disk.hits, disk.misses),
+        (2, 0),
+        "pyramid and preview from disk"
+    );
+
+    // The profiler lists the levels; Clear caches empties them and the preview renders again.
+    second.get_by_label("View").click();
+    second.run_steps(2);
+    second.get_by_label("Profiler").click();
+    second.run_steps(2);
+    second.get_by_label("thumbnail");
+    click(&mut second, "Clear caches");
+    second.get_by_label_contains("Cleared the memory caches and 2 disk entries");
+    settle(&mut second);
+    assert!(matches!(
+        second.state().preview_served(),
+        Some(Served::Rendered { .. })
+    ));
+    assert_eq!(second.state().preview_pixels().unwrap(), pixels);
 }

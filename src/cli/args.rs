@@ -77,6 +77,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or empty the preview cache: the pyramids and settled previews the app keeps on
+    /// disk (folder from `directories`, or `OPOSSUM_CACHE_DIR`).
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        what: CacheCommand,
+    },
     /// Measure performance.
     Bench {
         /// What to measure.
@@ -203,8 +210,21 @@ pub struct WatchArgs {
     pub report: Option<PathBuf>,
 }
 
-/// `opossum bench …`.
+/// `opossum cache …`.
 #[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Folder, entries, size against the cap, time to live, and hits and misses of all runs.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every entry (only cache entries: nothing else in or outside the folder).
+    Clear,
+}
+
+/// `opossum bench …`.
+#[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Time the peer-comparison operations at several sizes and print an op × size table.
     Ops(BenchOpsArgs),

@@ -3,6 +3,7 @@
 //! `anyhow`-style context lives only here; the engine returns typed errors.
 
 pub mod args;
+mod cache;
 mod vectorize;
 
 use std::path::Path;
@@ -67,6 +68,7 @@ fn report_error(e: &Error) {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         None => open_app(&cli).map(|()| 0),
+        Some(Command::Cache { what }) => cache::run(&cli.global, &what).map(|()| 0),
         Some(Command::Tune { quick, dry_run }) => tune(&cli.global, quick, dry_run).map(|()| 0),
         Some(Command::Ops { json }) => {
             print!("{}", if json { ops_json() } else { ops_text() });
@@ -261,6 +263,12 @@ fn open_app(cli: &Cli) -> Result<()> {
         config_path,
         fresh_state: cli.screenshot.is_some(),
         hide_timings: false,
+        // A screenshot shows a fresh session: nothing read from or left in the cache folder.
+        cache_dir: cli
+            .screenshot
+            .is_none()
+            .then(crate::cache::disk::default_dir)
+            .flatten(),
     };
     crate::gui::run(options).map_err(|reason| Error::Config { reason, path: None })
 }

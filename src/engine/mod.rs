@@ -6,6 +6,7 @@
 //! [`render::render`] (tiles) → [`sink::OutputSink`] → `io::encode` (atomic write).
 
 pub mod box_blur;
+pub mod cached;
 pub mod convolve;
 pub mod geom;
 pub mod plan;
@@ -15,6 +16,7 @@ pub mod shrink;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod thumbs;
 pub mod tile;
 
 use std::path::Path;
@@ -34,6 +36,7 @@ use render::{RenderControl, RenderStats, TileSettings};
 use sink::OutputSink;
 use source::Source;
 use stream::StreamSource;
+use tile::Tile;
 
 /// Timings and sizes of one `render_file`.
 #[derive(Clone, Debug, PartialEq)]
@@ -254,6 +257,19 @@ impl Engine {
             self.output_limits(),
             self.quality_preset(),
         )?;
+        self.render_plan(source, &plan, region, high_bit_depth, control)
+    }
+
+    /// Render a built `plan` (or a part of one, see [`Plan::split_off`]) over `source`: the
+    /// whole output, or `region` of it, into an in-memory image under the budget.
+    pub fn render_plan(
+        &self,
+        source: &dyn Source,
+        plan: &Plan,
+        region: Option<geom::Rect>,
+        high_bit_depth: bool,
+        control: &RenderControl<'_>,
+    ) -> Result<(OutputImage, RenderStats)> {
         let region = region.map_or(plan.output.rect(), |r| r.intersect(plan.output.rect()));
         if region.is_empty() {
             return Err(Error::Internal(
@@ -277,9 +293,34 @@ impl Engine {
             render::render(
                 &self.pool,
                 source,
-                &plan,
+                plan,
                 Some(region),
-                self.tile_settings_for(&plan),
+                self.tile_settings_for(plan),
+                reserved,
+                control,
+                &sink,
+            )
+        })?;
+        Ok((sink.finish(), stats))
+    }
+
+    /// Render all of `plan` over `source` into a working-format image (a chain prefix kept by
+    /// the intermediate cache). Pixels equal what a whole render computes at that stage.
+    pub fn render_plan_to_tile(
+        &self,
+        source: &dyn Source,
+        plan: &Plan,
+        control: &RenderControl<'_>,
+    ) -> Result<(Tile, RenderStats)> {
+        let reserved = source.bytes() + plan.output.pixels() * 16;
+        let sink = sink::FullSink::new(plan.output);
+        let stats = catch_panics(|| {
+            render::render(
+                &self.pool,
+                source,
+                plan,
+                None,
+                self.tile_settings_for(plan),
                 reserved,
                 control,
                 &sink,

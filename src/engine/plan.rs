@@ -119,4 +119,21 @@ impl Plan {
             scale,
         })
     }
+
+    /// Cut the plan before stage `at`: `self` keeps stages `..at` (its output becomes that
+    /// stage's input) and the returned plan has stages `at..`, reading that image. Rendering the
+    /// two in turn gives the pixels of the whole plan (the intermediate cache relies on it).
+    pub fn split_off(&mut self, at: usize) -> Plan {
+        let at = at.min(self.stages.len());
+        let tail_stages = self.stages.split_off(at);
+        let middle = self.stages.last().map_or(self.input, |s| s.output);
+        let tail = Plan {
+            input: middle,
+            stages: tail_stages,
+            output: self.output,
+            scale: self.scale,
+        };
+        self.output = middle;
+        tail
+    }
 }

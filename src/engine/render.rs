@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::geom::{Rect, Size};
 use super::plan::{Plan, Stage};
 use super::sink::{FullSink, TileSink};
-use super::source::{Source, TileSource};
+use super::source::{SharedTile, Source};
 use super::tile::Tile;
 use crate::error::{Error, Result};
 use crate::ops::{Kernel, PointKernel};
@@ -339,7 +339,7 @@ pub fn render(
     let total: usize = segment_sizes.iter().map(|s| tile_count(*s)).sum();
     let mut done = 0;
 
-    let mut intermediate: Option<TileSource> = None;
+    let mut intermediate: Option<SharedTile> = None;
     let mut start = 0;
     let mut stats = RenderStats::default();
     let mut earlier_times: Vec<(String, Duration)> = Vec::new();
@@ -402,7 +402,7 @@ pub fn render(
                 .stage_times
                 .push((stage.label.to_owned(), t.elapsed()));
         }
-        intermediate = Some(TileSource(output));
+        intermediate = Some(SharedTile(std::sync::Arc::new(output)));
         start = g + 1;
     }
     let held = intermediate.as_ref().map_or(0, |s| s.bytes());

@@ -137,10 +137,11 @@ impl Source for DynamicImage {
     }
 }
 
-/// A whole image in working format.
-pub struct TileSource(pub Tile);
+/// A whole image in working format (an intermediate of a render, or one shared with the
+/// intermediate cache).
+pub struct SharedTile(pub std::sync::Arc<Tile>);
 
-impl Source for TileSource {
+impl Source for SharedTile {
     fn size(&self) -> Size {
         Size::new(self.0.rect.width, self.0.rect.height)
     }

@@ -23,6 +23,7 @@ use crate::chain::raw::RawValue;
 use crate::chain::{Chain, ChainOp, Format, OutputLimits};
 use crate::config::{ByteSize, Config, QualityPreset};
 use crate::engine::Engine;
+use crate::engine::cached::SessionCaches;
 use crate::engine::geom::Rect as PxRect;
 use crate::gpu::{GpuContext, GpuFrame};
 use crate::io::encode::{EncodeOptions, OutputFormat};
@@ -44,6 +45,8 @@ pub struct GuiOptions {
     pub fresh_state: bool,
     /// Leave timings out of the UI (for reproducible snapshots).
     pub hide_timings: bool,
+    /// Folder of the persistent preview cache (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The bundled sample (CC0, see `assets/samples/SOURCES.md`), built into the binary so an
@@ -151,6 +154,8 @@ pub enum Command {
     ToggleBefore,
     /// Show or hide the profiler.
     ToggleProfiler,
+    /// Empty the preview caches (memory and disk).
+    ClearCaches,
     /// Show or hide the settings.
     ToggleSettings,
     /// Save the settings draft.
@@ -208,6 +213,8 @@ struct PreviewState {
     on_gpu: bool,
     /// GPU stage cache hits and lookups of the last preview.
     cache: Option<(usize, usize)>,
+    /// Where the last CPU preview came from (a cache level or a render).
+    served: Option<crate::engine::cached::Served>,
     /// Why previews no longer run on the GPU (shown once, in the status bar).
     gpu_warning: Option<String>,
 }
@@ -369,6 +376,9 @@ pub struct OpossumApp {
     export_engine: Arc<Engine>,
     gpu: Option<GpuDisplay>,
     worker: PreviewWorker,
+    caches: SessionCaches,
+    cache_dir: Option<PathBuf>,
+    cache_message: Option<String>,
     image: Option<LoadedImage>,
     loading: Option<(PathBuf, Receiver<Result<LoadedImage, String>>)>,
     preview: PreviewState,
@@ -449,6 +459,11 @@ impl OpossumApp {
         };
         let repaint_ctx = ctx.clone();
         let preview_engine = engine_for(&options.config);
+        let caches = SessionCaches::open(
+            &options.config.performance,
+            preview_engine.budget_bytes(),
+            options.cache_dir.as_deref(),
+        );
         let mut app = Self {
             fresh_state: options.fresh_state,
             hide_timings: options.hide_timings,
@@ -463,8 +478,12 @@ impl OpossumApp {
             worker: PreviewWorker::start(
                 preview_engine.clone(),
                 gpu.as_ref().map(|g| g.context.clone()),
+                caches.preview(&options.config.performance, preview_engine.budget_bytes()),
                 move || repaint_ctx.request_repaint(),
             ),
+            caches,
+            cache_dir: options.cache_dir,
+            cache_message: None,
             gpu,
             preview_engine,
             image: None,
@@ -612,6 +631,28 @@ impl OpossumApp {
             .map(|r| (r.shown.region, r.shown.rgba()))
     }
 
+    /// Where the shown preview came from (`None` for a GPU render).
+    pub fn preview_served(&self) -> Option<crate::engine::cached::Served> {
+        self.preview.served
+    }
+
+    /// Whether the open image is complete (not yet the partial one from the disk cache).
+    pub fn image_complete(&self) -> Option<bool> {
+        self.image.as_ref().map(|i| i.complete)
+    }
+
+    /// Every cache level's counters: result, intermediate, thumbnail, disk.
+    pub fn cache_stats(&self) -> Vec<crate::cache::LevelStats> {
+        let mut levels = self
+            .worker
+            .cache_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        levels.insert(2.min(levels.len()), self.caches.thumbnails.stats());
+        levels
+    }
+
     /// Whether the preview shows the latest chain (no render pending).
     pub fn preview_is_current(&self) -> bool {
         self.image.is_some()
@@ -637,9 +678,12 @@ impl OpossumApp {
 
     fn open_image(&mut self, ctx: &egui::Context, path: PathBuf) {
         let repaint = ctx.clone();
-        let rx = load_image(self.preview_engine.clone(), path.clone(), move || {
-            repaint.request_repaint();
-        });
+        let rx = load_image(
+            self.preview_engine.clone(),
+            self.caches.thumbnails.clone(),
+            path.clone(),
+            move || repaint.request_repaint(),
+        );
         self.loading = Some((path, rx));
     }
 
@@ -670,12 +714,22 @@ impl OpossumApp {
             match rx.try_recv() {
                 Ok(Ok(loaded)) => {
                     let path = path.clone();
+                    // The complete image replacing the partial one from the disk cache keeps
+                    // the view; a new image starts fitted.
+                    let same = self
+                        .image
+                        .as_ref()
+                        .is_some_and(|i| !i.complete && i.key == loaded.key);
+                    if loaded.complete {
+                        self.loading = None;
+                    }
                     self.image = Some(loaded);
-                    self.loading = None;
                     self.preview.original = None;
                     self.preview.min_level = 0;
-                    self.zoom = None;
-                    self.pan = Vec2::ZERO;
+                    if !same {
+                        self.zoom = None;
+                        self.pan = Vec2::ZERO;
+                    }
                     self.chain_changed = true;
                     self.error = None;
                     self.remember_recent(&path);
@@ -780,6 +834,7 @@ impl OpossumApp {
         self.preview.histogram = Some(frame.histogram);
         self.preview.on_gpu = matches!(frame.pixels, FramePixels::Gpu(_));
         self.preview.cache = frame.cache;
+        self.preview.served = frame.served;
         self.preview.size = frame.size;
         self.preview.scale = frame.scale;
         self.preview.level = frame.level;
@@ -861,13 +916,11 @@ impl OpossumApp {
             || level != self.preview.requested_level
             || self.preview.requested == 0
         {
-            let pyramid = image.pyramid.clone();
-            let orientation = image.orientation;
             self.preview.requested_level = level;
             let use_gpu = self.use_gpu();
-            self.preview.requested =
-                self.worker
-                    .request(&self.chain, &pyramid, orientation, level, None, use_gpu);
+            self.preview.requested = self
+                .worker
+                .request(&self.chain, image, level, None, use_gpu);
             self.chain_changed = false;
             self.last_change = Instant::now();
         }
@@ -1012,6 +1065,16 @@ impl OpossumApp {
                 self.show_profiler = !self.show_profiler;
                 puffin::set_scopes_on(self.show_profiler);
             }
+            Command::ClearCaches => {
+                let (files, bytes) = self.caches.disk.as_ref().map_or((0, 0), |d| d.clear());
+                self.caches.thumbnails.clear_memory();
+                self.restart_worker(ctx);
+                self.chain_changed = true;
+                self.cache_message = Some(format!(
+                    "Cleared the memory caches and {files} disk entries ({})",
+                    crate::error::human_bytes(bytes)
+                ));
+            }
             Command::ToggleSettings => {
                 self.show_settings = !self.show_settings;
                 self.settings_draft = self.config.clone();
@@ -1108,6 +1171,18 @@ impl OpossumApp {
         ));
     }
 
+    /// A new preview worker (with empty memory caches) for the current engine and caches.
+    fn restart_worker(&mut self, ctx: &egui::Context) {
+        let repaint_ctx = ctx.clone();
+        self.worker = PreviewWorker::start(
+            self.preview_engine.clone(),
+            self.gpu.as_ref().map(|g| g.context.clone()),
+            self.caches
+                .preview(&self.config.performance, self.preview_engine.budget_bytes()),
+            move || repaint_ctx.request_repaint(),
+        );
+    }
+
     fn save_settings(&mut self, ctx: &egui::Context) {
         if let Err(e) = self.settings_draft.validate() {
             self.settings_message = Some(e.to_string());
@@ -1116,12 +1191,12 @@ impl OpossumApp {
         self.config = self.settings_draft.clone();
         self.preview_engine = engine_for(&self.config);
         self.export_engine = background_engine_for(&self.config);
-        let repaint_ctx = ctx.clone();
-        self.worker = PreviewWorker::start(
-            self.preview_engine.clone(),
-            self.gpu.as_ref().map(|g| g.context.clone()),
-            move || repaint_ctx.request_repaint(),
+        self.caches = SessionCaches::open(
+            &self.config.performance,
+            self.preview_engine.budget_bytes(),
+            self.cache_dir.as_deref(),
         );
+        self.restart_worker(ctx);
         // A new device attempt: a GPU failure is forgotten when the settings are applied.
         if self.gpu.is_some() {
             self.preview.gpu_warning = None;
@@ -1939,18 +2014,51 @@ impl OpossumApp {
             region.width.min(max_side),
             region.height.min(max_side),
         );
-        if let Some(image) = &self.image {
-            let pyramid = image.pyramid.clone();
+        // Refinements render from full resolution: wait for it after a partial load.
+        if let Some(image) = self.image.as_ref().filter(|i| i.complete) {
             let use_gpu = self.use_gpu();
-            let generation = self.worker.request(
-                &self.chain,
-                &pyramid,
-                image.orientation,
-                0,
-                Some(region),
-                use_gpu,
-            );
+            let generation = self
+                .worker
+                .request(&self.chain, image, 0, Some(region), use_gpu);
             self.preview.refine_requested = Some((generation, region));
+        }
+    }
+
+    /// Hit rates and sizes of every cache level, with a button to empty them.
+    fn caches_ui(&mut self, ui: &mut egui::Ui) {
+        ui.separator();
+        ui.heading("Caches");
+        let levels = self.cache_stats();
+        egui::Grid::new("cache_levels")
+            .striped(true)
+            .show(ui, |ui| {
+                for head in ["level", "hits", "misses", "hit rate", "entries", "size"] {
+                    ui.strong(head);
+                }
+                ui.end_row();
+                for l in &levels {
+                    ui.label(l.name);
+                    ui.label(l.hits.to_string());
+                    ui.label(l.misses.to_string());
+                    ui.label(
+                        l.hit_rate()
+                            .map_or("–".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+                    );
+                    ui.label(l.entries.to_string());
+                    ui.label(crate::error::human_bytes(l.bytes));
+                    ui.end_row();
+                }
+            });
+        match (&self.caches.disk, &self.caches.disk_error) {
+            (Some(disk), _) => ui.label(format!("Disk cache: {}", disk.dir().display())),
+            (None, Some(e)) => ui.label(format!("Disk cache off: {e}")),
+            (None, None) => ui.label("Disk cache off"),
+        };
+        if ui.button("Clear caches").clicked() {
+            self.commands.push(Command::ClearCaches);
+        }
+        if let Some(message) = &self.cache_message {
+            ui.label(message);
         }
     }
 
@@ -1971,16 +2079,21 @@ impl OpossumApp {
             }
         }
         if self.vectorize.open {
-            let source = self.image.as_ref().map(|image| TraceSource {
-                pyramid: image.pyramid.clone(),
-                orientation: image.orientation,
-                chain: self.chain.clone(),
-                engine: self.export_engine.clone(),
-                stem: image
-                    .path
-                    .file_stem()
-                    .map_or_else(|| "traced".to_owned(), |s| s.to_string_lossy().into_owned()),
-            });
+            // Tracing needs full resolution: not offered while a partial load completes.
+            let source = self
+                .image
+                .as_ref()
+                .filter(|i| i.complete)
+                .map(|image| TraceSource {
+                    pyramid: image.pyramid.clone(),
+                    orientation: image.orientation,
+                    chain: self.chain.clone(),
+                    engine: self.export_engine.clone(),
+                    stem: image
+                        .path
+                        .file_stem()
+                        .map_or_else(|| "traced".to_owned(), |s| s.to_string_lossy().into_owned()),
+                });
             self.vectorize.ui(ctx, self.dialogs.as_mut(), source);
         }
         if self.show_profiler {
@@ -2021,6 +2134,7 @@ impl OpossumApp {
                     if let Some((hits, lookups)) = self.preview.cache {
                         ui.label(format!("Stage cache: {hits} of {lookups} stages reused"));
                     }
+                    self.caches_ui(ui);
                     egui::Grid::new("profiler_stages")
                         .striped(true)
                         .show(ui, |ui| {
@@ -2090,6 +2204,12 @@ impl OpossumApp {
                     let l = ui.label("Cache lifetime (s)");
                     ui.add(egui::DragValue::new(&mut p.cache_ttl).range(0..=31_536_000)).labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label("Disk cache (MiB, 0 = off)");
+                    let mut mib = p.persistent_cache_size.0 >> 20;
+                    if ui.add(egui::DragValue::new(&mut mib).range(0..=1 << 24)).labelled_by(l.id).changed() {
+                        p.persistent_cache_size = ByteSize(mib << 20);
+                    }
+                    ui.end_row();
                 });
                 if let Some(tuning) = &self.settings_draft.tuning {
                     ui.add(egui::Label::new(egui::RichText::new(tuning.summary()).small()).wrap());
@@ -2102,7 +2222,11 @@ impl OpossumApp {
                     what.push_str(&format!(" (quality_vs_speed = {q} in the config file picks the preset until you choose one here.)"));
                 }
                 ui.add(egui::Label::new(egui::RichText::new(what).small()).wrap());
-                ui.add(egui::Label::new("Result and intermediate cache settings are stored; those caches are not built yet (the GPU stage cache is always on).").wrap());
+                ui.add(egui::Label::new(match (&self.caches.disk, &self.caches.disk_error) {
+                    (Some(disk), _) => format!("Disk cache: {}. Hit rates are in the profiler.", disk.dir().display()),
+                    (None, Some(e)) => format!("Disk cache off: {e}"),
+                    (None, None) => "Disk cache off.".to_owned(),
+                }).wrap());
                 if let Some(path) = &self.config_path {
                     ui.label(format!("Config file: {}", path.display()));
                 }

@@ -5,17 +5,20 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cache::{Key, LevelStats};
 use crate::chain::Chain;
 use crate::engine::Engine;
+use crate::engine::cached::{Frame, PreviewCaches, Request, Served};
 use crate::engine::geom::Rect;
 use crate::engine::pyramid::Pyramid;
 use crate::engine::render::RenderControl;
+use crate::engine::thumbs::{LoadedSource, ThumbnailCache};
 use crate::gpu::{GpuContext, GpuError, GpuFrame, GpuRenderer, GpuRequest};
-use crate::io::decode::{self, Orientation};
+use crate::io::decode::Orientation;
 use crate::io::encode::EncodeOptions;
 
 /// A decoded image ready for previews.
@@ -30,13 +33,36 @@ pub struct LoadedImage {
     pub format: String,
     /// File size in bytes.
     pub file_bytes: u64,
-    /// Time to decode and build the pyramid.
+    /// Time to decode and build the pyramid (or to find it in a cache).
     pub load_time: Duration,
+    /// Content hash of the file (the caches' source key).
+    pub key: Key,
+    /// False for the first, partial answer from the disk cache: the levels up to 2048 px,
+    /// level 0 not full resolution; the complete image follows.
+    pub complete: bool,
 }
 
-/// Decode `path` and build its pyramid on a background thread.
+impl LoadedImage {
+    fn new(path: &std::path::Path, source: &LoadedSource, load_time: Duration) -> Self {
+        LoadedImage {
+            file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            path: path.to_path_buf(),
+            pyramid: source.pyramid.clone(),
+            orientation: source.orientation,
+            format: source.format.clone(),
+            load_time,
+            key: source.key,
+            complete: source.complete,
+        }
+    }
+}
+
+/// Load `path` for previews on a background thread: from the thumbnail cache, else decoded
+/// into a pyramid. When the disk cache has the smaller levels of a large image, a partial
+/// image (`complete: false`) is sent first, then the complete one.
 pub fn load_image(
     engine: Arc<Engine>,
+    thumbnails: Arc<ThumbnailCache>,
     path: PathBuf,
     repaint: impl Fn() + Send + 'static,
 ) -> Receiver<Result<LoadedImage, String>> {
@@ -45,20 +71,15 @@ pub fn load_image(
         .name("opossum-load".into())
         .spawn(move || {
             let t0 = Instant::now();
-            let result = (|| {
-                let decoded = decode::decode_file(&path, &engine.decode_limits())
-                    .map_err(|e| format!("{e}\n{}", e.hint()))?;
-                let pyramid = Pyramid::build(&decoded.image).map_err(|e| e.to_string())?;
-                Ok(LoadedImage {
-                    file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-                    path: path.clone(),
-                    pyramid: Arc::new(pyramid),
-                    orientation: decoded.orientation,
-                    format: format!("{:?}", decoded.format),
-                    load_time: t0.elapsed(),
-                })
-            })();
-            let _ = tx.send(result);
+            let result = thumbnails.load(&engine, &path, |partial| {
+                let _ = tx.send(Ok(LoadedImage::new(&path, &partial, t0.elapsed())));
+                repaint();
+            });
+            let _ = tx.send(
+                result
+                    .map(|source| LoadedImage::new(&path, &source, t0.elapsed()))
+                    .map_err(|e| format!("{e}\n{}", e.hint())),
+            );
             repaint();
         });
     if let Err(e) = spawned {
@@ -101,11 +122,14 @@ pub struct PreviewFrame {
     pub gpu_failure: Option<String>,
     /// GPU stage cache: hits and lookups for this frame.
     pub cache: Option<(usize, usize)>,
+    /// Where a CPU frame came from (result cache, disk, or rendered reusing cached stages).
+    pub served: Option<Served>,
 }
 
 /// What a preview request asks for.
 struct PreviewRequest {
     generation: u64,
+    source: Key,
     chain: Chain,
     pyramid: Arc<Pyramid>,
     orientation: Orientation,
@@ -122,8 +146,14 @@ pub struct PreviewWorker {
     requests: Sender<PreviewRequest>,
     /// Finished previews (or errors) for the UI.
     pub results: Receiver<(u64, Result<PreviewFrame, String>)>,
+    /// Counters of the worker's caches (result, intermediate, disk), updated after each frame.
+    pub cache_stats: Arc<Mutex<Vec<LevelStats>>>,
     in_flight: Option<Arc<AtomicBool>>,
 }
+
+/// A rendered frame is written to the disk cache once no newer request came for this long
+/// (so a slider drag writes only where it stops).
+const SETTLE_BEFORE_PERSIST: Duration = Duration::from_millis(800);
 
 /// Request numbers, increasing across workers (a new worker after a settings change must not
 /// reuse the numbers of the one it replaces).
@@ -134,10 +164,13 @@ impl PreviewWorker {
     pub fn start(
         engine: Arc<Engine>,
         gpu: Option<GpuContext>,
+        mut caches: PreviewCaches,
         repaint: impl Fn() + Send + 'static,
     ) -> Self {
         let (requests, inbox) = channel::<PreviewRequest>();
         let (outbox, results) = channel();
+        let cache_stats = Arc::new(Mutex::new(caches.stats()));
+        let stats_out = cache_stats.clone();
         let _ = std::thread::Builder::new()
             .name("opossum-preview".into())
             .spawn(move || {
@@ -147,7 +180,23 @@ impl PreviewWorker {
                     renderer.cache_budget_bytes = cache_budget;
                     renderer
                 });
-                while let Ok(mut request) = inbox.recv() {
+                let publish = |caches: &PreviewCaches| {
+                    *stats_out.lock().unwrap_or_else(|e| e.into_inner()) = caches.stats();
+                };
+                // The last rendered frame, written to disk when it has stayed current.
+                let mut unsaved: Option<(Key, Arc<Frame>)> = None;
+                loop {
+                    let mut request = match inbox.recv_timeout(SETTLE_BEFORE_PERSIST) {
+                        Ok(request) => request,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Some((key, frame)) = unsaved.take() {
+                                caches.persist(key, &frame);
+                                publish(&caches);
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     // Skip to the newest request: older ones are stale.
                     loop {
                         match inbox.try_recv() {
@@ -159,31 +208,41 @@ impl PreviewWorker {
                     if request.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let result = render_preview(&engine, &mut gpu, &request);
+                    let result = render_preview(&engine, &mut gpu, &mut caches, &request);
+                    publish(&caches);
                     if request.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
+                    let result = result.map(|(frame, rendered)| {
+                        if let Some(rendered) = rendered {
+                            unsaved = Some(rendered);
+                        }
+                        frame
+                    });
                     if outbox.send((request.generation, result)).is_err() {
-                        return;
+                        break;
                     }
                     repaint();
+                }
+                // The app is closing (or the settings changed): keep what is on screen.
+                if let Some((key, frame)) = unsaved.take() {
+                    caches.persist(key, &frame);
                 }
             });
         Self {
             requests,
             results,
+            cache_stats,
             in_flight: None,
         }
     }
 
-    /// Ask for a preview of `chain` on pyramid `level` (only `region` of the output when
-    /// given), on the GPU when `use_gpu`; cancels the previous request.
-    #[allow(clippy::too_many_arguments)] // One request's fields; a struct would only rename them.
+    /// Ask for a preview of `chain` over `image` on pyramid `level` (only `region` of the
+    /// output when given), on the GPU when `use_gpu`; cancels the previous request.
     pub fn request(
         &mut self,
         chain: &Chain,
-        pyramid: &Arc<Pyramid>,
-        orientation: Orientation,
+        image: &LoadedImage,
         level: usize,
         region: Option<Rect>,
         use_gpu: bool,
@@ -196,9 +255,10 @@ impl PreviewWorker {
         self.in_flight = Some(cancel.clone());
         let _ = self.requests.send(PreviewRequest {
             generation,
+            source: image.key,
             chain: chain.clone(),
-            pyramid: pyramid.clone(),
-            orientation,
+            pyramid: image.pyramid.clone(),
+            orientation: image.orientation,
             level,
             region,
             use_gpu,
@@ -209,16 +269,36 @@ impl PreviewWorker {
     }
 }
 
+/// A frame worth writing to the disk cache once it settles.
+type Rendered = Option<(Key, Arc<Frame>)>;
+
 fn render_preview(
     engine: &Engine,
     gpu: &mut Option<GpuRenderer>,
+    caches: &mut PreviewCaches,
     request: &PreviewRequest,
-) -> Result<PreviewFrame, String> {
+) -> Result<(PreviewFrame, Rendered), String> {
     puffin::profile_function!();
+    let level = &request.pyramid.levels[request.level];
+    let cache_request = Request {
+        source: request.source,
+        image: &level.image,
+        scale: level.scale,
+        orientation: request.orientation,
+        chain: &request.chain,
+        region: request.region,
+    };
     let mut gpu_failure = None;
     if request.use_gpu
         && let Some(renderer) = gpu
     {
+        // A frame the CPU made earlier (the export's exact pixels) beats rendering again.
+        if let Some(found) = caches
+            .cached(engine, &cache_request)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok((cpu_frame(request, found), None));
+        }
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             renderer.render(
                 &GpuRequest {
@@ -234,7 +314,7 @@ fn render_preview(
             )
         }));
         match attempt {
-            Ok(Ok(frame)) => return Ok(gpu_frame(request, frame)),
+            Ok(Ok(frame)) => return Ok((gpu_frame(request, frame), None)),
             Ok(Err(GpuError::Chain(e))) => return Err(e.to_string()),
             Ok(Err(GpuError::Cancelled)) => return Err("cancelled".to_owned()),
             Ok(Err(GpuError::Device(message))) => gpu_failure = Some(message),
@@ -243,9 +323,18 @@ fn render_preview(
         // A failed device stays failed: previews continue on the CPU.
         *gpu = None;
     }
-    let mut frame = cpu_frame(engine, request)?;
+    let control = RenderControl {
+        cancel: Some(&request.cancel),
+        progress: None,
+    };
+    let preview = caches
+        .get_or_render(engine, &cache_request, &control)
+        .map_err(|e| e.to_string())?;
+    let rendered = (matches!(preview.served, Served::Rendered { .. }) && request.region.is_none())
+        .then(|| (preview.key, preview.frame.clone()));
+    let mut frame = cpu_frame(request, preview);
     frame.gpu_failure = gpu_failure;
-    Ok(frame)
+    Ok((frame, rendered))
 }
 
 fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
@@ -265,56 +354,46 @@ fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
         region: request.region.map(|_| frame.region),
         gpu_failure: None,
         cache: Some((frame.cache_hits, frame.stage_count)),
+        served: None,
         pixels: FramePixels::Gpu(frame),
     }
 }
 
-fn cpu_frame(engine: &Engine, request: &PreviewRequest) -> Result<PreviewFrame, String> {
-    let level = &request.pyramid.levels[request.level];
-    let control = RenderControl {
-        cancel: Some(&request.cancel),
-        progress: None,
+fn cpu_frame(request: &PreviewRequest, preview: crate::engine::cached::Preview) -> PreviewFrame {
+    let latency = request.submitted.elapsed();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let stage_ms = match preview.served {
+        Served::Memory => vec![("result · cached (memory)".to_owned(), ms(latency))],
+        Served::Disk => vec![("result · cached (disk)".to_owned(), ms(latency))],
+        Served::Rendered { reused, .. } => {
+            let mut rows: Vec<(String, f64)> = Vec::new();
+            if reused > 0 {
+                rows.push((format!("first {reused} stage(s) · cached"), 0.0));
+            }
+            rows.extend(
+                preview
+                    .stage_times
+                    .iter()
+                    .map(|(label, d)| (format!("{label} · CPU"), ms(*d))),
+            );
+            rows
+        }
     };
-    let (image, stats) = match request.region {
-        Some(region) => engine.render_region(
-            &level.image,
-            request.orientation,
-            &request.chain,
-            level.scale,
-            region,
-            &control,
-        ),
-        None => engine.render_source_scaled(
-            &level.image,
-            request.orientation,
-            &request.chain,
-            level.scale,
-            false,
-            &control,
-        ),
-    }
-    .map_err(|e| e.to_string())?;
-    let region = request
-        .region
-        .map(|r| Rect::new(r.x, r.y, image.size.width, image.size.height));
-    let rgba = image.to_rgba8();
-    Ok(PreviewFrame {
+    let frame = &preview.frame;
+    PreviewFrame {
         generation: request.generation,
-        size: [image.size.width as usize, image.size.height as usize],
-        histogram: histogram(&rgba),
-        pixels: FramePixels::Cpu(rgba),
+        size: [frame.size.width as usize, frame.size.height as usize],
+        histogram: histogram(&frame.rgba),
+        pixels: FramePixels::Cpu(frame.rgba.clone()),
         level: request.level,
-        scale: level.scale,
-        latency: request.submitted.elapsed(),
-        stage_ms: stats
-            .stage_times
-            .iter()
-            .map(|(label, d)| (format!("{label} · CPU"), d.as_secs_f64() * 1000.0))
-            .collect(),
-        region,
+        scale: request.pyramid.levels[request.level].scale,
+        latency,
+        stage_ms,
+        region: request.region.map(|_| preview.rect),
         gpu_failure: None,
         cache: None,
-    })
+        served: Some(preview.served),
+    }
 }
 
 /// 8-bit histogram of RGBA pixels: R, G, B and luma (the same rule as `shaders/present.wgsl`).
@@ -467,6 +546,7 @@ mod tests {
         .unwrap();
         let request = PreviewRequest {
             generation: 1,
+            source: Key(1),
             chain,
             pyramid,
             orientation: Orientation::NoTransforms,
@@ -477,7 +557,9 @@ mod tests {
             submitted: Instant::now(),
         };
         let mut gpu = Some(GpuRenderer::new(ctx));
-        let frame = render_preview(&engine, &mut gpu, &request).unwrap();
+        let mut caches = PreviewCaches::new(&engine.config().performance, 1 << 28, None);
+        let (frame, rendered) = render_preview(&engine, &mut gpu, &mut caches, &request).unwrap();
+        assert!(rendered.is_some(), "a CPU frame to keep once it settles");
         assert!(matches!(frame.pixels, FramePixels::Cpu(_)));
         assert!(frame.gpu_failure.unwrap().contains("8 px"));
         assert!(gpu.is_none(), "a failed GPU is not tried again");

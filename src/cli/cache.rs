@@ -1,0 +1,87 @@
+//! `opossum cache stats|clear`: the persistent preview cache the app keeps (pyramids and
+//! settled previews), seen and emptied from the command line.
+
+use std::time::Duration;
+
+use super::args::{CacheCommand, GlobalArgs};
+use super::load_config;
+use crate::cache::disk::{self, DiskCache};
+use crate::error::{Error, Result, human_bytes};
+
+/// Run one cache command.
+pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
+    let config = load_config(global)?;
+    let dir = disk::default_dir().ok_or_else(|| Error::Config {
+        reason: "this platform has no cache folder; set OPOSSUM_CACHE_DIR".to_owned(),
+        path: None,
+    })?;
+    let performance = &config.performance;
+    let cache = DiskCache::inspect(
+        &dir,
+        performance.persistent_cache_size.0,
+        Duration::from_secs(performance.cache_ttl),
+    );
+    match what {
+        CacheCommand::Stats { json } => {
+            let stats = cache.stats();
+            if *json {
+                let text = serde_json::to_string_pretty(&stats)
+                    .map_err(|e| Error::Internal(format!("cache stats as JSON: {e}")))?;
+                println!("{text}");
+                return Ok(());
+            }
+            let lookups = stats.lookups.hits + stats.lookups.misses;
+            println!("cache folder   {}", stats.dir.display());
+            println!(
+                "entries        {} ({} pyramids, {}; {} previews, {})",
+                stats.entries,
+                stats.thumbnails.0,
+                human_bytes(stats.thumbnails.1),
+                stats.results.0,
+                human_bytes(stats.results.1)
+            );
+            if stats.cap_bytes == 0 {
+                println!(
+                    "size           {} (disk cache off: persistent_cache_size = 0)",
+                    human_bytes(stats.bytes)
+                );
+            } else {
+                println!(
+                    "size           {} of {} ({:.1} %)",
+                    human_bytes(stats.bytes),
+                    human_bytes(stats.cap_bytes),
+                    stats.bytes as f64 * 100.0 / stats.cap_bytes as f64
+                );
+            }
+            println!(
+                "time to live   {} s since last use{}",
+                stats.ttl_s,
+                stats.oldest_use_s.map_or(String::new(), |s| format!(
+                    "; least recently used {s} s ago"
+                ))
+            );
+            if lookups == 0 {
+                println!("lookups        none yet");
+            } else {
+                println!(
+                    "lookups        {} hits, {} misses: {:.1} % hit rate (all app runs)",
+                    stats.lookups.hits,
+                    stats.lookups.misses,
+                    stats.lookups.hits as f64 * 100.0 / lookups as f64
+                );
+            }
+            println!(
+                "The in-memory levels (result, intermediate, thumbnail) live in the app: see its profiler panel."
+            );
+        }
+        CacheCommand::Clear => {
+            let (files, bytes) = cache.clear();
+            println!(
+                "removed {files} cache entries ({}) from {}",
+                human_bytes(bytes),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}

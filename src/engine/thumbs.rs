@@ -1,0 +1,311 @@
+//! The thumbnail level of the caches: decoded sources as pyramids, found by the file's content
+//! hash. Recently opened images stay in memory (switching back costs no decode); on disk the
+//! pyramid's levels up to [`DISK_SIDE_PX`] are kept, so reopening a large image shows a preview
+//! from them while the full-resolution decode runs, and a small image (all levels that size)
+//! needs no decode at all.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use image::{DynamicImage, RgbaImage};
+
+use super::Engine;
+use super::geom::Size;
+use super::pyramid::{Level, Pyramid};
+use crate::cache::disk::{DiskCache, Kind};
+use crate::cache::key::{self, KeyBuilder};
+use crate::cache::memory::MemoryCache;
+use crate::cache::{Key, LevelStats};
+use crate::error::{Error, Result};
+use crate::io::decode::{self, Orientation};
+
+/// Longest side of the pyramid levels kept on disk.
+pub const DISK_SIDE_PX: u32 = 2048;
+const PAYLOAD_VERSION: u8 = 1;
+
+/// A decoded source ready for previews.
+pub struct LoadedSource {
+    /// Content hash of the file.
+    pub key: Key,
+    /// Its pyramid (without the largest levels when `complete` is false).
+    pub pyramid: Arc<Pyramid>,
+    /// EXIF orientation.
+    pub orientation: Orientation,
+    /// Container format name.
+    pub format: String,
+    /// Whether level 0 is the full-resolution image.
+    pub complete: bool,
+}
+
+impl LoadedSource {
+    fn bytes(&self) -> u64 {
+        self.pyramid.bytes()
+    }
+
+    /// Disk payload: the levels up to [`DISK_SIDE_PX`].
+    fn encode(&self) -> Option<Vec<u8>> {
+        let levels: Vec<&Level> = self
+            .pyramid
+            .levels
+            .iter()
+            .filter(|l| l.image.width().max(l.image.height()) <= DISK_SIDE_PX)
+            .collect();
+        if levels.is_empty() {
+            return None;
+        }
+        let complete = self.complete && levels.len() == self.pyramid.levels.len();
+        let mut out = vec![
+            PAYLOAD_VERSION,
+            self.orientation.to_exif(),
+            u8::from(complete),
+            self.format.len().min(255) as u8,
+        ];
+        out.extend_from_slice(&self.format.as_bytes()[..self.format.len().min(255)]);
+        for v in [
+            self.pyramid.full.width,
+            self.pyramid.full.height,
+            levels.len() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for level in levels {
+            out.extend_from_slice(&level.image.width().to_le_bytes());
+            out.extend_from_slice(&level.image.height().to_le_bytes());
+            out.extend_from_slice(&level.scale.to_le_bytes());
+            out.extend_from_slice(level.image.as_bytes());
+        }
+        Some(out)
+    }
+
+    fn decode(key: Key, payload: &[u8]) -> Option<LoadedSource> {
+        let mut at = 0;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let part = payload.get(at..at + n)?;
+            at += n;
+            Some(part)
+        };
+        let head = take(4)?;
+        if head[0] != PAYLOAD_VERSION {
+            return None;
+        }
+        let orientation = Orientation::from_exif(head[1])?;
+        let complete = head[2] == 1;
+        let format = String::from_utf8(take(usize::from(head[3]))?.to_vec()).ok()?;
+        let mut u32_at = || Some(u32::from_le_bytes(take(4)?.try_into().ok()?));
+        let (fw, fh, n) = (u32_at()?, u32_at()?, u32_at()?);
+        let mut levels = Vec::new();
+        for _ in 0..n {
+            let mut take_u32 = || Some(u32::from_le_bytes(take(4)?.try_into().ok()?));
+            let (w, h) = (take_u32()?, take_u32()?);
+            let scale = f64::from_le_bytes(take(8)?.try_into().ok()?);
+            let bytes = take((w as usize).checked_mul(h as usize)?.checked_mul(4)?)?;
+            let image = RgbaImage::from_raw(w, h, bytes.to_vec())?;
+            levels.push(Level {
+                image: DynamicImage::ImageRgba8(image),
+                scale,
+            });
+        }
+        (at == payload.len() && !levels.is_empty()).then(|| LoadedSource {
+            key,
+            pyramid: Arc::new(Pyramid {
+                full: Size::new(fw, fh),
+                levels,
+            }),
+            orientation,
+            format,
+            complete,
+        })
+    }
+}
+
+/// Memory and disk storage of decoded sources.
+pub struct ThumbnailCache {
+    memory: Mutex<MemoryCache<LoadedSource>>,
+    disk: Option<Arc<DiskCache>>,
+}
+
+impl ThumbnailCache {
+    /// Keep up to `cap_bytes` of pyramids in memory (unused ones expire after `ttl`), and
+    /// their smaller levels in `disk`.
+    pub fn new(cap_bytes: u64, ttl: Duration, disk: Option<Arc<DiskCache>>) -> Self {
+        Self {
+            memory: Mutex::new(MemoryCache::new(cap_bytes, Some(ttl))),
+            disk,
+        }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, MemoryCache<LoadedSource>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Its counters (the disk's are the preview caches' too: one folder).
+    pub fn stats(&self) -> LevelStats {
+        self.memory().counters().snapshot("thumbnail")
+    }
+
+    /// Drop the pyramids held in memory.
+    pub fn clear_memory(&self) {
+        self.memory().clear();
+    }
+
+    /// Load `path` for previews: from memory when it was opened recently, else decoded, with
+    /// `early` called first with the smaller levels when the disk cache has them (a partial
+    /// source to preview from while the full decode runs). The key includes the decode limits,
+    /// so a source refused under stricter limits is never served from the cache.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        early: impl FnOnce(Arc<LoadedSource>),
+    ) -> Result<Arc<LoadedSource>> {
+        puffin::profile_function!();
+        let limits = engine.decode_limits();
+        let content = match key::file_content(path) {
+            Ok(content) => content,
+            // Let the decoder say what is wrong with the file (missing, a folder, unreadable).
+            Err(e) => {
+                decode::decode_file(path, &limits)?;
+                return Err(Error::io("read", path, e));
+            }
+        };
+        let key = KeyBuilder::new("thumbnail")
+            .key(content)
+            .text(&format!("{limits:?}"))
+            .finish();
+        if let Some(hit) = self.memory().get(key) {
+            return Ok(hit);
+        }
+        let on_disk = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.get(Kind::Thumbnail, key))
+            .and_then(|payload| LoadedSource::decode(content, &payload));
+        if let Some(found) = on_disk {
+            let found = Arc::new(found);
+            if found.complete {
+                self.memory().insert(key, found.clone(), found.bytes());
+                return Ok(found);
+            }
+            early(found);
+            return self.decode(path, &limits, (key, content), false);
+        }
+        self.decode(path, &limits, (key, content), true)
+    }
+
+    /// Decode `path` and build its pyramid; keep it in memory and (when `to_disk`) on disk.
+    fn decode(
+        &self,
+        path: &Path,
+        limits: &decode::DecodeLimits,
+        (key, content): (Key, Key),
+        to_disk: bool,
+    ) -> Result<Arc<LoadedSource>> {
+        let decoded = decode::decode_file(path, limits)?;
+        let loaded = Arc::new(LoadedSource {
+            key: content,
+            pyramid: Arc::new(Pyramid::build(&decoded.image)?),
+            orientation: decoded.orientation,
+            format: format!("{:?}", decoded.format),
+            complete: true,
+        });
+        drop(decoded);
+        self.memory().insert(key, loaded.clone(), loaded.bytes());
+        if to_disk
+            && let Some(disk) = &self.disk
+            && let Some(payload) = loaded.encode()
+        {
+            let _ = disk.put(Kind::Thumbnail, key, &payload);
+        }
+        Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn write_png(path: &Path, width: u32, height: u32) {
+        let image = RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 256) as u8, 255])
+        });
+        image.save(path).unwrap();
+    }
+
+    fn levels(source: &LoadedSource) -> Vec<(u32, u32, u64, Vec<u8>)> {
+        source
+            .pyramid
+            .levels
+            .iter()
+            .map(|l| {
+                (
+                    l.image.width(),
+                    l.image.height(),
+                    l.scale.to_bits(),
+                    l.image.as_bytes().to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reopening_uses_memory_then_disk_and_gives_the_same_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(Config::default()).unwrap();
+        let (big, small) = (dir.path().join("big.png"), dir.path().join("small.png"));
+        write_png(&big, 3000, 900);
+        write_png(&small, 300, 200);
+        let disk = || {
+            Some(Arc::new(
+                DiskCache::open(&dir.path().join("cache"), 1 << 30, Duration::from_secs(60))
+                    .unwrap(),
+            ))
+        };
+        let first = ThumbnailCache::new(1 << 30, Duration::from_secs(60), disk());
+        let no_early = |_: Arc<LoadedSource>| panic!("no partial source expected");
+        let big_1 = first.load(&engine, &big, no_early).unwrap();
+        let small_1 = first.load(&engine, &small, no_early).unwrap();
+        assert!(big_1.complete && big_1.pyramid.levels[0].image.width() == 3000);
+        // Opened again in the same run: the same pyramid from memory.
+        assert!(Arc::ptr_eq(
+            &big_1,
+            &first.load(&engine, &big, no_early).unwrap()
+        ));
+        assert_eq!(first.stats().hits, 1);
+
+        // A new run: the large image previews from its disk levels, then decodes in full.
+        let second = ThumbnailCache::new(1 << 30, Duration::from_secs(60), disk());
+        let mut early = None;
+        let big_2 = second.load(&engine, &big, |s| early = Some(s)).unwrap();
+        let early = early.expect("a partial source from disk");
+        assert!(!early.complete);
+        assert!(early.pyramid.levels[0].image.width() <= DISK_SIDE_PX);
+        assert_eq!(levels(&early)[..], levels(&big_1)[1..]);
+        assert_eq!(levels(&big_2), levels(&big_1));
+        // The small one is all on disk: no decode, no partial step.
+        let small_2 = second.load(&engine, &small, no_early).unwrap();
+        assert!(small_2.complete);
+        assert_eq!(levels(&small_2), levels(&small_1));
+        assert_eq!(
+            (small_2.orientation, &small_2.format),
+            (small_1.orientation, &small_1.format)
+        );
+
+        // An edited file is another key: decoded afresh.
+        write_png(&small, 301, 200);
+        let third = ThumbnailCache::new(1 << 30, Duration::from_secs(60), disk());
+        assert_eq!(
+            third
+                .load(&engine, &small, no_early)
+                .unwrap()
+                .pyramid
+                .full
+                .width,
+            301
+        );
+        // A missing file keeps the decoder's error.
+        let missing = third.load(&engine, &dir.path().join("nope.png"), no_early);
+        assert!(missing.is_err());
+    }
+}
