@@ -3,6 +3,7 @@
 //! for every registered op. Times are for the full tiled render from an in-memory 8-bit RGB
 //! image to an 8-bit RGBA output buffer (what a render does between decode and encode).
 
+pub mod cache;
 pub mod preview;
 pub mod quality;
 pub use preview::PreviewBench;

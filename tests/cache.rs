@@ -216,17 +216,20 @@ fn settled_previews_survive_a_restart_and_damaged_entries_are_rendered_again() {
         ))
     };
     let expected = reference(&engine, &image, Orientation::NoTransforms, &chain, 1.0).unwrap();
-    let key = {
-        let mut first = caches(&engine, open());
-        let (got, served, key) = caches_render(
-            &mut first,
+    let render = |caches: &mut PreviewCaches| {
+        caches_render(
+            caches,
             &engine,
             &image,
             Orientation::NoTransforms,
             &chain,
             1.0,
             &control,
-        );
+        )
+    };
+    let key = {
+        let mut first = caches(&engine, open());
+        let (got, served, key) = render(&mut first);
         assert!(matches!(served, Served::Rendered { .. }));
         assert_eq!(got, expected);
         let frame = opossum::engine::cached::Frame {
@@ -238,15 +241,7 @@ fn settled_previews_survive_a_restart_and_damaged_entries_are_rendered_again() {
     };
     // A new process: empty memory, the disk entry answers.
     let mut second = caches(&engine, open());
-    let (got, served, _) = caches_render(
-        &mut second,
-        &engine,
-        &image,
-        Orientation::NoTransforms,
-        &chain,
-        1.0,
-        &control,
-    );
+    let (got, served, _) = render(&mut second);
     assert_eq!(served, Served::Disk);
     assert_eq!(got, expected);
     // Flip one byte of the stored entry: a miss, rendered again, same pixels.
@@ -261,15 +256,7 @@ fn settled_previews_survive_a_restart_and_damaged_entries_are_rendered_again() {
     bytes[last] ^= 0x40;
     std::fs::write(&entry, bytes).unwrap();
     let mut third = caches(&engine, open());
-    let (got, served, _) = caches_render(
-        &mut third,
-        &engine,
-        &image,
-        Orientation::NoTransforms,
-        &chain,
-        1.0,
-        &control,
-    );
+    let (got, served, _) = render(&mut third);
     assert!(matches!(served, Served::Rendered { .. }));
     assert_eq!(got, expected);
 }

@@ -643,3 +643,56 @@ fn cache_stats_and_clear_show_and_empty_only_the_cache_folder() {
     assert!(text.contains("entries        0"), "{text}");
     assert!(text.contains("lookups        none yet"), "{text}");
 }
+
+#[test]
+fn bench_cache_measures_every_level() {
+    let dir = setup();
+    let d = dir.path();
+    image::RgbImage::from_fn(900, 700, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    })
+    .save(d.join("photo.png"))
+    .unwrap();
+    let out = run(
+        d,
+        &[
+            "bench",
+            "cache",
+            "photo.png",
+            "--runs",
+            "1",
+            "--json",
+            "cache.json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("intermediate (memory)"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("cache.json")).unwrap()).unwrap();
+    let levels = json["latencies"].as_array().unwrap();
+    assert_eq!(levels.len(), 5);
+    for level in levels {
+        assert!(level["miss_ms"].as_f64().unwrap() > 0.0, "{level}");
+        assert!(level["hit_ms"].as_f64().unwrap() >= 0.0, "{level}");
+    }
+    let session = json["session"].as_array().unwrap();
+    assert!(
+        session
+            .iter()
+            .any(|l| l["name"] == "intermediate" && l["hits"].as_u64().unwrap() > 0)
+    );
+    // A one-op chain cannot show the intermediate level: a clear usage error.
+    std::fs::write(
+        d.join("one.toml"),
+        "version = 1\n[[ops]]\nop = \"sharpen\"\n",
+    )
+    .unwrap();
+    let out = run(d, &["bench", "cache", "photo.png", "--chain", "one.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least two enabled ops"));
+}

@@ -10,8 +10,9 @@
 //!   file's mtime) and a time to live since last use (`cache_ttl`). Eviction and `clear` only
 //!   ever remove regular files with entry names directly inside the folder: no recursion, no
 //!   symlinks followed, nothing outside the folder touched.
-//! - Hit and miss counts are kept across runs in `stats.json` (merged when a cache is dropped;
-//!   approximate when several processes use the folder at once).
+//! - Hit and miss counts are kept across runs in `stats.json` (merged after each write, after
+//!   opening an image and when the cache is dropped; approximate when several processes use the
+//!   folder at once).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -291,6 +292,9 @@ impl DiskCache {
             // Leave some room so that not every put rescans the folder.
             self.evict(self.cap_bytes - self.cap_bytes / 10);
         }
+        // Puts are rare (a decoded image, a settled preview): a good time to keep the counts,
+        // so a killed app loses few of them.
+        self.save_stats();
         Ok(())
     }
 

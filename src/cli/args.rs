@@ -234,6 +234,28 @@ pub enum BenchCommand {
     Vectorize(BenchVectorizeArgs),
     /// Per quality preset: speed-up over ultra and quality against ultra (PSNR, SSIM).
     Quality(BenchQualityArgs),
+    /// Per cache level: latency of a miss and of a hit, and hit rates of a scripted session.
+    Cache(BenchCacheArgs),
+}
+
+/// `opossum bench cache`.
+#[derive(Debug, Args)]
+pub struct BenchCacheArgs {
+    /// Photo to open (default: a synthetic 6000x4000 JPEG).
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Chain of at least two ops (default: blur, colour, sharpen; edits change its last op).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Long side of the viewport in px (picks the preview's pyramid level, as the app does).
+    #[arg(long, default_value_t = 1600)]
+    pub view: u32,
+    /// Timed runs per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `opossum bench quality`.

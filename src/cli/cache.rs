@@ -1,9 +1,9 @@
 //! `opossum cache stats|clear`: the persistent preview cache the app keeps (pyramids and
-//! settled previews), seen and emptied from the command line.
+//! settled previews), seen and emptied from the command line; and `opossum bench cache`.
 
 use std::time::Duration;
 
-use super::args::{CacheCommand, GlobalArgs};
+use super::args::{BenchCacheArgs, CacheCommand, GlobalArgs};
 use super::load_config;
 use crate::cache::disk::{self, DiskCache};
 use crate::error::{Error, Result, human_bytes};
@@ -82,6 +82,45 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
                 dir.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// `opossum bench cache`.
+pub fn bench(global: &GlobalArgs, args: &BenchCacheArgs) -> Result<()> {
+    use crate::bench::cache;
+    let engine = crate::engine::Engine::new(load_config(global)?)?;
+    let chain = match &args.chain {
+        Some(path) => crate::chain::Chain::load(path, engine.output_limits())?,
+        None => cache::default_chain(),
+    };
+    let folder = tempfile::tempdir()
+        .map_err(|e| Error::io("create a temporary folder", std::env::temp_dir(), e))?;
+    let path = match &args.image {
+        Some(path) => path.clone(),
+        None => {
+            let path = folder.path().join("synthetic-6000x4000.jpg");
+            let photo = crate::bench::synthetic_photo(6000)
+                .crop_imm(0, 0, 6000, 4000)
+                .to_rgb8();
+            photo
+                .save_with_format(&path, image::ImageFormat::Jpeg)
+                .map_err(|e| Error::Internal(format!("writing the synthetic photo: {e}")))?;
+            path
+        }
+    };
+    println!(
+        "opossum bench cache: {} with {} ops, {} runs per figure",
+        path.display(),
+        chain.ops.len(),
+        args.runs
+    );
+    let report = cache::run(&engine, &path, &chain, args.view, args.runs)?;
+    print!("{}", report.text());
+    if let Some(json) = &args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::Internal(format!("report as JSON: {e}")))?;
+        crate::io::write_atomic(json, |w| w.write_all(text.as_bytes()))?;
     }
     Ok(())
 }

@@ -89,6 +89,9 @@ fn run(cli: Cli) -> Result<u8> {
         Some(Command::Bench {
             what: BenchCommand::Quality(args),
         }) => bench_quality(&cli.global, &args).map(|()| 0),
+        Some(Command::Bench {
+            what: BenchCommand::Cache(args),
+        }) => cache::bench(&cli.global, &args).map(|()| 0),
         Some(Command::Vectorize(args)) => vectorize::run(&cli.global, &args).map(|()| 0),
     }
 }

@@ -209,6 +209,7 @@ impl PreviewCaches {
         {
             let frame = Arc::new(frame);
             self.results.insert(key, frame.clone(), frame.bytes());
+            disk.save_stats();
             return Some((frame, Served::Disk));
         }
         None

@@ -289,19 +289,32 @@ impl Engine {
             });
         }
         let sink = OutputSink::for_region(region, high_bit_depth);
-        let stats = catch_panics(|| {
+        let stats = self.render_into(source, plan, Some(region), reserved, control, &sink)?;
+        Ok((sink.finish(), stats))
+    }
+
+    /// [`render::render`] on this engine's pool and tile settings, panics caught.
+    fn render_into(
+        &self,
+        source: &dyn Source,
+        plan: &Plan,
+        region: Option<geom::Rect>,
+        reserved_bytes: u64,
+        control: &RenderControl<'_>,
+        sink: &dyn sink::TileSink,
+    ) -> Result<RenderStats> {
+        catch_panics(|| {
             render::render(
                 &self.pool,
                 source,
                 plan,
-                Some(region),
+                region,
                 self.tile_settings_for(plan),
-                reserved,
+                reserved_bytes,
                 control,
-                &sink,
+                sink,
             )
-        })?;
-        Ok((sink.finish(), stats))
+        })
     }
 
     /// Render all of `plan` over `source` into a working-format image (a chain prefix kept by
@@ -314,18 +327,7 @@ impl Engine {
     ) -> Result<(Tile, RenderStats)> {
         let reserved = source.bytes() + plan.output.pixels() * 16;
         let sink = sink::FullSink::new(plan.output);
-        let stats = catch_panics(|| {
-            render::render(
-                &self.pool,
-                source,
-                plan,
-                None,
-                self.tile_settings_for(plan),
-                reserved,
-                control,
-                &sink,
-            )
-        })?;
+        let stats = self.render_into(source, plan, None, reserved, control, &sink)?;
         Ok((sink.finish(), stats))
     }
 

@@ -185,6 +185,9 @@ impl ThumbnailCache {
             let found = Arc::new(found);
             if found.complete {
                 self.memory().insert(key, found.clone(), found.bytes());
+                if let Some(disk) = &self.disk {
+                    disk.save_stats();
+                }
                 return Ok(found);
             }
             early(found);
