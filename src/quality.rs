@@ -70,6 +70,14 @@ impl QualityPreset {
         }
     }
 
+    /// Whether JPEG outputs keep colour at full resolution (4:4:4): at `ultra` and `high`,
+    /// where halved chroma (4:2:0, the others' and most tools' default) could show on saturated
+    /// edges. Costs encode time and bytes; the only streaming-compatible JPEG effort knob
+    /// (Huffman optimisation and progressive scans buffer the whole image).
+    pub fn jpeg_full_chroma(self) -> bool {
+        matches!(self, QualityPreset::Ultra | QualityPreset::High)
+    }
+
     /// zlib effort of PNG outputs.
     pub fn png_compression(self) -> png::Compression {
         match self {
@@ -95,6 +103,14 @@ impl QualityPreset {
             format!("resize filter \"auto\" = {}", self.resize_filter()),
             format!("WebP effort {} of 6", self.webp_method()),
             format!(
+                "JPEG colour {}",
+                if self.jpeg_full_chroma() {
+                    "full resolution (4:4:4)"
+                } else {
+                    "halved (4:2:0)"
+                }
+            ),
+            format!(
                 "PNG compression {}",
                 match self.png_compression() {
                     png::Compression::High => "high",
@@ -115,12 +131,13 @@ mod tests {
     fn names_round_trip_and_presets_only_get_cheaper() {
         for q in QualityPreset::ALL {
             assert_eq!(QualityPreset::parse(q.name()), Some(q));
-            assert_eq!(q.changes().len(), 4);
+            assert_eq!(q.changes().len(), 5);
         }
         assert_eq!(QualityPreset::parse("best"), None);
         // A lower preset never picks a slower blur or a higher effort.
         for pair in QualityPreset::ALL.windows(2) {
             assert!(pair[0].webp_method() >= pair[1].webp_method());
+            assert!(pair[0].jpeg_full_chroma() >= pair[1].jpeg_full_chroma());
             for sigma in [0.5, 1.5, 3.0, 8.0, 40.0] {
                 let passes = |q: QualityPreset| match q.blur_algorithm(sigma) {
                     BlurAlgorithm::Exact => 99,

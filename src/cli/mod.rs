@@ -353,11 +353,8 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         _ => "",
     }
     .to_owned();
-    if report.decode_eighths < 8 {
-        streamed.push_str(&format!(
-            ", JPEG decoded at {}/8 size",
-            report.decode_eighths
-        ));
+    if let Some(choices) = report.choices() {
+        streamed.push_str(&format!(", {choices}"));
     }
     println!(
         "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",

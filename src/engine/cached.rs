@@ -120,14 +120,15 @@ pub struct PreviewCaches {
 }
 
 impl PreviewCaches {
-    /// Caches sized from the memory budget (results an eighth, intermediates a quarter) as the
-    /// config enables them, with `cache_ttl`, and the shared disk cache if there is one.
+    /// Caches sized from the memory budget (results 1/16, intermediates 1/8; with the
+    /// thumbnails' 1/8 the caches hold at most 5/16 of `max_memory_usage`) as the config
+    /// enables them, with `cache_ttl`, and the shared disk cache if there is one.
     pub fn new(performance: &Performance, budget_bytes: u64, disk: Option<Arc<DiskCache>>) -> Self {
         let ttl = Some(Duration::from_secs(performance.cache_ttl));
         let cap = |on: bool, share: u64| if on { budget_bytes / share } else { 0 };
         Self {
-            results: MemoryCache::new(cap(performance.enable_result_cache, 8), ttl),
-            intermediates: MemoryCache::new(cap(performance.enable_intermediate_cache, 4), ttl),
+            results: MemoryCache::new(cap(performance.enable_result_cache, 16), ttl),
+            intermediates: MemoryCache::new(cap(performance.enable_intermediate_cache, 8), ttl),
             disk,
             previous: Vec::new(),
         }
@@ -405,7 +406,7 @@ impl SessionCaches {
         };
         Self {
             thumbnails: Arc::new(super::thumbs::ThumbnailCache::new(
-                budget_bytes / 4,
+                budget_bytes / 8,
                 ttl,
                 disk.clone(),
             )),

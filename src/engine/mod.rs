@@ -61,6 +61,13 @@ pub struct RenderReport {
     pub decode_eighths: u8,
 }
 
+impl RenderReport {
+    /// The resolution-aware choice made (shrink-on-load), for reports (`None`: none).
+    pub fn choices(&self) -> Option<String> {
+        (self.decode_eighths < 8).then(|| format!("JPEG decoded at {}/8 size", self.decode_eighths))
+    }
+}
+
 /// The image engine: configuration plus a render thread pool.
 pub struct Engine {
     config: Config,

@@ -2125,6 +2125,10 @@ impl OpossumApp {
                             job.megapixels * f64::from(fraction) / secs
                         ));
                     }
+                    if let Some(summary) = &self.last_export {
+                        // Includes the resolution-aware choice it made (shrink-on-load).
+                        ui.label(format!("Last export: {summary}"));
+                    }
                     ui.separator();
                     ui.label(match (&self.gpu, self.preview.on_gpu) {
                         (Some(gpu), true) => format!("Preview path: GPU ({})", gpu.context.adapter),

@@ -472,14 +472,18 @@ impl ExportJob {
                 let outcome = engine
                     .render_file(&input, &chain, &out, &options, false, &control)
                     .map(|report| {
-                        format!(
+                        let mut summary = format!(
                             "Exported {} ({}×{} px) in {:.1} s",
                             out.file_name()
                                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                             report.output_size.width,
                             report.output_size.height,
                             t0.elapsed().as_secs_f64()
-                        )
+                        );
+                        if let Some(choices) = report.choices() {
+                            summary.push_str(&format!(" ({choices})"));
+                        }
+                        summary
                     })
                     .map_err(|e| format!("{e}\n{}", e.hint()));
                 let _ = tx.send(outcome);

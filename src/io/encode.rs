@@ -213,7 +213,8 @@ pub fn row_encoder(
     stream_encoder(out, image.size, options, alpha, high, icc_profile, preset)
 }
 
-/// A streaming encoder for a PNG or JPEG of `size` (PNG effort from `preset`).
+/// A streaming encoder for a PNG or JPEG of `size` (PNG effort and JPEG chroma resolution
+/// from `preset`).
 pub fn stream_encoder(
     out: Box<dyn Write>,
     size: Size,
@@ -230,6 +231,7 @@ pub fn stream_encoder(
             options.quality,
             alpha,
             icc_profile,
+            preset.jpeg_full_chroma(),
         )?),
         _ => Box::new(PngRowEncoder::new(
             out,
@@ -277,4 +279,47 @@ pub fn write_image(
     })?;
     puffin::profile_scope!("write");
     super::write_atomic(path, |w: &mut dyn Write| w.write_all(&bytes))
+}
+
+#[cfg(test)]
+mod jpeg_chroma_tests {
+    use super::*;
+
+    /// The sampling factors byte of the first component in a baseline JPEG's SOF0 segment.
+    fn luma_sampling(jpeg: &[u8]) -> u8 {
+        let at = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a SOF0 marker");
+        // Marker, length (2), precision, height (2), width (2), components, id, sampling.
+        jpeg[at + 2 + 2 + 1 + 2 + 2 + 1 + 1]
+    }
+
+    #[test]
+    fn ultra_and_high_keep_full_chroma_others_halve_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = Size::new(32, 16);
+        let rgba: Vec<u8> = (0..32 * 16 * 4).map(|i| (i * 7 % 256) as u8).collect();
+        for (preset, expected) in [
+            (QualityPreset::Ultra, 0x11),
+            (QualityPreset::High, 0x11),
+            (QualityPreset::Balanced, 0x22),
+            (QualityPreset::Draft, 0x22),
+        ] {
+            let path = dir.path().join(format!("{preset:?}.jpg"));
+            let file = std::fs::File::create(&path).unwrap();
+            let options = EncodeOptions {
+                format: OutputFormat::Jpeg,
+                quality: 85,
+                lossless: false,
+            };
+            let mut encoder =
+                stream_encoder(Box::new(file), size, &options, false, false, None, preset).unwrap();
+            encoder.write_rows(RowsIn::U8(&rgba)).unwrap();
+            encoder.finish().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(luma_sampling(&bytes), expected, "{preset:?}");
+            assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 32);
+        }
+    }
 }

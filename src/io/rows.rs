@@ -408,12 +408,15 @@ pub struct JpegRowEncoder {
 
 impl JpegRowEncoder {
     /// Start a JPEG of `size` at `quality` (1..=100). `alpha: false` promises opaque rows.
+    /// `full_chroma` keeps colour at full resolution (4:4:4) instead of halving it both ways
+    /// (4:2:0, what most encoders do by default).
     pub fn new(
         out: Box<dyn Write>,
         size: Size,
         quality: u8,
         alpha: bool,
         icc_profile: Option<&[u8]>,
+        full_chroma: bool,
     ) -> std::result::Result<Self, String> {
         let started = catch_unwind(AssertUnwindSafe(|| {
             let mut c = mozjpeg::Compress::new(if alpha {
@@ -424,6 +427,9 @@ impl JpegRowEncoder {
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
             c.set_quality(f32::from(quality.clamp(1, 100)));
+            if full_chroma {
+                c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
+            }
             // Huffman optimisation and progressive mode make libjpeg buffer every coefficient
             // of the image; baseline with standard tables keeps encoding streamed.
             c.set_optimize_coding(false);
