@@ -113,6 +113,10 @@ pub struct DiskCache {
     ttl: Duration,
     counters: Arc<Counters>,
     state: Mutex<State>,
+    /// Set by [`close`](Self::close): writes are ignored from then on.
+    closed: std::sync::atomic::AtomicBool,
+    /// Serialises the read-merge-write of `stats.json` within this process.
+    stats_lock: Mutex<()>,
 }
 
 /// The default folder: `<cache dir>/previews-v1`, where `directories` puts caches (overridden
@@ -189,7 +193,16 @@ impl DiskCache {
                 entries: 0,
                 unsaved: Persisted::default(),
             }),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            stats_lock: Mutex::new(()),
         }
+    }
+
+    /// Stop writing: later [`put`](Self::put)s are ignored (threads still holding this cache
+    /// after the app replaced or cleared it cannot refill the folder).
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The folder.
@@ -236,9 +249,9 @@ impl DiskCache {
         let payload = if expired {
             None
         } else {
-            std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| decode(kind, key, bytes))
+            // An unreadable file (permissions, a concurrent replace) is a miss, not damage.
+            let bytes = std::fs::read(&path).ok()?;
+            decode(kind, key, bytes)
         };
         match payload {
             Some(payload) => {
@@ -267,6 +280,9 @@ impl DiskCache {
     /// read-only folder) only mean the entry is not kept.
     pub fn put(&self, kind: Kind, key: Key, payload: &[u8]) -> std::io::Result<()> {
         puffin::profile_function!();
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let bytes = encode(kind, key, payload);
         if bytes.len() as u64 > self.cap_bytes {
             return Ok(());
@@ -390,6 +406,7 @@ impl DiskCache {
 
     /// Remove every entry (and the lookup counts); returns the files and bytes removed.
     pub fn clear(&self) -> (u64, u64) {
+        let _no_stats_write = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (mut files, mut bytes) = (0, 0);
         for entry in self.list() {
             if std::fs::remove_file(&entry.path).is_ok() {
@@ -415,6 +432,7 @@ impl DiskCache {
 
     /// Merge this run's hits and misses into `stats.json`.
     pub fn save_stats(&self) {
+        let _one_at_a_time = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
         let unsaved = std::mem::take(&mut self.state().unsaved);
         if unsaved == Persisted::default() {
             return;
@@ -456,6 +474,16 @@ mod tests {
         let s = c.stats();
         assert_eq!((s.entries, s.results.0), (1, 1));
         assert_eq!((s.lookups.hits, s.lookups.misses), (2, 1));
+    }
+
+    #[test]
+    fn a_closed_cache_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = DiskCache::open(dir.path(), 1 << 20, DAY).unwrap();
+        c.close();
+        c.put(Kind::Result, Key(1), b"late").unwrap();
+        assert_eq!(c.get(Kind::Result, Key(1)), None);
+        assert_eq!(c.stats().entries, 0);
     }
 
     #[test]

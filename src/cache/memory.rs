@@ -42,6 +42,11 @@ impl<V> MemoryCache<V> {
         self.counters.clone()
     }
 
+    /// Its cap in bytes.
+    pub fn cap_bytes(&self) -> u64 {
+        self.cap_bytes
+    }
+
     /// Whether it keeps anything.
     pub fn enabled(&self) -> bool {
         self.cap_bytes > 0

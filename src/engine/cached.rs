@@ -182,7 +182,10 @@ impl PreviewCaches {
             .num(u64::from(level_size.width))
             .num(u64::from(level_size.height))
             .num(request.scale.to_bits())
-            .text(&format!("{:?}", engine.quality_preset()));
+            .text(&format!("{:?}", engine.quality_preset()))
+            // Limits never change pixels, but a result refused under lower limits must not be
+            // served from a cache.
+            .text(&format!("{:?}", engine.output_limits()));
         let mut prefixes = vec![builder.finish()];
         for stage in &plan.stages {
             builder.text(&stage_signature(request.chain, stage, request.orientation));
@@ -305,13 +308,20 @@ impl PreviewCaches {
             .count()
             .saturating_sub(1);
         self.previous = prefixes.to_vec();
-        let (mut start, mut input): (usize, Option<Arc<Tile>>) = match found {
+        let (reused, mut input): (usize, Option<Arc<Tile>>) = match found {
             Some((s, tile)) => (s, Some(tile)),
             None => (0, None),
         };
+        let start = reused;
         let mut times = Vec::new();
         let mut tail = plan.split_off(start);
-        if edit_point > start && edit_point < stages {
+        // A prefix image too large for the cache is not worth splitting the render for (and
+        // as an f32 source it would weigh 4× the 8-bit level in the render's budget).
+        let fits = |size: Size| size.pixels() * 16 <= self.intermediates.cap_bytes();
+        if edit_point > start
+            && edit_point < stages
+            && fits(plan_stage_output(&tail, edit_point - start))
+        {
             // Keep the stable prefix: later edits of the same op start from it.
             let rest = tail.split_off(edit_point - start);
             let (tile, stats) =
@@ -322,7 +332,6 @@ impl PreviewCaches {
             self.intermediates
                 .insert(prefixes[edit_point], tile.clone(), bytes);
             input = Some(tile);
-            start = edit_point;
             tail = rest;
         }
         let (output, stats): (_, RenderStats) =
@@ -334,8 +343,16 @@ impl PreviewCaches {
                 rgba: output.to_rgba8(),
             },
             times,
-            start,
+            reused,
         ))
+    }
+}
+
+/// The size of the image after the first `stages` stages of `plan`.
+fn plan_stage_output(plan: &Plan, stages: usize) -> Size {
+    match stages {
+        0 => plan.input,
+        n => plan.stages[n - 1].output,
     }
 }
 

@@ -737,6 +737,10 @@ impl OpossumApp {
                 Ok(Err(message)) => {
                     self.error = Some(format!("Could not open {}:\n{message}", path.display()));
                     self.loading = None;
+                    // The partial image shown from the disk cache cannot be completed.
+                    if self.image.as_ref().is_some_and(|i| !i.complete) {
+                        self.image = None;
+                    }
                 }
                 Err(_) => {}
             }
@@ -745,7 +749,17 @@ impl OpossumApp {
             if generation < self.preview.shown_generation {
                 continue;
             }
+            // A frame of another pyramid (the partial one a complete load replaced, or the
+            // previous image) would be read against the wrong levels.
+            let current = match &result {
+                Ok(frame) => self
+                    .image
+                    .as_ref()
+                    .is_some_and(|i| Arc::ptr_eq(&i.pyramid, &frame.pyramid)),
+                Err(_) => true,
+            };
             match result {
+                Ok(_) if !current => {}
                 Ok(frame) if frame.region.is_some() => self.show_refined(ctx, frame),
                 Ok(frame) => self.show_frame(ctx, frame),
                 Err(message) => {
@@ -1066,8 +1080,17 @@ impl OpossumApp {
                 puffin::set_scopes_on(self.show_profiler);
             }
             Command::ClearCaches => {
-                let (files, bytes) = self.caches.disk.as_ref().map_or((0, 0), |d| d.clear());
-                self.caches.thumbnails.clear_memory();
+                // The old worker and a running loader keep their handles: close them first, so
+                // nothing they finish lands in the emptied folder.
+                let (files, bytes) = self.caches.disk.as_ref().map_or((0, 0), |d| {
+                    d.close();
+                    d.clear()
+                });
+                self.caches = SessionCaches::open(
+                    &self.config.performance,
+                    self.preview_engine.budget_bytes(),
+                    self.cache_dir.as_deref(),
+                );
                 self.restart_worker(ctx);
                 self.chain_changed = true;
                 self.cache_message = Some(format!(
@@ -1191,6 +1214,9 @@ impl OpossumApp {
         self.config = self.settings_draft.clone();
         self.preview_engine = engine_for(&self.config);
         self.export_engine = background_engine_for(&self.config);
+        if let Some(old) = &self.caches.disk {
+            old.close();
+        }
         self.caches = SessionCaches::open(
             &self.config.performance,
             self.preview_engine.budget_bytes(),

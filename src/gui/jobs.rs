@@ -124,6 +124,8 @@ pub struct PreviewFrame {
     pub cache: Option<(usize, usize)>,
     /// Where a CPU frame came from (result cache, disk, or rendered reusing cached stages).
     pub served: Option<Served>,
+    /// The pyramid it was rendered from (the app drops frames of a replaced one).
+    pub pyramid: Arc<Pyramid>,
 }
 
 /// What a preview request asks for.
@@ -213,9 +215,12 @@ impl PreviewWorker {
                     if request.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
+                    let base = request.region.is_none();
                     let result = result.map(|(frame, rendered)| {
-                        if let Some(rendered) = rendered {
-                            unsaved = Some(rendered);
+                        // What stays on screen is the newest base frame: keep it only if it was
+                        // rendered now (a cache hit is already kept; refinements are not).
+                        if base {
+                            unsaved = rendered;
                         }
                         frame
                     });
@@ -355,6 +360,7 @@ fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
         gpu_failure: None,
         cache: Some((frame.cache_hits, frame.stage_count)),
         served: None,
+        pyramid: request.pyramid.clone(),
         pixels: FramePixels::Gpu(frame),
     }
 }
@@ -393,6 +399,7 @@ fn cpu_frame(request: &PreviewRequest, preview: crate::engine::cached::Preview) 
         gpu_failure: None,
         cache: None,
         served: Some(preview.served),
+        pyramid: request.pyramid.clone(),
     }
 }
 
