@@ -266,17 +266,6 @@ fn hash_of(parts: impl Hash) -> u64 {
     h.finish()
 }
 
-/// What identifies a stage's computation (with its input key and output rectangle).
-fn stage_signature(chain: &Chain, stage: &Stage, orientation: Orientation) -> String {
-    match stage.op_index {
-        Some(i) => {
-            let op = &chain.ops[i];
-            format!("{}@{}:{:?}", op.def.id, op.def.version, op.params)
-        }
-        None => format!("{}:{orientation:?}:{:?}", stage.label, stage.input),
-    }
-}
-
 impl GpuRenderer {
     /// Set up layouts for `ctx` (pipelines are created on first use and kept).
     pub fn new(ctx: GpuContext) -> Self {
@@ -417,7 +406,7 @@ impl GpuRenderer {
         let signatures: Vec<String> = plan
             .stages
             .iter()
-            .map(|s| stage_signature(req.chain, s, req.orientation))
+            .map(|s| crate::cache::key::stage_signature(req.chain, s, req.orientation))
             .collect();
         let source_key = hash_of((
             "source",
