@@ -151,6 +151,9 @@ pub struct PreviewWorker {
     /// Counters of the worker's caches (result, intermediate, disk), updated after each frame.
     pub cache_stats: Arc<Mutex<Vec<LevelStats>>>,
     in_flight: Option<Arc<AtomicBool>>,
+    /// Joined on drop: the thread owns GPU objects, which must be released before the process
+    /// exits (a Vulkan driver torn down under a live thread crashes the process).
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A rendered frame is written to the disk cache once no newer request came for this long
@@ -173,7 +176,7 @@ impl PreviewWorker {
         let (outbox, results) = channel();
         let cache_stats = Arc::new(Mutex::new(caches.stats()));
         let stats_out = cache_stats.clone();
-        let _ = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("opossum-preview".into())
             .spawn(move || {
                 let cache_budget = engine.config().performance.gpu_memory_limit.0 / 2;
@@ -233,12 +236,14 @@ impl PreviewWorker {
                 if let Some((key, frame)) = unsaved.take() {
                     caches.persist(key, &frame);
                 }
-            });
+            })
+            .ok();
         Self {
             requests,
             results,
             cache_stats,
             in_flight: None,
+            thread,
         }
     }
 
@@ -271,6 +276,21 @@ impl PreviewWorker {
             submitted: Instant::now(),
         });
         generation
+    }
+}
+
+impl Drop for PreviewWorker {
+    /// Cancels the request in flight, closes the queue and waits for the thread: it ends after
+    /// at most the current frame (cancelled) and writing the frame on screen to the disk cache.
+    fn drop(&mut self) {
+        if let Some(previous) = self.in_flight.take() {
+            previous.store(true, Ordering::Relaxed);
+        }
+        // Replacing the sender disconnects the worker's inbox.
+        self.requests = channel().0;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
