@@ -136,7 +136,8 @@ pub struct Performance {
     /// Keep chain-prefix results in memory, so editing op k re-runs only ops k..n.
     pub enable_intermediate_cache: bool,
     /// Seconds a cache entry stays valid: since insertion in memory, since last use on disk.
-    /// The default is a week (the spec's example, 3600, would forget yesterday's previews).
+    /// The default is a week (the spec's example, 3600, would forget yesterday's previews);
+    /// 0 = entries never expire (only the size caps evict them).
     pub cache_ttl: u64,
     /// Size cap of the on-disk cache (pyramids and settled previews); 0 turns it off.
     pub persistent_cache_size: ByteSize,

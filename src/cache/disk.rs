@@ -245,7 +245,9 @@ impl DiskCache {
             return None;
         }
         let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let expired = used.elapsed().is_ok_and(|age| age > self.ttl);
+        let expired = used
+            .elapsed()
+            .is_ok_and(|age| super::expired(age, self.ttl));
         let payload = if expired {
             None
         } else {
@@ -284,7 +286,8 @@ impl DiskCache {
             return Ok(());
         }
         let bytes = encode(kind, key, payload);
-        if bytes.len() as u64 > self.cap_bytes {
+        // An entry the eviction below would remove at once (and everything with it) is not kept.
+        if bytes.len() as u64 > self.eviction_target() {
             return Ok(());
         }
         let path = self.dir.join(entry_name(kind, key));
@@ -292,9 +295,19 @@ impl DiskCache {
             .ok()
             .filter(|m| m.file_type().is_file())
             .map(|m| m.len());
-        let mut temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.dir)?;
+        let temp_file = || {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&self.dir)
+        };
+        let mut temp = match temp_file() {
+            // The folder was removed while the app runs (a user's clean-up): make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir)?;
+                temp_file()?
+            }
+            other => other?,
+        };
         temp.write_all(&bytes)?;
         temp.persist(&path).map_err(|e| e.error)?;
         let over = {
@@ -305,13 +318,18 @@ impl DiskCache {
             state.bytes > self.cap_bytes
         };
         if over {
-            // Leave some room so that not every put rescans the folder.
-            self.evict(self.cap_bytes - self.cap_bytes / 10);
+            self.evict(self.eviction_target());
         }
         // Puts are rare (a decoded image, a settled preview): a good time to keep the counts,
         // so a killed app loses few of them.
         self.save_stats();
         Ok(())
+    }
+
+    /// What eviction brings the folder down to: 90% of the cap, so that not every put
+    /// rescans the folder.
+    fn eviction_target(&self) -> u64 {
+        self.cap_bytes - self.cap_bytes / 10
     }
 
     /// Entry files directly in the folder (regular files with entry names only).
@@ -356,7 +374,10 @@ impl DiskCache {
         let mut kept = listed.len() as u64;
         let mut evicted = 0;
         for entry in &listed {
-            let expired = entry.used.elapsed().is_ok_and(|age| age > self.ttl);
+            let expired = entry
+                .used
+                .elapsed()
+                .is_ok_and(|age| super::expired(age, self.ttl));
             if !expired && total <= target_bytes {
                 continue;
             }
@@ -522,6 +543,22 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_too_big_for_the_cap_is_skipped_and_a_removed_folder_is_made_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let c = DiskCache::open(&dir, 10 * (HEADER_BYTES as u64 + 100), DAY).unwrap();
+        c.put(Kind::Result, Key(1), &[1; 100]).unwrap();
+        // Over 90% of the cap: storing it would evict it and everything else.
+        c.put(Kind::Result, Key(2), &vec![2; 9 * (HEADER_BYTES + 100)])
+            .unwrap();
+        assert_eq!(c.get(Kind::Result, Key(2)), None);
+        assert_eq!(c.get(Kind::Result, Key(1)), Some(vec![1; 100]));
+        std::fs::remove_dir_all(&dir).unwrap();
+        c.put(Kind::Result, Key(3), &[3; 100]).unwrap();
+        assert_eq!(c.get(Kind::Result, Key(3)), Some(vec![3; 100]));
+    }
+
+    #[test]
     fn evicts_least_recently_used_and_expired_entries_inside_its_folder_only() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
@@ -556,5 +593,16 @@ mod tests {
         short.put(Kind::Thumbnail, Key(5), b"x").unwrap();
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(short.get(Kind::Thumbnail, Key(5)), None);
+        // `cache_ttl = 0`: entries never expire, however long unused.
+        let forever = DiskCache::open(&dir, 1 << 20, Duration::ZERO).unwrap();
+        forever.put(Kind::Thumbnail, Key(6), b"y").unwrap();
+        let year_ago = SystemTime::now() - Duration::from_secs(365 * 24 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(entry_name(Kind::Thumbnail, Key(6))))
+            .unwrap()
+            .set_modified(year_ago)
+            .unwrap();
+        assert_eq!(forever.get(Kind::Thumbnail, Key(6)), Some(b"y".to_vec()));
     }
 }

@@ -21,6 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use key::Key;
 
+/// `cache_ttl` (seconds) as a memory cache's time to live: `None` (never expires) for 0.
+pub fn ttl(seconds: u64) -> Option<std::time::Duration> {
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+/// Whether an entry last used (or inserted) `age` ago has outlived `ttl`; a zero `ttl`
+/// (`cache_ttl = 0`) never expires.
+pub fn expired(age: std::time::Duration, ttl: std::time::Duration) -> bool {
+    !ttl.is_zero() && age > ttl
+}
+
 /// Live counters of one cache level, shared between the worker that uses it and the UI.
 #[derive(Debug, Default)]
 pub struct Counters {

@@ -124,7 +124,7 @@ impl PreviewCaches {
     /// thumbnails' 1/8 the caches hold at most 5/16 of `max_memory_usage`) as the config
     /// enables them, with `cache_ttl`, and the shared disk cache if there is one.
     pub fn new(performance: &Performance, budget_bytes: u64, disk: Option<Arc<DiskCache>>) -> Self {
-        let ttl = Some(Duration::from_secs(performance.cache_ttl));
+        let ttl = crate::cache::ttl(performance.cache_ttl);
         let cap = |on: bool, share: u64| if on { budget_bytes / share } else { 0 };
         Self {
             results: MemoryCache::new(cap(performance.enable_result_cache, 16), ttl),
@@ -243,16 +243,23 @@ impl PreviewCaches {
         control: &RenderControl<'_>,
     ) -> Result<Preview> {
         puffin::profile_function!();
-        let (plan, prefixes, key, rect) = self.keys(engine, request)?;
-        if let Some((frame, served)) = self.find(key, request.region.is_none()) {
-            return Ok(Preview {
-                frame,
-                key,
-                served,
-                stage_times: Vec::new(),
-                rect,
-            });
+        if let Some(found) = self.cached(engine, request)? {
+            return Ok(found);
         }
+        self.render_missed(engine, request, control)
+    }
+
+    /// Render the preview for `request` after [`cached`](Self::cached) found nothing (the
+    /// GPU path's CPU fallback: looking again would count the miss twice), from the longest
+    /// cached prefix, and keep it.
+    pub fn render_missed(
+        &mut self,
+        engine: &Engine,
+        request: &Request<'_>,
+        control: &RenderControl<'_>,
+    ) -> Result<Preview> {
+        puffin::profile_function!();
+        let (plan, prefixes, key, rect) = self.keys(engine, request)?;
         let stages = plan.stages.len();
         let (frame, stage_times, reused) =
             if request.region.is_none() && self.intermediates.enabled() {

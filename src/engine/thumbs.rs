@@ -130,7 +130,7 @@ impl ThumbnailCache {
     /// their smaller levels in `disk`.
     pub fn new(cap_bytes: u64, ttl: Duration, disk: Option<Arc<DiskCache>>) -> Self {
         Self {
-            memory: Mutex::new(MemoryCache::new(cap_bytes, Some(ttl))),
+            memory: Mutex::new(MemoryCache::new(cap_bytes, (!ttl.is_zero()).then_some(ttl))),
             disk,
         }
     }

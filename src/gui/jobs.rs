@@ -314,9 +314,11 @@ fn render_preview(
         region: request.region,
     };
     let mut gpu_failure = None;
+    let mut looked_up = false;
     if request.use_gpu
         && let Some(renderer) = gpu
     {
+        looked_up = true;
         // A frame the CPU made earlier (the export's exact pixels) beats rendering again.
         if let Some(found) = caches
             .cached(engine, &cache_request)
@@ -352,9 +354,12 @@ fn render_preview(
         cancel: Some(&request.cancel),
         progress: None,
     };
-    let preview = caches
-        .get_or_render(engine, &cache_request, &control)
-        .map_err(|e| e.to_string())?;
+    let preview = if looked_up {
+        caches.render_missed(engine, &cache_request, &control)
+    } else {
+        caches.get_or_render(engine, &cache_request, &control)
+    }
+    .map_err(|e| e.to_string())?;
     let rendered = (matches!(preview.served, Served::Rendered { .. }) && request.region.is_none())
         .then(|| (preview.key, preview.frame.clone()));
     let mut frame = cpu_frame(request, preview);
@@ -595,5 +600,8 @@ mod tests {
         assert!(frame.gpu_failure.unwrap().contains("8 px"));
         assert!(gpu.is_none(), "a failed GPU is not tried again");
         assert_eq!(frame.size, [40, 30]);
+        // One request, one lookup: the fallback does not count the miss again.
+        let result = &caches.stats()[0];
+        assert_eq!((result.hits, result.misses), (0, 1));
     }
 }
