@@ -191,3 +191,107 @@ fn kernels_that_skip_zeroing_write_every_value() {
     }
     assert!(checked >= 3, "no kernel claims to write every value");
 }
+
+/// 8-bit RGB(A) pixels and the working values they convert to (`v / 255` in f32) render to the
+/// same bytes through every op. For runs of per-channel pointwise ops the 8-bit source goes
+/// through lookup tables instead of f32 tiles (`engine::lut`), so this is what keeps the
+/// tables honest; it also checks that the tables are really used.
+#[test]
+fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
+    use opossum::config::Config;
+    use opossum::engine::Engine;
+    let engine = Engine::new(Config::default()).unwrap();
+    let render = |image: &image::DynamicImage, chain: &Chain| {
+        engine
+            .render_source(
+                image,
+                opossum::io::decode::Orientation::NoTransforms,
+                chain,
+                false,
+                &Default::default(),
+            )
+            .map(|(out, stats)| (out.to_rgba8(), stats))
+    };
+    let mut rng = Rng::new(0x1ab1e5);
+    // Per-channel settings of the ops that have them (random ones mostly mix channels).
+    let set = |id: &str, pairs: &[(&str, RawValue)]| {
+        let def = ops::find(id).unwrap();
+        let mut op = ChainOp::new(def);
+        for (k, v) in pairs {
+            op.params.set(def.params, k, v).unwrap();
+        }
+        op
+    };
+    let mut used_tables = 0;
+    for alpha in [false, true] {
+        let rgba = test_image(70, 45, 9, alpha).to_rgba8();
+        let eight = if alpha {
+            image::DynamicImage::ImageRgba8(rgba.clone())
+        } else {
+            image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba.clone()).to_rgb8())
+        };
+        let working =
+            image::DynamicImage::ImageRgba32F(image::Rgba32FImage::from_fn(70, 45, |x, y| {
+                let p = rgba.get_pixel(x, y).0;
+                let unit = |v: u8| f32::from(v) * (1.0 / 255.0);
+                image::Rgba([
+                    unit(p[0]),
+                    unit(p[1]),
+                    unit(p[2]),
+                    if alpha { unit(p[3]) } else { 1.0 },
+                ])
+            }));
+        let mut chains: Vec<Vec<ChainOp>> = Vec::new();
+        for def in ops::registry() {
+            for _ in 0..3 {
+                chains.push(vec![random_op(def, &mut rng)]);
+            }
+        }
+        for _ in 0..6 {
+            let f = |rng: &mut Rng, lo: f64, hi: f64| RawValue::Float(lo + (hi - lo) * rng.unit());
+            chains.push(vec![
+                set(
+                    "adjust_colors",
+                    &[
+                        ("brightness", f(&mut rng, 0.0, 3.0)),
+                        ("contrast", f(&mut rng, 0.0, 3.0)),
+                        ("exposure", f(&mut rng, -3.0, 3.0)),
+                        ("gamma", f(&mut rng, 0.2, 5.0)),
+                    ],
+                ),
+                set(
+                    "color_convert",
+                    &[
+                        ("mode", RawValue::String("invert".into())),
+                        ("strength", f(&mut rng, 0.0, 1.0)),
+                    ],
+                ),
+            ]);
+        }
+        for ops in chains {
+            let chain = Chain {
+                name: None,
+                vectorize: None,
+                ops,
+            };
+            let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
+            match (render(&eight, &chain), render(&working, &chain)) {
+                (Ok((a, stats)), Ok((b, _))) => {
+                    assert!(
+                        a == b,
+                        "{ids:?} (alpha {alpha}): 8-bit and f32 sources differ"
+                    );
+                    used_tables += usize::from(
+                        stats
+                            .stage_times
+                            .iter()
+                            .any(|(label, _)| label.ends_with("(tables)")),
+                    );
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{ids:?}: {:?} vs {:?}", a.err(), b.err()),
+            }
+        }
+    }
+    assert!(used_tables >= 12, "tables used {used_tables} times");
+}

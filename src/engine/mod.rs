@@ -9,6 +9,7 @@ pub mod box_blur;
 pub mod cached;
 pub mod convolve;
 pub mod geom;
+pub mod lut;
 pub mod plan;
 pub mod pyramid;
 pub mod render;

@@ -212,6 +212,17 @@ fn render_tile(
     (tile, times)
 }
 
+/// The kernels of `stages` if every one is pointwise.
+fn all_pointwise(stages: &[Stage]) -> Option<Vec<&dyn PointKernel>> {
+    stages
+        .iter()
+        .map(|s| match &s.kernel {
+            Kernel::Pointwise(k) => Some(k.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn fused_label(stages: &[Stage]) -> String {
     stages.iter().map(|s| s.label).collect::<Vec<_>>().join("+")
 }
@@ -257,6 +268,16 @@ fn run_tiled(
     };
 
     let total = tiles.len();
+    // Per-channel pointwise runs from 8-bit pixels to an 8-bit output: tables, no f32.
+    let tables = match (all_pointwise(stages), source.as_u8(), sink.as_output_u8()) {
+        (Some(kernels), Some(samples), Some(out))
+            if !kernels.is_empty() && kernels.iter().all(|k| k.per_channel()) =>
+        {
+            Some((super::lut::ChannelTables::new(&kernels), samples, out))
+        }
+        _ => None,
+    };
+    let tables_label = fused_label(stages) + " (tables)";
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let times = Mutex::new(Vec::new());
@@ -271,8 +292,18 @@ fn run_tiled(
                     let Some(rect) = tiles.get(i) else {
                         break;
                     };
-                    let (tile, tile_times) = render_tile(source, stages, *rect);
-                    sink.put(&tile);
+                    let tile_times = match &tables {
+                        Some((tables, samples, out)) => {
+                            let t = Instant::now();
+                            tables.render(*samples, source.size().width, *rect, out);
+                            vec![(tables_label.clone(), t.elapsed())]
+                        }
+                        None => {
+                            let (tile, tile_times) = render_tile(source, stages, *rect);
+                            sink.put(&tile);
+                            tile_times
+                        }
+                    };
                     merge_times(&times, tile_times);
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(progress) = control.progress {

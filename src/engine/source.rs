@@ -15,6 +15,10 @@ pub trait Source: Sync {
     fn read(&self, rect: Rect) -> Tile;
     /// Bytes it occupies in memory (for the budget).
     fn bytes(&self) -> u64;
+    /// Its samples, if it is 8-bit RGB or RGBA in memory: (interleaved samples, channels).
+    fn as_u8(&self) -> Option<(&[u8], usize)> {
+        None
+    }
 }
 
 /// Convert `rect` of an interleaved buffer with `channels` samples per pixel into a tile.
@@ -134,6 +138,14 @@ impl Source for DynamicImage {
 
     fn bytes(&self) -> u64 {
         self.as_bytes().len() as u64
+    }
+
+    fn as_u8(&self) -> Option<(&[u8], usize)> {
+        match self {
+            DynamicImage::ImageRgb8(b) => Some((b.as_raw(), 3)),
+            DynamicImage::ImageRgba8(b) => Some((b.as_raw(), 4)),
+            _ => None,
+        }
     }
 }
 

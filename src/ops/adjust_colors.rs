@@ -188,6 +188,11 @@ impl PointKernel for AdjustColors {
         )
     }
 
+    /// Gain, offset and gamma treat channels alike; saturation and hue mix them.
+    fn per_channel(&self) -> bool {
+        self.matrix.is_none()
+    }
+
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         if self.gain != 1.0 || self.offset != 0.0 {
             gain_offset(row, self.gain, self.offset);

@@ -141,6 +141,11 @@ impl PointKernel for ColorConvert {
         )
     }
 
+    /// A diagonal matrix (invert, or a mixer that keeps each channel to itself).
+    fn per_channel(&self) -> bool {
+        (0..3).all(|r| (0..3).all(|c| r == c || self.matrix[r][c] == 0.0))
+    }
+
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {
         let m = &self.matrix;
         let o = self.offset;

@@ -121,6 +121,14 @@ pub trait PointKernel: Send + Sync {
 
     /// The same kernel for the GPU (same numbers, WGSL in `shaders/`).
     fn gpu(&self) -> GpuKernel;
+
+    /// Whether each output channel depends only on the same input channel, and not on the
+    /// pixel's position: then a run of such kernels over 8-bit input is a 256-entry table per
+    /// channel (the executor computes the table with `apply_row` itself, so the results are
+    /// the same bytes).
+    fn per_channel(&self) -> bool {
+        false
+    }
 }
 
 /// A kernel that reads a rectangle of its input to write a rectangle of its output.
