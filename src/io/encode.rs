@@ -174,13 +174,17 @@ pub fn encode(
                     "WebP cannot hold {w}x{h} px (at most 16383 px per side); choose PNG, JPEG or TIFF"
                 ));
             }
-            let rgba = image.to_rgba8();
-            let (data, layout) = if alpha {
-                (rgba, webp::PixelLayout::Rgba)
-            } else {
-                (drop_alpha(&rgba), webp::PixelLayout::Rgb)
+            // libwebp takes the RGBA samples as they are: an opaque image (no alpha written)
+            // encodes to the same bytes as its RGB samples would, without making them.
+            let converted;
+            let data: &[u8] = match &image.pixels {
+                Pixels::U8(p) => p,
+                Pixels::U16(_) => {
+                    converted = image.to_rgba8();
+                    &converted
+                }
             };
-            let encoder = webp::Encoder::new(&data, layout, w, h);
+            let encoder = webp::Encoder::new(data, webp::PixelLayout::Rgba, w, h);
             let mut config = webp::WebPConfig::new()
                 .map_err(|()| "libwebp could not make an encoder configuration".to_owned())?;
             config.lossless = i32::from(options.lossless);
@@ -293,6 +297,42 @@ mod jpeg_chroma_tests {
             .expect("a SOF0 marker");
         // Marker, length (2), precision, height (2), width (2), components, id, sampling.
         jpeg[at + 2 + 2 + 1 + 2 + 2 + 1 + 1]
+    }
+
+    /// An opaque image goes to libwebp as RGBA (no RGB copy) and still encodes to the bytes its
+    /// RGB samples give, with no alpha chunk.
+    #[test]
+    fn opaque_webp_from_rgba_equals_webp_from_rgb() {
+        let (w, h) = (61u32, 37u32);
+        let rgba: Vec<u8> = (0..w * h * 4)
+            .map(|i| {
+                if i % 4 == 3 {
+                    255
+                } else {
+                    (i * 37 % 251) as u8
+                }
+            })
+            .collect();
+        let image = OutputImage {
+            size: Size::new(w, h),
+            pixels: Pixels::U8(rgba.clone()),
+        };
+        let options = EncodeOptions {
+            format: OutputFormat::Webp,
+            quality: 85,
+            lossless: false,
+        };
+        let ours = encode(&image, &options, None, QualityPreset::Balanced).unwrap();
+        let rgb = drop_alpha(&rgba);
+        let mut config = webp::WebPConfig::new().unwrap();
+        config.quality = 85.0;
+        config.alpha_compression = 1;
+        config.method = QualityPreset::Balanced.webp_method();
+        let reference = webp::Encoder::new(&rgb, webp::PixelLayout::Rgb, w, h)
+            .encode_advanced(&config)
+            .unwrap();
+        assert!(ours == &*reference, "RGBA and RGB imports differ");
+        assert!(!ours.windows(4).any(|c| c == b"ALPH"));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! floating-point offsets differ per tile. The weights here are computed in f64 once per build;
 //! the passes below are plain separable loops over RGBA f32.
 
+use std::sync::{Arc, Mutex};
+
 use super::gpu::{GpuKernel, PassExtent, uniform_bytes};
 use super::{BuildCtx, BuildError, Kernel, OpDef, SpatialKernel, geometry_footprint, unit};
 use crate::chain::OutputLimits;
@@ -75,7 +77,7 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 /// Resampling filters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Filter {
     Lanczos3,
     Bicubic,
@@ -175,6 +177,40 @@ impl Axis {
         axis
     }
 
+    /// The taps of [`Axis::new`], shared with earlier resizes of the same geometry: a batch of
+    /// same-sized photos (and the two plans a shrink-on-load render builds) computes them once
+    /// (Lanczos weights cost two sines per tap: about 1% of a small image's render).
+    fn shared(
+        filter: Filter,
+        in_len: u32,
+        virtual_len: u32,
+        offset: u32,
+        out_len: u32,
+    ) -> Arc<Axis> {
+        type Entry = ((Filter, u32, u32, u32, u32), Arc<Axis>);
+        /// Most recently used first; a few geometries cover a batch's both axes.
+        static RECENT: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+        const KEEP: usize = 8;
+        let key = (filter, in_len, virtual_len, offset, out_len);
+        let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = recent.iter().position(|(k, _)| *k == key) {
+            let entry = recent.remove(i);
+            let axis = entry.1.clone();
+            recent.insert(0, entry);
+            return axis;
+        }
+        drop(recent);
+        let axis = Arc::new(Axis::new(filter, in_len, virtual_len, offset, out_len));
+        // Keep small tables only (a photo's are tens of KiB), so the memory stays negligible.
+        if axis.weights.len() > (256 << 10) {
+            return axis;
+        }
+        let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(0, (key, axis.clone()));
+        recent.truncate(KEEP);
+        axis
+    }
+
     /// The input range needed for outputs `from..to`.
     fn span(&self, from: u32, to: u32) -> (u32, u32) {
         let lo = (from..to)
@@ -211,8 +247,8 @@ impl Axis {
 }
 
 struct Resize {
-    horizontal: Axis,
-    vertical: Axis,
+    horizontal: Arc<Axis>,
+    vertical: Arc<Axis>,
 }
 
 /// `acc += w · line`, vectorised where the CPU allows.
@@ -336,14 +372,14 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     Ok(Kernel::Geometry {
         output,
         kernel: Box::new(Resize {
-            horizontal: Axis::new(
+            horizontal: Axis::shared(
                 filter,
                 ctx.input.width,
                 virtual_size.width,
                 off_x,
                 output.width,
             ),
-            vertical: Axis::new(
+            vertical: Axis::shared(
                 filter,
                 ctx.input.height,
                 virtual_size.height,
