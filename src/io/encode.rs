@@ -331,7 +331,7 @@ mod jpeg_chroma_tests {
         let reference = webp::Encoder::new(&rgb, webp::PixelLayout::Rgb, w, h)
             .encode_advanced(&config)
             .unwrap();
-        assert!(ours == &*reference, "RGBA and RGB imports differ");
+        assert!(ours == *reference, "RGBA and RGB imports differ");
         assert!(!ours.windows(4).any(|c| c == b"ALPH"));
     }
 
