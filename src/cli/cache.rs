@@ -53,9 +53,13 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
                     stats.bytes as f64 * 100.0 / stats.cap_bytes as f64
                 );
             }
+            let ttl = if stats.ttl_s == 0 {
+                "entries never expire (cache_ttl = 0)".to_owned()
+            } else {
+                format!("{} s since last use", stats.ttl_s)
+            };
             println!(
-                "time to live   {} s since last use{}",
-                stats.ttl_s,
+                "time to live   {ttl}{}",
                 stats.oldest_use_s.map_or(String::new(), |s| format!(
                     "; least recently used {s} s ago"
                 ))

@@ -397,6 +397,13 @@ impl Source for Input<'_> {
             Input::Cached(t) => t.bytes(),
         }
     }
+
+    fn as_u8(&self) -> Option<(&[u8], usize)> {
+        match self {
+            Input::Level(i) => i.as_u8(),
+            Input::Cached(_) => None,
+        }
+    }
 }
 
 /// The caches an app session shares between its loader and its preview workers: the disk

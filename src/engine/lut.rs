@@ -53,7 +53,7 @@ impl ChannelTables {
 
     /// Map `rect` of `samples` (interleaved, `channels` = 3 or 4, `width` px per row) into the
     /// same rectangle of `sink`.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         (samples, channels): (&[u8], usize),
         width: u32,

@@ -48,8 +48,9 @@ unsafe impl Sync for OutputSink {}
 unsafe impl Send for OutputSink {}
 
 impl OutputSink {
-    /// A sink for an image of `size`, 16-bit when `high_bit_depth`.
-    pub fn new(size: Size, high_bit_depth: bool) -> Self {
+    /// A sink for an image of `size`, 16-bit when `high_bit_depth`. Crate-private: its writers
+    /// rely on the engine's renders putting disjoint tiles (see the type's docs).
+    pub(crate) fn new(size: Size, high_bit_depth: bool) -> Self {
         let n = size.pixels() as usize * CHANNELS;
         let mut pixels = if high_bit_depth {
             Pixels::U16(vec![0; n])
@@ -72,7 +73,7 @@ impl OutputSink {
 
     /// A sink for the part `region` of an image (a band of a streamed image, or the visible
     /// part of a preview).
-    pub fn for_region(region: Rect, high_bit_depth: bool) -> Self {
+    pub(crate) fn for_region(region: Rect, high_bit_depth: bool) -> Self {
         Self {
             origin: (region.x, region.y),
             ..Self::new(Size::new(region.width, region.height), high_bit_depth)
@@ -133,19 +134,22 @@ impl OutputSink {
     /// `rect` (image coordinates) relative to the buffer, checked to lie inside it and (in
     /// debug builds) not to overlap an earlier one.
     fn claim(&self, rect: Rect) -> Rect {
-        let local = Rect::new(
-            rect.x - self.origin.0,
-            rect.y - self.origin.1,
-            rect.width,
-            rect.height,
-        );
-        // The bounds the writes rely on (not a debug check: they guard memory).
-        assert!(
-            local.x + local.width <= self.size.width && local.y + local.height <= self.size.height,
-            "tile {rect:?} outside the {}x{} output",
-            self.size.width,
-            self.size.height
-        );
+        // The bounds the writes rely on (not a debug check: they guard memory), in arithmetic
+        // that cannot wrap.
+        let inside = |at: u32, origin: u32, len: u32, size: u32| {
+            at.checked_sub(origin)
+                .filter(|&off| u64::from(off) + u64::from(len) <= u64::from(size))
+        };
+        let (Some(x), Some(y)) = (
+            inside(rect.x, self.origin.0, rect.width, self.size.width),
+            inside(rect.y, self.origin.1, rect.height, self.size.height),
+        ) else {
+            panic!(
+                "tile {rect:?} outside the {}x{} output at {:?}",
+                self.size.width, self.size.height, self.origin
+            );
+        };
+        let local = Rect::new(x, y, rect.width, rect.height);
         #[cfg(debug_assertions)]
         {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,8 +164,10 @@ impl OutputSink {
 
     /// Write the 8-bit RGBA rows of `rect` (image coordinates): `fill(y, row)` for each row `y`
     /// from the top of `rect`. No-op for a 16-bit sink.
-    pub fn put_rows_u8(&self, rect: Rect, mut fill: impl FnMut(usize, &mut [u8])) {
-        let Base::U8(base) = self.base else { return };
+    pub(crate) fn put_rows_u8(&self, rect: Rect, mut fill: impl FnMut(usize, &mut [u8])) {
+        let Base::U8(base) = self.base else {
+            unreachable!("8-bit rows put into a 16-bit sink ({rect:?})");
+        };
         if rect.is_empty() {
             return;
         }
@@ -227,5 +233,26 @@ impl TileSink for FullSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .copy_from(tile);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tile_outside_the_sink_is_refused_not_written() {
+        let sink = OutputSink::for_region(Rect::new(100, 0, 50, 10), false);
+        sink.put(&Tile::new(Rect::new(120, 2, 30, 8)));
+        for outside in [
+            Rect::new(90, 0, 16, 10), // left of the origin (wrapped past the check before)
+            Rect::new(140, 0, 11, 10), // past the right edge
+            Rect::new(100, 5, 10, 6), // past the bottom
+        ] {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sink.put(&Tile::new(outside));
+            }));
+            assert!(caught.is_err(), "{outside:?} accepted");
+        }
     }
 }

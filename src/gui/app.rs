@@ -15,7 +15,9 @@ use super::batch_panel::{BatchAction, BatchPanel, BatchSettings};
 use super::deadline;
 use super::dialogs::FileDialogs;
 use super::history::History;
-use super::jobs::{ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, load_image};
+use super::jobs::{
+    ExportJob, FramePixels, LoadedImage, PreviewFrame, PreviewWorker, RetiredWorkers, load_image,
+};
 use super::params_ui::params_ui;
 use super::vectorize_panel::{TraceSource, VectorizePanel};
 use super::watch_panel::{WatchAction, WatchPanel, WatchSettings};
@@ -376,6 +378,8 @@ pub struct OpossumApp {
     export_engine: Arc<Engine>,
     gpu: Option<GpuDisplay>,
     worker: PreviewWorker,
+    /// Workers replaced by a settings change or Clear caches, still finishing.
+    retired_workers: RetiredWorkers,
     caches: SessionCaches,
     cache_dir: Option<PathBuf>,
     cache_message: Option<String>,
@@ -481,6 +485,7 @@ impl OpossumApp {
                 caches.preview(&options.config.performance, preview_engine.budget_bytes()),
                 move || repaint_ctx.request_repaint(),
             ),
+            retired_workers: RetiredWorkers::default(),
             caches,
             cache_dir: options.cache_dir,
             cache_message: None,
@@ -1197,13 +1202,18 @@ impl OpossumApp {
     /// A new preview worker (with empty memory caches) for the current engine and caches.
     fn restart_worker(&mut self, ctx: &egui::Context) {
         let repaint_ctx = ctx.clone();
-        self.worker = PreviewWorker::start(
-            self.preview_engine.clone(),
-            self.gpu.as_ref().map(|g| g.context.clone()),
-            self.caches
-                .preview(&self.config.performance, self.preview_engine.budget_bytes()),
-            move || repaint_ctx.request_repaint(),
+        let replaced = std::mem::replace(
+            &mut self.worker,
+            PreviewWorker::start(
+                self.preview_engine.clone(),
+                self.gpu.as_ref().map(|g| g.context.clone()),
+                self.caches
+                    .preview(&self.config.performance, self.preview_engine.budget_bytes()),
+                move || repaint_ctx.request_repaint(),
+            ),
         );
+        // The old one may be finishing a frame: the UI does not wait for it.
+        self.retired_workers.add(replaced);
     }
 
     fn save_settings(&mut self, ctx: &egui::Context) {

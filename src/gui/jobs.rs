@@ -279,16 +279,51 @@ impl PreviewWorker {
     }
 }
 
-impl Drop for PreviewWorker {
-    /// Cancels the request in flight, closes the queue and waits for the thread: it ends after
-    /// at most the current frame (cancelled) and writing the frame on screen to the disk cache.
-    fn drop(&mut self) {
+impl PreviewWorker {
+    /// Cancel the request in flight and close the queue: the thread ends after at most the
+    /// current frame (cancelled) and writing the frame on screen to the disk cache.
+    fn stop(&mut self) {
         if let Some(previous) = self.in_flight.take() {
             previous.store(true, Ordering::Relaxed);
         }
         // Replacing the sender disconnects the worker's inbox.
         self.requests = channel().0;
+    }
+
+    /// Stop without waiting (a settings change replaces the worker while the UI runs): the
+    /// returned thread finishes on its own; join it before the process exits.
+    pub fn retire(mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.stop();
+        self.thread.take()
+    }
+}
+
+impl Drop for PreviewWorker {
+    /// Stops the worker and waits for its thread.
+    fn drop(&mut self) {
+        self.stop();
         if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Threads of replaced preview workers, joined when the app closes (they hold GPU objects,
+/// which must be released before the process exits).
+#[derive(Default)]
+pub struct RetiredWorkers(Vec<std::thread::JoinHandle<()>>);
+
+impl RetiredWorkers {
+    /// Retire `worker` without blocking the caller.
+    pub fn add(&mut self, worker: PreviewWorker) {
+        self.0.retain(|t| !t.is_finished());
+        self.0.extend(worker.retire());
+    }
+}
+
+impl Drop for RetiredWorkers {
+    fn drop(&mut self) {
+        for thread in self.0.drain(..) {
             let _ = thread.join();
         }
     }
