@@ -161,6 +161,7 @@ impl ThumbnailCache {
     ) -> Result<Arc<LoadedSource>> {
         puffin::profile_function!();
         let limits = engine.decode_limits();
+        let stamp = file_stamp(path);
         let content = match key::file_content(path) {
             Ok(content) => content,
             // Let the decoder say what is wrong with the file (missing, a folder, unreadable).
@@ -191,9 +192,9 @@ impl ThumbnailCache {
                 return Ok(found);
             }
             early(found);
-            return self.decode(path, &limits, (key, content), false);
+            return self.decode(path, &limits, (key, content, stamp), false);
         }
-        self.decode(path, &limits, (key, content), true)
+        self.decode(path, &limits, (key, content, stamp), true)
     }
 
     /// Decode `path` and build its pyramid; keep it in memory and (when `to_disk`) on disk.
@@ -201,10 +202,19 @@ impl ThumbnailCache {
         &self,
         path: &Path,
         limits: &decode::DecodeLimits,
-        (key, content): (Key, Key),
+        (key, content, stamp): (Key, Key, Option<FileStamp>),
         to_disk: bool,
     ) -> Result<Arc<LoadedSource>> {
         let decoded = decode::decode_file(path, limits)?;
+        // The content was hashed in an earlier read: if the file changed since, these pixels
+        // are not that content's and must not be cached under its key.
+        if file_stamp(path) != stamp {
+            return Err(Error::io(
+                "read",
+                path,
+                std::io::Error::other("the file changed while it was being read; open it again"),
+            ));
+        }
         let loaded = Arc::new(LoadedSource {
             key: content,
             pyramid: Arc::new(Pyramid::build(&decoded.image)?),
@@ -222,6 +232,15 @@ impl ThumbnailCache {
         }
         Ok(loaded)
     }
+}
+
+/// Size and modification time: what changes when a file is rewritten.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
 }
 
 #[cfg(test)]
@@ -310,5 +329,19 @@ mod tests {
         // A missing file keeps the decoder's error.
         let missing = third.load(&engine, &dir.path().join("nope.png"), no_early);
         assert!(missing.is_err());
+
+        // The file is rewritten after it was hashed and before it is decoded (here: while the
+        // partial source from disk is shown): an error, and nothing cached under the old key.
+        let fourth = ThumbnailCache::new(1 << 30, Duration::from_secs(60), disk());
+        let changed = fourth.load(&engine, &big, |_| write_png(&big, 2999, 900));
+        let message = changed
+            .err()
+            .expect("a changed file is an error")
+            .to_string();
+        assert!(
+            message.contains("changed while it was being read"),
+            "{message}"
+        );
+        assert_eq!(fourth.stats().entries, 0);
     }
 }
