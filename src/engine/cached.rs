@@ -223,15 +223,19 @@ impl PreviewCaches {
     /// frame rendered on the CPU is the export's exact pixels).
     pub fn cached(&mut self, engine: &Engine, request: &Request<'_>) -> Result<Option<Preview>> {
         let (_, _, key, rect) = self.keys(engine, request)?;
-        Ok(self
-            .find(key, request.region.is_none())
+        Ok(self.hit(key, rect, request))
+    }
+
+    /// [`find`](Self::find) as a preview.
+    fn hit(&mut self, key: Key, rect: Rect, request: &Request<'_>) -> Option<Preview> {
+        self.find(key, request.region.is_none())
             .map(|(frame, served)| Preview {
                 frame,
                 key,
                 served,
                 stage_times: Vec::new(),
                 rect,
-            }))
+            })
     }
 
     /// The preview for `request`: from memory, from disk, or rendered from the longest cached
@@ -243,23 +247,35 @@ impl PreviewCaches {
         control: &RenderControl<'_>,
     ) -> Result<Preview> {
         puffin::profile_function!();
-        if let Some(found) = self.cached(engine, request)? {
+        let keys = self.keys(engine, request)?;
+        if let Some(found) = self.hit(keys.2, keys.3, request) {
             return Ok(found);
         }
-        self.render_missed(engine, request, control)
+        self.render(engine, request, keys, control)
     }
 
     /// Render the preview for `request` after [`cached`](Self::cached) found nothing (the
-    /// GPU path's CPU fallback: looking again would count the miss twice), from the longest
-    /// cached prefix, and keep it.
+    /// GPU path's CPU fallback: looking again would count the miss twice), and keep it.
     pub fn render_missed(
         &mut self,
         engine: &Engine,
         request: &Request<'_>,
         control: &RenderControl<'_>,
     ) -> Result<Preview> {
+        let keys = self.keys(engine, request)?;
+        self.render(engine, request, keys, control)
+    }
+
+    /// Render `request` (whose [`keys`](Self::keys) are `keys`) from the longest cached prefix
+    /// and keep the frame.
+    fn render(
+        &mut self,
+        engine: &Engine,
+        request: &Request<'_>,
+        (plan, prefixes, key, rect): (Plan, Vec<Key>, Key, Rect),
+        control: &RenderControl<'_>,
+    ) -> Result<Preview> {
         puffin::profile_function!();
-        let (plan, prefixes, key, rect) = self.keys(engine, request)?;
         let stages = plan.stages.len();
         let (frame, stage_times, reused) =
             if request.region.is_none() && self.intermediates.enabled() {
@@ -315,11 +331,10 @@ impl PreviewCaches {
             .count()
             .saturating_sub(1);
         self.previous = prefixes.to_vec();
-        let (reused, mut input): (usize, Option<Arc<Tile>>) = match found {
+        let (start, mut input): (usize, Option<Arc<Tile>>) = match found {
             Some((s, tile)) => (s, Some(tile)),
             None => (0, None),
         };
-        let start = reused;
         let mut times = Vec::new();
         let mut tail = plan.split_off(start);
         // A prefix image too large for the cache is not worth splitting the render for (and
@@ -350,7 +365,7 @@ impl PreviewCaches {
                 rgba: output.to_rgba8(),
             },
             times,
-            reused,
+            start,
         ))
     }
 }

@@ -273,11 +273,16 @@ fn run_tiled(
         (Some(kernels), Some(samples), Some(out))
             if !kernels.is_empty() && kernels.iter().all(|k| k.per_channel()) =>
         {
-            Some((super::lut::ChannelTables::new(&kernels), samples, out))
+            let label = fused_label(stages) + " (tables)";
+            Some((
+                super::lut::ChannelTables::new(&kernels),
+                samples,
+                out,
+                label,
+            ))
         }
         _ => None,
     };
-    let tables_label = fused_label(stages) + " (tables)";
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let times = Mutex::new(Vec::new());
@@ -293,10 +298,10 @@ fn run_tiled(
                         break;
                     };
                     let tile_times = match &tables {
-                        Some((tables, samples, out)) => {
+                        Some((tables, samples, out, label)) => {
                             let t = Instant::now();
                             tables.render(*samples, source.size().width, *rect, out);
-                            vec![(tables_label.clone(), t.elapsed())]
+                            vec![(label.clone(), t.elapsed())]
                         }
                         None => {
                             let (tile, tile_times) = render_tile(source, stages, *rect);
