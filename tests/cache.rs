@@ -15,6 +15,7 @@ use opossum::chain::Chain;
 use opossum::config::Config;
 use opossum::engine::Engine;
 use opossum::engine::cached::{PreviewCaches, Request, Served};
+use opossum::engine::content::Detail;
 use opossum::engine::render::RenderControl;
 use opossum::io::decode::Orientation;
 use opossum::ops;
@@ -149,6 +150,8 @@ fn caches_render(
                 orientation,
                 chain,
                 region: None,
+                // What the engine's own render measures (full-resolution sources only).
+                detail: (scale == 1.0).then(|| Detail::measure(image)),
             },
             control,
         )
@@ -183,6 +186,7 @@ fn results_are_keyed_by_content_level_and_parameters() {
                     orientation: Orientation::NoTransforms,
                     chain,
                     region: None,
+                    detail: None,
                 },
                 &control,
             )

@@ -16,7 +16,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{Rng, random_chain, random_op, render_scaled, test_image};
+use common::{Rng, random_chain, random_op, render_scaled_for, test_image};
 use image::DynamicImage;
 use opossum::chain::raw::RawValue;
 use opossum::chain::{Chain, ChainOp, OutputLimits};
@@ -111,7 +111,8 @@ fn every_op_matches_the_cpu_at_odd_sizes_and_scales() {
                 };
                 for level in 0..pyramid.levels.len().min(2) {
                     let l = &pyramid.levels[level];
-                    let cpu = render_scaled(&l.image, &chain, 16, l.scale);
+                    let cpu =
+                        render_scaled_for(&l.image, &chain, 16, l.scale, Some(pyramid.detail));
                     let gpu = gpu_render(&mut renderer, &pyramid, level, &chain);
                     let Some(cpu) = cpu else {
                         // Not buildable for this size (e.g. a crop outside it): the GPU path
@@ -153,7 +154,7 @@ fn random_chains_match_the_cpu() {
         let image = test_image(w, h, case, case % 3 == 0);
         let pyramid = Arc::new(Pyramid::build(&image).unwrap());
         let chain = random_chain(&mut rng, 3);
-        let Some(cpu) = render_scaled(&image, &chain, 16, 1.0) else {
+        let Some(cpu) = render_scaled_for(&image, &chain, 16, 1.0, Some(pyramid.detail)) else {
             continue;
         };
         let (gpu, _) = gpu_render(&mut renderer, &pyramid, 0, &chain)
@@ -252,7 +253,7 @@ fn outputs_over_the_texture_limit_render_as_tiles_with_the_same_pixels() {
     assert_eq!(frame.tiles.len(), 1);
     let (max, _) = compare(&whole, &tiled, 0..4);
     assert!(max <= 1e-6, "tiled differs from whole by {max}");
-    let cpu = render_scaled(&image, &chain, 16, 1.0).unwrap();
+    let cpu = render_scaled_for(&image, &chain, 16, 1.0, Some(pyramid.detail)).unwrap();
     let (max, _) = compare(&cpu, &tiled, 0..4);
     assert!(max <= 1e-3, "tiled differs from the CPU by {max}");
 }
@@ -278,7 +279,7 @@ fn canny_is_the_documented_cpu_exception_and_still_matches() {
         .find(|s| s.label == "edge_detect")
         .unwrap();
     assert_eq!(canny.backend, Backend::Cpu);
-    let cpu = render_scaled(&image, &chain, 16, 1.0).unwrap();
+    let cpu = render_scaled_for(&image, &chain, 16, 1.0, Some(pyramid.detail)).unwrap();
     let (max, _) = compare(&cpu, &gpu, 0..4);
     assert!(max <= 1e-3, "{max}");
 }
@@ -339,7 +340,7 @@ fn preview_at_a_pyramid_level_matches_the_export_downsampled() {
             ),
         ],
     };
-    let export = render_scaled(&source, &chain, 256, 1.0).unwrap();
+    let export = render_scaled_for(&source, &chain, 256, 1.0, Some(pyramid.detail)).unwrap();
     let export_rgba = DynamicImage::ImageRgba8(
         image::RgbaImage::from_raw(
             export.rect.width,

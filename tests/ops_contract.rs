@@ -161,6 +161,8 @@ fn kernels_that_skip_zeroing_write_every_value() {
                 max_pixels: 1 << 24,
                 max_side_px: 1 << 14,
                 quality,
+                detail: None,
+                content: None,
             };
             let Ok(kernel) = (def.build)(&op.params, &ctx) else {
                 continue;

@@ -279,6 +279,7 @@ fn preview_request<'a>(loaded: &LoadedSource, level: &'a Level, chain: &'a Chain
         orientation: loaded.orientation,
         chain,
         region: None,
+        detail: Some(loaded.pyramid.detail),
     }
 }
 

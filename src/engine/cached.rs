@@ -11,6 +11,7 @@ use std::time::Duration;
 use image::DynamicImage;
 
 use super::Engine;
+use super::content::Detail;
 use super::geom::{Rect, Size};
 use super::plan::Plan;
 use super::render::{RenderControl, RenderStats};
@@ -94,6 +95,11 @@ pub struct Request<'a> {
     pub chain: &'a Chain,
     /// Only this part of the output (a zoomed-in refinement), or all of it.
     pub region: Option<Rect>,
+    /// The full-resolution source's content measure ([`Pyramid::detail`]), so the preview
+    /// picks the algorithms the export will.
+    ///
+    /// [`Pyramid::detail`]: super::pyramid::Pyramid::detail
+    pub detail: Option<Detail>,
 }
 
 /// A produced preview.
@@ -108,6 +114,8 @@ pub struct Preview {
     pub stage_times: StageTimes,
     /// Where the output sits in the render at this scale (the region, or the whole output).
     pub rect: Rect,
+    /// Algorithms the plan picked by image content.
+    pub choices: Vec<String>,
 }
 
 /// The preview worker's caches.
@@ -165,13 +173,14 @@ impl PreviewCaches {
     /// its result key and the output rectangle.
     fn keys(&self, engine: &Engine, request: &Request<'_>) -> Result<(Plan, Vec<Key>, Key, Rect)> {
         let level_size = Size::new(request.image.width(), request.image.height());
-        let plan = Plan::new(
+        let plan = Plan::for_content(
             request.chain,
             level_size,
             request.orientation,
             request.scale,
             engine.output_limits(),
             engine.quality_preset(),
+            request.detail,
         )?;
         let rect = request
             .region
@@ -183,6 +192,12 @@ impl PreviewCaches {
             .num(u64::from(level_size.height))
             .num(request.scale.to_bits())
             .text(&format!("{:?}", engine.quality_preset()))
+            // The measure picks algorithms; it follows from the content, but is kept explicit.
+            .num(
+                request
+                    .detail
+                    .map_or(u64::MAX, |d| u64::from(d.0.to_bits())),
+            )
             // Limits never change pixels, but a result refused under lower limits must not be
             // served from a cache.
             .text(&format!("{:?}", engine.output_limits()));
@@ -222,12 +237,12 @@ impl PreviewCaches {
     /// The preview for `request` if a cache has it (the GPU path asks before rendering: a
     /// frame rendered on the CPU is the export's exact pixels).
     pub fn cached(&mut self, engine: &Engine, request: &Request<'_>) -> Result<Option<Preview>> {
-        let (_, _, key, rect) = self.keys(engine, request)?;
-        Ok(self.hit(key, rect, request))
+        let (plan, _, key, rect) = self.keys(engine, request)?;
+        Ok(self.hit(key, rect, request, &plan))
     }
 
     /// [`find`](Self::find) as a preview.
-    fn hit(&mut self, key: Key, rect: Rect, request: &Request<'_>) -> Option<Preview> {
+    fn hit(&mut self, key: Key, rect: Rect, request: &Request<'_>, plan: &Plan) -> Option<Preview> {
         self.find(key, request.region.is_none())
             .map(|(frame, served)| Preview {
                 frame,
@@ -235,6 +250,7 @@ impl PreviewCaches {
                 served,
                 stage_times: Vec::new(),
                 rect,
+                choices: plan.choices.clone(),
             })
     }
 
@@ -248,7 +264,7 @@ impl PreviewCaches {
     ) -> Result<Preview> {
         puffin::profile_function!();
         let keys = self.keys(engine, request)?;
-        if let Some(found) = self.hit(keys.2, keys.3, request) {
+        if let Some(found) = self.hit(keys.2, keys.3, request, &keys.0) {
             return Ok(found);
         }
         self.render(engine, request, keys, control)
@@ -277,6 +293,7 @@ impl PreviewCaches {
     ) -> Result<Preview> {
         puffin::profile_function!();
         let stages = plan.stages.len();
+        let choices = plan.choices.clone();
         let (frame, stage_times, reused) =
             if request.region.is_none() && self.intermediates.enabled() {
                 self.render_with_prefixes(engine, request.image, plan, &prefixes, control)?
@@ -300,6 +317,7 @@ impl PreviewCaches {
             served: Served::Rendered { reused, stages },
             stage_times,
             rect,
+            choices,
         })
     }
 

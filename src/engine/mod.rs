@@ -7,6 +7,7 @@
 
 pub mod box_blur;
 pub mod cached;
+pub mod content;
 pub mod convolve;
 pub mod geom;
 pub mod lut;
@@ -63,9 +64,16 @@ pub struct RenderReport {
 }
 
 impl RenderReport {
-    /// The resolution-aware choice made (shrink-on-load), for reports (`None`: none).
+    /// The resolution-aware (shrink-on-load) and content-based choices made, for reports
+    /// (`None`: none).
     pub fn choices(&self) -> Option<String> {
-        (self.decode_eighths < 8).then(|| format!("JPEG decoded at {}/8 size", self.decode_eighths))
+        let shrink = (self.decode_eighths < 8)
+            .then(|| format!("JPEG decoded at {}/8 size", self.decode_eighths));
+        let all: Vec<String> = shrink
+            .into_iter()
+            .chain(self.stats.choices.iter().cloned())
+            .collect();
+        (!all.is_empty()).then(|| all.join(", "))
     }
 }
 
@@ -257,14 +265,23 @@ impl Engine {
         high_bit_depth: bool,
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
-        let plan = Plan::new(
-            chain,
-            source.size(),
-            orientation,
-            scale,
-            self.output_limits(),
-            self.quality_preset(),
-        )?;
+        let build = |detail| {
+            Plan::for_content(
+                chain,
+                source.size(),
+                orientation,
+                scale,
+                self.output_limits(),
+                self.quality_preset(),
+                detail,
+            )
+        };
+        let mut plan = build(None)?;
+        // A full-resolution source is measured when some op's algorithm depends on content;
+        // a pyramid level is not (previews pass the full image's measure to their own plans).
+        if plan.content_sensitive && scale == 1.0 {
+            plan = build(Some(content::Detail::measure(source)))?;
+        }
         self.render_plan(source, &plan, region, high_bit_depth, control)
     }
 
@@ -399,7 +416,7 @@ impl Engine {
                     self.render_streaming(
                         input,
                         &reduced,
-                        &plan,
+                        (&s.chain, plan),
                         output,
                         options,
                         control,
@@ -421,7 +438,16 @@ impl Engine {
                 return Ok(report);
             }
             if streams_out {
-                self.render_streaming(input, &probe, &plan, output, options, control, t0, None)
+                self.render_streaming(
+                    input,
+                    &probe,
+                    (chain, plan),
+                    output,
+                    options,
+                    control,
+                    t0,
+                    None,
+                )
             } else {
                 self.render_whole(input, chain, output, options, control, t0, None)
             }
@@ -511,31 +537,39 @@ impl Engine {
         })
     }
 
+    /// Render `plan` (built from `chain` without a content measure) band by band into a
+    /// streaming encoder. A source decoded whole is measured first when the plan's algorithms
+    /// depend on content; one streamed row by row keeps the preset's choices.
     #[allow(clippy::too_many_arguments)]
     fn render_streaming(
         &self,
         input: &Path,
         probe: &decode::Probe,
-        plan: &Plan,
+        (chain, plan): (&Chain, Plan),
         output: &Path,
         options: &EncodeOptions,
         control: &RenderControl<'_>,
         t0: Instant,
         opened: Option<Box<dyn RowDecoder>>,
     ) -> Result<RenderReport> {
-        let settings = self.tile_settings_for(plan);
-        let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
+        let mut plan = plan;
+        let settings = self.tile_settings_for(&plan);
+        let bands = render::bands(&plan, settings.tile_px, self.pool.current_num_threads());
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
+        // A chain whose algorithms depend on content needs the image measured first: it is
+        // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
+        let stream = render::reads_in_order(&plan, &bands)
+            && !(plan.content_sensitive && whole_bytes <= self.budget_bytes() / 4);
         let mut rows: Option<Box<dyn RowDecoder>> = None;
         let mut whole: Option<image::DynamicImage> = None;
         if let Some(mut opened) = opened {
             // A reduced JPEG decode: row by row when the chain reads that way, else whole.
-            if render::reads_in_order(plan, &bands) {
+            if stream {
                 rows = Some(opened);
             } else {
                 whole = Some(crate::io::rows::read_all(opened.as_mut())?);
             }
-        } else if render::reads_in_order(plan, &bands) {
+        } else if stream {
             rows = match probe.format {
                 ImageFormat::Png => PngRows::open(input, self.budget_bytes())?
                     .map(|r| Box::new(r) as Box<dyn RowDecoder>),
@@ -545,6 +579,30 @@ impl Engine {
                 _ => None,
             };
         }
+        if rows.is_none() && whole.is_none() {
+            whole = Some(decode::decode_file(input, &self.decode_limits())?.image);
+        }
+        if plan.content_sensitive {
+            match &whole {
+                Some(image) => {
+                    plan = Plan::for_content(
+                        chain,
+                        plan.input,
+                        probe.orientation,
+                        1.0,
+                        self.output_limits(),
+                        self.quality_preset(),
+                        Some(content::Detail::measure(image)),
+                    )?;
+                }
+                None => plan
+                    .choices
+                    .push("content not measured (input streamed row by row)".to_owned()),
+            }
+        }
+        let plan = &plan;
+        let settings = self.tile_settings_for(plan);
+        let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let high = probe.high_bit_depth && options.format.supports_16_bit();
         let alpha = probe.has_alpha || render::may_add_transparency(plan);
         let band_bytes = 2 * OutputSink::bytes_for(
@@ -602,10 +660,9 @@ impl Engine {
                 )?
             }
             None => {
-                let image = match whole {
-                    Some(image) => image,
-                    None => decode::decode_file(input, &self.decode_limits())?.image,
-                };
+                let image = whole.ok_or_else(|| {
+                    Error::Internal("a whole-image render without the image".to_owned())
+                })?;
                 t1 = Instant::now();
                 let reserved = image.bytes() + band_bytes;
                 render::render_banded(

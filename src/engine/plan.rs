@@ -2,6 +2,7 @@
 //! with the size of every stage. EXIF orientation is planned as leading rotate/flip stages, so
 //! it is tiled like any op and never costs a full-image copy.
 
+use super::content::{ContentLog, Detail};
 use super::geom::Size;
 use crate::chain::{Chain, OutputLimits};
 use crate::error::{Error, Result};
@@ -33,6 +34,11 @@ pub struct Plan {
     pub output: Size,
     /// Rendering scale (1.0 = full resolution).
     pub scale: f64,
+    /// Some op's algorithm depends on the image's content ([`super::content`]): a plan built
+    /// without a measured [`Detail`] may change once the image is measured.
+    pub content_sensitive: bool,
+    /// What the content measure chose, one line per op it applied to.
+    pub choices: Vec<String>,
 }
 
 fn orientation_kernels(input: Size, orientation: Orientation) -> Vec<(Kernel, Size)> {
@@ -58,7 +64,7 @@ fn orientation_kernels(input: Size, orientation: Orientation) -> Vec<(Kernel, Si
 
 impl Plan {
     /// Build `chain` for a source of `input` pixels stored with `orientation`, at `scale`,
-    /// with the algorithms of the `quality` preset.
+    /// with the algorithms of the `quality` preset (content unknown: see [`Plan::for_content`]).
     pub fn new(
         chain: &Chain,
         input: Size,
@@ -67,7 +73,22 @@ impl Plan {
         limits: OutputLimits,
         quality: QualityPreset,
     ) -> Result<Plan> {
+        Plan::for_content(chain, input, orientation, scale, limits, quality, None)
+    }
+
+    /// [`Plan::new`] for a source whose full-resolution image measured `detail`: where the
+    /// preset allows, ops pick cheaper algorithms on images with little detail.
+    pub fn for_content(
+        chain: &Chain,
+        input: Size,
+        orientation: Orientation,
+        scale: f64,
+        limits: OutputLimits,
+        quality: QualityPreset,
+        detail: Option<Detail>,
+    ) -> Result<Plan> {
         puffin::profile_function!();
+        let log = ContentLog::default();
         let mut stages = Vec::new();
         let mut size = input;
         for (kernel, output) in orientation_kernels(input, orientation) {
@@ -90,6 +111,8 @@ impl Plan {
                 max_pixels: limits.max_pixels,
                 max_side_px: limits.max_side_px,
                 quality,
+                detail,
+                content: Some(&log),
             };
             let kernel = (op.def.build)(&op.params, &ctx).map_err(|e| Error::Chain {
                 location: match e.field {
@@ -117,6 +140,8 @@ impl Plan {
             stages,
             output: size,
             scale,
+            content_sensitive: log.is_sensitive(),
+            choices: log.into_choices(),
         })
     }
 
@@ -132,6 +157,8 @@ impl Plan {
             stages: tail_stages,
             output: self.output,
             scale: self.scale,
+            content_sensitive: self.content_sensitive,
+            choices: self.choices.clone(),
         };
         self.output = middle;
         tail

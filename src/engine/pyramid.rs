@@ -6,6 +6,7 @@ use fast_image_resize::images::Image as FirImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, RgbaImage};
 
+use super::content::Detail;
 use super::geom::Size;
 use crate::error::{Error, Result};
 
@@ -26,6 +27,9 @@ pub struct Pyramid {
     pub full: Size,
     /// Level 0 is full resolution; each next level is half the previous.
     pub levels: Vec<Level>,
+    /// How much detail the full-resolution source has: previews pick the same content-based
+    /// algorithms as a full-resolution render of the file ([`super::content`]).
+    pub detail: Detail,
 }
 
 impl Pyramid {
@@ -33,6 +37,7 @@ impl Pyramid {
     pub fn build(source: &DynamicImage) -> Result<Pyramid> {
         puffin::profile_function!();
         let full = Size::new(source.width(), source.height());
+        let detail = Detail::measure(source);
         let base = source.to_rgba8();
         let mut levels = vec![Level {
             image: DynamicImage::ImageRgba8(base),
@@ -68,7 +73,11 @@ impl Pyramid {
                 scale,
             });
         }
-        Ok(Pyramid { full, levels })
+        Ok(Pyramid {
+            full,
+            levels,
+            detail,
+        })
     }
 
     /// The smallest level still at least `scale` (so it is shrunk, never enlarged, on screen);

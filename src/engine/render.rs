@@ -59,6 +59,8 @@ pub struct RenderStats {
     /// CPU time per stage (summed over tiles and threads), in plan order; fused pointwise runs
     /// are one entry labelled `a+b`, reading the source is `read`.
     pub stage_times: Vec<(String, Duration)>,
+    /// Algorithms picked by image content ([`Plan::choices`]).
+    pub choices: Vec<String>,
 }
 
 /// Add `(label, time)` pairs into a running per-label total, keeping first-seen order.
@@ -327,6 +329,7 @@ fn run_tiled(
         tile_px,
         peak_tile_bytes: per_tile * in_flight as u64,
         stage_times: times.into_inner().unwrap_or_else(|e| e.into_inner()),
+        choices: Vec::new(),
     })
 }
 
@@ -465,6 +468,7 @@ pub fn render(
         tile_px: last.tile_px,
         peak_tile_bytes: last.peak_tile_bytes.max(stats.peak_tile_bytes),
         stage_times: all_times.into_inner().unwrap_or_else(|e| e.into_inner()),
+        choices: plan.choices.clone(),
     })
 }
 
@@ -628,5 +632,6 @@ pub fn render_banded(
         tile_px: settings.tile_px,
         peak_tile_bytes: per_tile * in_flight as u64,
         stage_times: times.into_inner().unwrap_or_else(|e| e.into_inner()),
+        choices: plan.choices.clone(),
     })
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use image::{DynamicImage, RgbaImage};
 
 use super::Engine;
+use super::content::Detail;
 use super::geom::Size;
 use super::pyramid::{Level, Pyramid};
 use crate::cache::disk::{DiskCache, Kind};
@@ -22,7 +23,8 @@ use crate::io::decode::{self, Orientation};
 
 /// Longest side of the pyramid levels kept on disk.
 pub const DISK_SIDE_PX: u32 = 2048;
-const PAYLOAD_VERSION: u8 = 1;
+/// 2: the content measure follows the full size.
+const PAYLOAD_VERSION: u8 = 2;
 
 /// A decoded source ready for previews.
 pub struct LoadedSource {
@@ -69,6 +71,7 @@ impl LoadedSource {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        out.extend_from_slice(&self.pyramid.detail.0.to_le_bytes());
         for level in levels {
             out.extend_from_slice(&level.image.width().to_le_bytes());
             out.extend_from_slice(&level.image.height().to_le_bytes());
@@ -94,6 +97,10 @@ impl LoadedSource {
         let format = String::from_utf8(take(usize::from(head[3]))?.to_vec()).ok()?;
         let mut u32_at = || Some(u32::from_le_bytes(take(4)?.try_into().ok()?));
         let (fw, fh, n) = (u32_at()?, u32_at()?, u32_at()?);
+        let detail = f32::from_le_bytes(take(4)?.try_into().ok()?);
+        if !detail.is_finite() {
+            return None;
+        }
         let mut levels = Vec::new();
         for _ in 0..n {
             let mut take_u32 = || Some(u32::from_le_bytes(take(4)?.try_into().ok()?));
@@ -111,6 +118,7 @@ impl LoadedSource {
             pyramid: Arc::new(Pyramid {
                 full: Size::new(fw, fh),
                 levels,
+                detail: Detail(detail),
             }),
             orientation,
             format,
@@ -305,6 +313,9 @@ mod tests {
         assert!(early.pyramid.levels[0].image.width() <= DISK_SIDE_PX);
         assert_eq!(levels(&early)[..], levels(&big_1)[1..]);
         assert_eq!(levels(&big_2), levels(&big_1));
+        // The content measure comes back with the levels (the full image is not on disk).
+        assert!(big_1.pyramid.detail.0 > 0.0);
+        assert_eq!(early.pyramid.detail, big_1.pyramid.detail);
         // The small one is all on disk: no decode, no partial step.
         let small_2 = second.load(&engine, &small, no_early).unwrap();
         assert!(small_2.complete);

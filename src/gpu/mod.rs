@@ -174,6 +174,8 @@ pub struct GpuFrame {
     pub cache_hits: usize,
     /// Stages in all (over tiles).
     pub stage_count: usize,
+    /// Algorithms the plan picked by image content (from the pyramid's measure).
+    pub choices: Vec<String>,
 }
 
 /// What to render.
@@ -374,13 +376,14 @@ impl GpuRenderer {
             .get(req.level)
             .ok_or_else(|| GpuError::Device(format!("no pyramid level {}", req.level)))?;
         let input = Size::new(level.image.width(), level.image.height());
-        let plan = Plan::new(
+        let plan = Plan::for_content(
             req.chain,
             input,
             req.orientation,
             level.scale,
             req.limits,
             req.quality,
+            Some(req.pyramid.detail),
         )
         .map_err(GpuError::Chain)?;
         let region = req
@@ -494,6 +497,7 @@ impl GpuRenderer {
             stages: timings,
             cache_hits: hits,
             stage_count: count,
+            choices: plan.choices,
         })
     }
 

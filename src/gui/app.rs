@@ -192,6 +192,8 @@ struct PreviewState {
     level: usize,
     latency: Duration,
     stage_ms: Vec<(String, f64)>,
+    /// Algorithms the shown frame's plan picked by image content.
+    choices: Vec<String>,
     histogram: Option<[[u32; 256]; 4]>,
     requested: u64,
     /// Pyramid level of the last base request (`level` is the one shown).
@@ -868,6 +870,7 @@ impl OpossumApp {
             editing,
         );
         self.preview.stage_ms = std::mem::take(&mut frame.stage_ms);
+        self.preview.choices = std::mem::take(&mut frame.choices);
         self.preview.shown_generation = frame.generation;
         self.preview.error = None;
         let level = frame.level;
@@ -2060,6 +2063,26 @@ impl OpossumApp {
         }
     }
 
+    /// The image's content measure and what it chose in the shown preview's plan.
+    fn content_choices_ui(&self, ui: &mut egui::Ui) {
+        let Some(img) = &self.image else {
+            return;
+        };
+        ui.label(format!(
+            "Image detail {:.3} (measured at full resolution)",
+            img.pyramid.detail.0
+        ));
+        if self.preview.choices.is_empty() {
+            ui.label(format!(
+                "No op of this chain picks its algorithm by content at the {} preset",
+                self.config.quality_preset().name()
+            ));
+        }
+        for choice in &self.preview.choices {
+            ui.label(format!("By content: {choice}"));
+        }
+    }
+
     /// Hit rates and sizes of every cache level, with a button to empty them.
     fn caches_ui(&mut self, ui: &mut egui::Ui) {
         ui.separator();
@@ -2175,6 +2198,7 @@ impl OpossumApp {
                         ui.label(format!("Stage cache: {hits} of {lookups} stages reused"));
                     }
                     self.caches_ui(ui);
+                    self.content_choices_ui(ui);
                     egui::Grid::new("profiler_stages")
                         .striped(true)
                         .show(ui, |ui| {

@@ -126,6 +126,8 @@ pub struct PreviewFrame {
     pub served: Option<Served>,
     /// The pyramid it was rendered from (the app drops frames of a replaced one).
     pub pyramid: Arc<Pyramid>,
+    /// Algorithms picked by image content (the profiler panel shows them).
+    pub choices: Vec<String>,
 }
 
 /// What a preview request asks for.
@@ -347,6 +349,7 @@ fn render_preview(
         orientation: request.orientation,
         chain: &request.chain,
         region: request.region,
+        detail: Some(request.pyramid.detail),
     };
     let mut gpu_failure = None;
     let mut looked_up = false;
@@ -421,6 +424,7 @@ fn gpu_frame(request: &PreviewRequest, frame: GpuFrame) -> PreviewFrame {
         cache: Some((frame.cache_hits, frame.stage_count)),
         served: None,
         pyramid: request.pyramid.clone(),
+        choices: frame.choices.clone(),
         pixels: FramePixels::Gpu(frame),
     }
 }
@@ -460,6 +464,7 @@ fn cpu_frame(request: &PreviewRequest, preview: crate::engine::cached::Preview) 
         cache: None,
         served: Some(preview.served),
         pyramid: request.pyramid.clone(),
+        choices: preview.choices,
     }
 }
 

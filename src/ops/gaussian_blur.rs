@@ -47,12 +47,13 @@ struct GaussianBlur {
 }
 
 /// The quality preset picks the algorithm: exact, or a box cascade for large sigmas
-/// (`QualityPreset::blur_algorithm`).
+/// (`QualityPreset::blur_algorithm`), or for smaller ones on images with little detail
+/// (`QualityPreset::smooth_blur`).
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let sigma = p.scaled(PARAMS, ctx.scale).float("sigma");
     Ok(Kernel::Area(Box::new(GaussianBlur {
         input: ctx.input,
-        blur: BlurKernel::new(sigma, ctx.quality.blur_algorithm(sigma)),
+        blur: BlurKernel::new(sigma, ctx.blur_algorithm(sigma)),
     })))
 }
 

@@ -9,6 +9,8 @@
 //! Depends on `params` and `engine::{geom, tile}` only; never on the renderer or any UI.
 
 use crate::chain::OutputLimits;
+use crate::engine::box_blur::BlurAlgorithm;
+use crate::engine::content::{ContentLog, Detail};
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
 use crate::params::{ParamSpec, Params};
@@ -50,7 +52,7 @@ pub enum Footprint {
 
 /// What `build` knows about the stage an operation will run on.
 #[derive(Clone, Copy, Debug)]
-pub struct BuildCtx {
+pub struct BuildCtx<'a> {
     /// Size of the op's input image at the rendering scale.
     pub input: Size,
     /// Rendering scale relative to full resolution (1.0 for exports, < 1 for previews).
@@ -61,9 +63,76 @@ pub struct BuildCtx {
     pub max_side_px: u32,
     /// The quality preset: which algorithm variants the op uses.
     pub quality: crate::quality::QualityPreset,
+    /// How much detail the full-resolution source has, when measured: lets the preset pick a
+    /// cheaper variant where its difference would not show ([`crate::engine::content`]).
+    pub detail: Option<Detail>,
+    /// Where content-based choices are noted (for `--profile` and the profiler panel).
+    pub content: Option<&'a ContentLog>,
 }
 
-impl BuildCtx {
+impl BuildCtx<'_> {
+    /// The blur algorithm for `sigma_px` (the `gaussian_blur` op): the preset's, or the
+    /// cheaper one it allows on images with little detail.
+    pub fn blur_algorithm(&self, sigma_px: f64) -> BlurAlgorithm {
+        let default = self.quality.blur_algorithm(sigma_px);
+        match self.quality.smooth_blur(sigma_px) {
+            Some((cheaper, max_detail)) if cheaper != default => self.choose(
+                "gaussian_blur",
+                (default, blur_name(default)),
+                (cheaper, blur_name(cheaper)),
+                max_detail,
+            ),
+            _ => default,
+        }
+    }
+
+    /// The resampling filter of a `resize` whose `filter` is `auto`; `shrinks` when the output
+    /// is smaller than the input (content only changes the filter then).
+    pub fn resize_filter(&self, shrinks: bool) -> &'static str {
+        let default = self.quality.resize_filter();
+        match self.quality.smooth_resize_filter() {
+            Some((cheaper, max_detail)) if shrinks && cheaper != default => self.choose(
+                "resize",
+                (default, default.to_owned()),
+                (cheaper, cheaper.to_owned()),
+                max_detail,
+            ),
+            _ => default,
+        }
+    }
+
+    /// `cheaper` when the measured detail is under `max_detail`, else `default`; notes that the
+    /// choice depends on content and, once measured, which way it went.
+    fn choose<T>(
+        &self,
+        op: &str,
+        (default, default_name): (T, String),
+        (cheaper, cheaper_name): (T, String),
+        max_detail: f32,
+    ) -> T {
+        if let Some(log) = self.content {
+            log.mark_sensitive();
+        }
+        let Some(detail) = self.detail else {
+            return default;
+        };
+        let smooth = detail.0 < max_detail;
+        if let Some(log) = self.content {
+            log.record(if smooth {
+                format!(
+                    "{op}: {cheaper_name} instead of {default_name} (detail {:.3} < {max_detail})",
+                    detail.0
+                )
+            } else {
+                format!(
+                    "{op}: {default_name} kept (detail {:.3} >= {max_detail})",
+                    detail.0
+                )
+            });
+        }
+        if smooth { cheaper } else { default }
+    }
+
     /// Check a proposed output size against the caps; `field` names the parameter to blame.
     pub fn check_output(&self, size: Size, field: &'static str) -> Result<Size, BuildError> {
         if size.is_empty() {
@@ -91,6 +160,13 @@ impl BuildCtx {
             ));
         }
         Ok(size)
+    }
+}
+
+fn blur_name(algorithm: BlurAlgorithm) -> String {
+    match algorithm {
+        BlurAlgorithm::Exact => "exact blur".to_owned(),
+        BlurAlgorithm::Boxes(n) => format!("{n} box passes"),
     }
 }
 

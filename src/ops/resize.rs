@@ -358,7 +358,11 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
         },
     )?;
     let filter = match p.choice("filter") {
-        "auto" => ctx.quality.resize_filter(),
+        "auto" => ctx.resize_filter(
+            virtual_size.width <= ctx.input.width
+                && virtual_size.height <= ctx.input.height
+                && virtual_size != ctx.input,
+        ),
         chosen => chosen,
     };
     let filter = match filter {

@@ -12,13 +12,15 @@ pub fn params(def: &OpDef, pairs: &[(&str, RawValue)]) -> Params {
 }
 
 /// A build context at full resolution with generous caps.
-pub fn ctx(input: Size) -> BuildCtx {
+pub fn ctx(input: Size) -> BuildCtx<'static> {
     BuildCtx {
         input,
         scale: 1.0,
         max_pixels: 1 << 30,
         max_side_px: 65_535,
         quality: crate::quality::QualityPreset::default(),
+        detail: None,
+        content: None,
     }
 }
 

@@ -149,14 +149,28 @@ pub fn render_scaled(
     tile_px: u32,
     scale: f64,
 ) -> Option<Tile> {
+    render_scaled_for(image, chain, tile_px, scale, None)
+}
+
+/// [`render_scaled`] with the algorithms picked for a source that measured `detail` (what a
+/// pyramid's previews use).
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn render_scaled_for(
+    image: &DynamicImage,
+    chain: &Chain,
+    tile_px: u32,
+    scale: f64,
+    detail: Option<opossum::engine::content::Detail>,
+) -> Option<Tile> {
     let size = opossum::engine::geom::Size::new(image.width(), image.height());
-    let plan = Plan::new(
+    let plan = Plan::for_content(
         chain,
         size,
         Orientation::NoTransforms,
         scale,
         OutputLimits::default(),
         opossum::quality::QualityPreset::default(),
+        detail,
     )
     .ok()?;
     let sink = FullSink::new(plan.output);

@@ -1,0 +1,252 @@
+//! Algorithm selection by image content: images with little detail get the cheaper variant
+//! the preset allows, within its stated PSNR tolerance; busy ones keep the precise variant
+//! (the very pixels of a render without the measure); renders, previews and files agree on
+//! the measure, and the choice is reported.
+
+mod common;
+
+use common::encode;
+use image::{DynamicImage, ImageFormat, RgbImage};
+use opossum::chain::Chain;
+use opossum::chain::raw::RawValue;
+use opossum::config::{Config, QualityPreset};
+use opossum::engine::Engine;
+use opossum::engine::content::Detail;
+use opossum::engine::pyramid::Pyramid;
+use opossum::io::decode::Orientation;
+use opossum::io::encode::{EncodeOptions, OutputFormat};
+use opossum::vectorize::metrics::psnr_rgba;
+
+fn engine(quality: QualityPreset) -> Engine {
+    let mut config = Config::default();
+    config.performance.max_cpu_cores = 2;
+    Engine::new(config).unwrap().with_quality(quality)
+}
+
+fn chain(op: &str, pairs: &[(&str, RawValue)]) -> Chain {
+    Chain {
+        name: None,
+        vectorize: None,
+        ops: vec![opossum::bench::step(op, pairs)],
+    }
+}
+
+/// A sky-like gradient with faint sensor noise: detail well under 0.01.
+fn smooth(width: u32, height: u32) -> DynamicImage {
+    let mut state = 0x1234_5678_u32;
+    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let noise = (state % 3) as f32 - 1.0;
+        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+        image::Rgb([
+            (30.0 + 180.0 * fx + noise) as u8,
+            (60.0 + 140.0 * fy + noise) as u8,
+            (200.0 - 60.0 * fx + noise) as u8,
+        ])
+    }))
+}
+
+/// Thin dark lines on white, like a scanned form: detail far above every threshold.
+fn busy(width: u32, height: u32) -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
+        if y % 11 < 2 || x % 17 < 2 {
+            image::Rgb([20, 20, 30])
+        } else {
+            image::Rgb([250, 250, 245])
+        }
+    }))
+}
+
+fn render(
+    engine: &Engine,
+    image: &DynamicImage,
+    chain: &Chain,
+) -> (Vec<u8>, u32, u32, Vec<String>) {
+    let (out, stats) = engine
+        .render_source(
+            image,
+            Orientation::NoTransforms,
+            chain,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    (
+        out.to_rgba8(),
+        out.size.width,
+        out.size.height,
+        stats.choices,
+    )
+}
+
+#[test]
+fn smooth_images_get_the_box_blur_within_the_high_presets_tolerance() {
+    let image = smooth(640, 400);
+    assert!(Detail::measure(&image).0 < 0.01);
+    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
+    let (high, w, h, choices) = render(&engine(QualityPreset::High), &image, &blur);
+    assert_eq!(choices.len(), 1, "{choices:?}");
+    assert!(
+        choices[0].starts_with("gaussian_blur: 3 box passes instead of exact blur"),
+        "{choices:?}"
+    );
+    let (ultra, ..) = render(&engine(QualityPreset::Ultra), &image, &blur);
+    assert_ne!(high, ultra, "the cheaper variant was not used");
+    let psnr = psnr_rgba(&ultra, &high, w, h);
+    assert!(psnr >= 50.0, "{psnr} dB");
+}
+
+#[test]
+fn busy_images_keep_the_exact_blur_and_its_pixels() {
+    let image = busy(640, 400);
+    assert!(Detail::measure(&image).0 > 0.1);
+    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
+    let (high, .., choices) = render(&engine(QualityPreset::High), &image, &blur);
+    assert_eq!(choices.len(), 1);
+    assert!(
+        choices[0].starts_with("gaussian_blur: exact blur kept"),
+        "{choices:?}"
+    );
+    let (ultra, ..) = render(&engine(QualityPreset::Ultra), &image, &blur);
+    assert_eq!(high, ultra);
+}
+
+#[test]
+fn shrinking_smooth_images_uses_the_cheaper_filter_within_tolerance_and_enlarging_never_does() {
+    let image = smooth(800, 600);
+    let auto = |width: i64| {
+        chain(
+            "resize",
+            &[
+                ("width", RawValue::Int(width)),
+                ("height", RawValue::Int(width)),
+                ("mode", RawValue::String("fit".into())),
+                ("upscale", RawValue::Bool(true)),
+            ],
+        )
+    };
+    let lanczos = chain(
+        "resize",
+        &[
+            ("width", RawValue::Int(200)),
+            ("height", RawValue::Int(200)),
+            ("mode", RawValue::String("fit".into())),
+            ("filter", RawValue::String("lanczos3".into())),
+        ],
+    );
+    for (preset, filter, tolerance_db) in [
+        (QualityPreset::High, "bicubic", 50.0),
+        (QualityPreset::Balanced, "bicubic", 45.0),
+        (QualityPreset::Fast, "bilinear", 40.0),
+    ] {
+        let engine = engine(preset);
+        let (out, w, h, choices) = render(&engine, &image, &auto(200));
+        assert_eq!(choices.len(), 1, "{preset:?}");
+        assert!(
+            choices[0].starts_with(&format!("resize: {filter} instead of")),
+            "{preset:?}: {choices:?}"
+        );
+        let (reference, ..) = render(&engine, &image, &lanczos);
+        let psnr = psnr_rgba(&reference, &out, w, h);
+        assert!(psnr >= tolerance_db, "{preset:?}: {psnr} dB");
+        // Enlarging is not what the thresholds were measured on: the preset's filter stands.
+        let (.., choices) = render(&engine, &image, &auto(1600));
+        assert!(choices.is_empty(), "{preset:?}: {choices:?}");
+    }
+    // `ultra` and `draft` make no choice by content.
+    for preset in [QualityPreset::Ultra, QualityPreset::Draft] {
+        let (.., choices) = render(&engine(preset), &image, &auto(200));
+        assert!(choices.is_empty(), "{preset:?}");
+    }
+}
+
+#[test]
+fn previews_and_files_use_the_renders_measure() {
+    let image = smooth(300, 200);
+    // The pyramid (app previews, kept on disk with it) carries the full-resolution measure.
+    let pyramid = Pyramid::build(&image).unwrap();
+    assert_eq!(pyramid.detail, Detail::measure(&image));
+    // A file render reports the choice, whether the output is written whole (WebP) or
+    // streamed (PNG: the input is then decoded whole so it can be measured).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sky.png");
+    std::fs::write(&input, encode(&image, ImageFormat::Png)).unwrap();
+    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(2.0))]);
+    let engine = engine(QualityPreset::High);
+    for (format, name) in [
+        (OutputFormat::Webp, "out.webp"),
+        (OutputFormat::Png, "out.png"),
+    ] {
+        let options = EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        let report = engine
+            .render_file(
+                &input,
+                &blur,
+                &dir.path().join(name),
+                &options,
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        assert!(!report.streamed_input, "{name}");
+        let choices = report.choices().unwrap_or_default();
+        assert!(
+            choices.contains("3 box passes instead of exact blur"),
+            "{name}: {choices}"
+        );
+    }
+    // The PNG's pixels are the in-memory render's (same measure, same algorithm).
+    let written = image::open(dir.path().join("out.png")).unwrap().to_rgba8();
+    let (expected, ..) = render(&engine, &image, &blur);
+    assert_eq!(written.into_raw(), expected);
+}
+
+#[test]
+fn inputs_too_large_to_decode_whole_are_streamed_with_the_presets_choice_and_say_so() {
+    let image = smooth(1500, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sky.png");
+    std::fs::write(&input, encode(&image, ImageFormat::Png)).unwrap();
+    let mut config = Config::default();
+    config.performance.max_cpu_cores = 2;
+    // 1500×1000 RGB is 4.5 MB: over a quarter of this budget, so it is streamed row by row.
+    config.performance.max_memory_usage = opossum::config::ByteSize(16 << 20);
+    config.performance.tile_size = 64;
+    let engine = Engine::new(config)
+        .unwrap()
+        .with_quality(QualityPreset::High);
+    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(2.0))]);
+    let options = EncodeOptions {
+        format: OutputFormat::Png,
+        quality: 90,
+        lossless: false,
+    };
+    let report = engine
+        .render_file(
+            &input,
+            &blur,
+            &dir.path().join("out.png"),
+            &options,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(report.streamed_input);
+    assert_eq!(
+        report.choices().as_deref(),
+        Some("content not measured (input streamed row by row)")
+    );
+    let written = image::open(dir.path().join("out.png")).unwrap().to_rgba8();
+    let (exact, ..) = render(&engine.with_quality(QualityPreset::Ultra), &image, &blur);
+    assert_eq!(
+        written.into_raw(),
+        exact,
+        "the preset's own choice (exact) was not used"
+    );
+}
