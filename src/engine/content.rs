@@ -7,7 +7,7 @@
 //! roughly the gradient energy at the scale of the smallest pyramid level, but computed from
 //! full resolution so that a CLI render (which builds no pyramid) and the app's previews (which
 //! keep it with the thumbnail pyramid) get the same number and pick the same algorithms.
-//! Reading 256 rows costs about 1/16 of one pass over the image.
+//! It reads 256 × 256 pixels (whole rows when the source is not 8-bit in memory).
 //!
 //! What the measure switches, and the PSNR measured on the corpus behind each threshold, is in
 //! [`crate::quality`]: approximate variants (box-cascade blurs, cheaper resampling filters)
@@ -17,7 +17,7 @@
 use std::cell::{Cell, RefCell};
 
 use super::geom::Rect;
-use super::source::Source;
+use super::source::{Source, u8_to_unit};
 
 /// Points on the long side of the sampling grid.
 pub const GRID_POINTS: u32 = 256;
@@ -41,16 +41,33 @@ impl Detail {
             .step_by(stride as usize)
             .map(|x| x as usize)
             .collect();
+        let luma = |r: f32, g: f32, b: f32| {
+            0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b)
+        };
+        let samples = source.as_u8();
         let luma_row = |y: u32| -> Vec<f64> {
-            let row = source.read(Rect::new(0, y, size.width, 1));
-            let pixels = row.row(0);
-            columns
-                .iter()
-                .map(|&x| {
-                    let p = &pixels[x * 4..x * 4 + 3];
-                    0.2126 * f64::from(p[0]) + 0.7152 * f64::from(p[1]) + 0.0722 * f64::from(p[2])
-                })
-                .collect()
+            match samples {
+                // 8-bit images in memory: only the sampled pixels are read, converted exactly
+                // as `read` converts them.
+                Some((data, channels)) => {
+                    let row = y as usize * size.width as usize * channels;
+                    columns
+                        .iter()
+                        .map(|&x| {
+                            let p = &data[row + x * channels..row + x * channels + 3];
+                            luma(u8_to_unit(p[0]), u8_to_unit(p[1]), u8_to_unit(p[2]))
+                        })
+                        .collect()
+                }
+                None => {
+                    let row = source.read(Rect::new(0, y, size.width, 1));
+                    let pixels = row.row(0);
+                    columns
+                        .iter()
+                        .map(|&x| luma(pixels[x * 4], pixels[x * 4 + 1], pixels[x * 4 + 2]))
+                        .collect()
+                }
+            }
         };
         let (mut sum, mut pairs) = (0.0f64, 0u64);
         let mut above: Option<Vec<f64>> = None;
@@ -127,6 +144,21 @@ mod tests {
         let high = Detail::measure(&stripes(255)).0;
         assert!((high - 0.5).abs() < 1e-3, "{high}");
         assert!((low - 0.1).abs() < 1e-3, "{low}");
+    }
+
+    #[test]
+    fn eight_bit_samples_measure_like_their_working_values() {
+        let mut state = 7u32;
+        let photo = DynamicImage::ImageRgb8(RgbImage::from_fn(700, 300, |x, y| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, (state >> 24) as u8])
+        }));
+        let working = super::super::source::SharedTile(std::sync::Arc::new(
+            photo.read(Rect::new(0, 0, 700, 300)),
+        ));
+        assert!(photo.as_u8().is_some() && working.as_u8().is_none());
+        assert_eq!(Detail::measure(&photo), Detail::measure(&working));
+        assert!(Detail::measure(&photo).0 > 0.01);
     }
 
     #[test]
