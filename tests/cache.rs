@@ -44,6 +44,7 @@ fn reference(
             orientation,
             chain,
             scale,
+            None,
             false,
             &RenderControl::default(),
         )

@@ -152,8 +152,22 @@ fn shrinking_smooth_images_uses_the_cheaper_filter_within_tolerance_and_enlargin
         let psnr = psnr_rgba(&reference, &out, w, h);
         assert!(psnr >= tolerance_db, "{preset:?}: {psnr} dB");
         // Enlarging is not what the thresholds were measured on: the preset's filter stands.
-        let (.., choices) = render(&engine, &image, &auto(1600));
+        let (enlarged, .., choices) = render(&engine, &image, &auto(1600));
         assert!(choices.is_empty(), "{preset:?}: {choices:?}");
+        let explicit = chain(
+            "resize",
+            &[
+                ("width", RawValue::Int(1600)),
+                ("height", RawValue::Int(1600)),
+                ("mode", RawValue::String("fit".into())),
+                ("upscale", RawValue::Bool(true)),
+                (
+                    "filter",
+                    RawValue::String(preset.resize_filter().to_owned()),
+                ),
+            ],
+        );
+        assert_eq!(enlarged, render(&engine, &image, &explicit).0, "{preset:?}");
     }
     // `ultra` and `draft` make no choice by content.
     for preset in [QualityPreset::Ultra, QualityPreset::Draft] {
@@ -163,11 +177,98 @@ fn shrinking_smooth_images_uses_the_cheaper_filter_within_tolerance_and_enlargin
 }
 
 #[test]
+fn previews_at_every_level_choose_what_the_export_chooses() {
+    let image = smooth(1200, 800);
+    let pyramid = Pyramid::build(&image).unwrap();
+    assert!(pyramid.levels.len() >= 3);
+    let engine = engine(QualityPreset::High);
+    // Sigma 8 px: boxes at `high` whatever the content; sigma 3: boxes by content.
+    for sigma in [3.0, 8.0] {
+        let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
+        let (.., export) = render(&engine, &image, &blur);
+        for level in &pyramid.levels[1..] {
+            let (preview, stats) = engine
+                .render_source_scaled(
+                    &level.image,
+                    Orientation::NoTransforms,
+                    &blur,
+                    level.scale,
+                    Some(pyramid.detail),
+                    false,
+                    &Default::default(),
+                )
+                .unwrap();
+            assert_eq!(
+                stats.choices, export,
+                "sigma {sigma} at scale {}",
+                level.scale
+            );
+            // Without the pyramid's measure a level keeps the preset's choice.
+            let (unmeasured, _) = engine
+                .render_source_scaled(
+                    &level.image,
+                    Orientation::NoTransforms,
+                    &blur,
+                    level.scale,
+                    None,
+                    false,
+                    &Default::default(),
+                )
+                .unwrap();
+            if sigma == 3.0 && level.scale >= 0.5 {
+                assert_ne!(preview.to_rgba8(), unmeasured.to_rgba8());
+            }
+        }
+    }
+}
+
+#[test]
+fn an_export_with_the_previews_measure_chooses_like_the_preview_even_when_decoded_reduced() {
+    let image = smooth(1600, 1200);
+    let full = Detail::measure(&image);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sky.jpg");
+    std::fs::write(&input, encode(&image, ImageFormat::Jpeg)).unwrap();
+    let decoded = image::open(&input).unwrap();
+    let pyramid = Pyramid::build(&decoded).unwrap();
+    // At `balanced` a JPEG shrunk to 200 px is decoded at 1/4 (shrink-on-load).
+    let shrink = chain(
+        "resize",
+        &[
+            ("width", RawValue::Int(200)),
+            ("height", RawValue::Int(200)),
+            ("mode", RawValue::String("fit".into())),
+        ],
+    );
+    let engine = engine(QualityPreset::Balanced);
+    let options = EncodeOptions {
+        format: OutputFormat::Png,
+        quality: 90,
+        lossless: false,
+    };
+    let report = engine
+        .render_file_with(
+            &input,
+            (&shrink, Some(pyramid.detail)),
+            &dir.path().join("out.png"),
+            &options,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(report.decode_eighths < 8);
+    let choices = report.choices().unwrap();
+    let expected = format!(
+        "resize: bicubic instead of lanczos3 (detail {:.3} < 0.02)",
+        pyramid.detail.0
+    );
+    assert!(choices.contains(&expected), "{choices}");
+    assert!((pyramid.detail.0 - full.0).abs() < 0.01);
+}
+
+#[test]
 fn previews_and_files_use_the_renders_measure() {
     let image = smooth(300, 200);
-    // The pyramid (app previews, kept on disk with it) carries the full-resolution measure.
-    let pyramid = Pyramid::build(&image).unwrap();
-    assert_eq!(pyramid.detail, Detail::measure(&image));
     // A file render reports the choice, whether the output is written whole (WebP) or
     // streamed (PNG: the input is then decoded whole so it can be measured).
     let dir = tempfile::tempdir().unwrap();

@@ -189,6 +189,7 @@ impl PreviewBench {
                 Orientation::NoTransforms,
                 chain,
                 level.scale,
+                Some(self.pyramid.detail),
                 false,
                 &Default::default(),
             )?;

@@ -202,27 +202,37 @@ impl Engine {
         high_bit_depth: bool,
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
-        self.render_source_scaled(source, orientation, chain, 1.0, high_bit_depth, control)
+        self.render_source_scaled(
+            source,
+            orientation,
+            chain,
+            1.0,
+            None,
+            high_bit_depth,
+            control,
+        )
     }
 
     /// Render `chain` over `source`, a copy of the image at `scale` × full resolution (a
     /// pyramid level): spatial parameters are scaled the same way, so the result is the
-    /// full-resolution render at that scale.
+    /// full-resolution render at that scale. `detail` is the full-resolution image's content
+    /// measure (a pyramid's); `None` measures `source` when `scale` is 1 and otherwise keeps
+    /// the preset's algorithms.
+    #[allow(clippy::too_many_arguments)] // Previews pass them all; `render_source` fixes most.
     pub fn render_source_scaled(
         &self,
         source: &dyn Source,
         orientation: Orientation,
         chain: &Chain,
         scale: f64,
+        detail: Option<content::Detail>,
         high_bit_depth: bool,
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
         puffin::profile_function!();
         self.render_part(
             source,
-            orientation,
-            chain,
-            scale,
+            (orientation, chain, scale, detail),
             None,
             high_bit_depth,
             control,
@@ -244,9 +254,7 @@ impl Engine {
         puffin::profile_function!();
         self.render_part(
             source,
-            orientation,
-            chain,
-            scale,
+            (orientation, chain, scale, None),
             Some(region),
             false,
             control,
@@ -254,13 +262,10 @@ impl Engine {
     }
 
     /// The whole output, or `region` of it, into an in-memory image under the budget.
-    #[allow(clippy::too_many_arguments)] // The two public entry points above fix most of them.
     fn render_part(
         &self,
         source: &dyn Source,
-        orientation: Orientation,
-        chain: &Chain,
-        scale: f64,
+        (orientation, chain, scale, detail): (Orientation, &Chain, f64, Option<content::Detail>),
         region: Option<geom::Rect>,
         high_bit_depth: bool,
         control: &RenderControl<'_>,
@@ -276,10 +281,10 @@ impl Engine {
                 detail,
             )
         };
-        let mut plan = build(None)?;
+        let mut plan = build(detail)?;
         // A full-resolution source is measured when some op's algorithm depends on content;
-        // a pyramid level is not (previews pass the full image's measure to their own plans).
-        if plan.content_sensitive && scale == 1.0 {
+        // a pyramid level is not (previews pass the full image's measure).
+        if plan.content_sensitive && detail.is_none() && scale == 1.0 {
             plan = build(Some(content::Detail::measure(source)))?;
         }
         self.render_plan(source, &plan, region, high_bit_depth, control)
@@ -373,6 +378,28 @@ impl Engine {
         overwrite_input: bool,
         control: &RenderControl<'_>,
     ) -> Result<RenderReport> {
+        self.render_file_with(
+            input,
+            (chain, None),
+            output,
+            options,
+            overwrite_input,
+            control,
+        )
+    }
+
+    /// [`Engine::render_file`] for a file whose content measure is known (the app exports
+    /// with its pyramid's, so the export picks the algorithms its preview showed, also where
+    /// the file is streamed or decoded reduced). `None` measures the decoded image.
+    pub fn render_file_with(
+        &self,
+        input: &Path,
+        (chain, detail): (&Chain, Option<content::Detail>),
+        output: &Path,
+        options: &EncodeOptions,
+        overwrite_input: bool,
+        control: &RenderControl<'_>,
+    ) -> Result<RenderReport> {
         puffin::profile_function!();
         if !overwrite_input && crate::io::same_file(input, output) {
             return Err(Error::WouldOverwriteInput {
@@ -382,13 +409,14 @@ impl Engine {
         catch_panics(|| {
             let t0 = Instant::now();
             let probe = decode::probe_details(input, &self.decode_limits())?;
-            let plan = Plan::new(
+            let plan = Plan::for_content(
                 chain,
                 probe.size,
                 probe.orientation,
                 1.0,
                 self.output_limits(),
                 self.quality_preset(),
+                detail,
             )?;
             let streams_out = matches!(options.format, OutputFormat::Png | OutputFormat::Jpeg)
                 && !plan
@@ -403,20 +431,21 @@ impl Engine {
                     size: rows.size(),
                     ..probe.clone()
                 };
-                let plan = Plan::new(
+                let plan = Plan::for_content(
                     &s.chain,
                     reduced.size,
                     reduced.orientation,
                     1.0,
                     self.output_limits(),
                     self.quality_preset(),
+                    detail,
                 )?;
                 let mut report = if streams_out {
                     let rows: Box<dyn RowDecoder> = Box::new(rows);
                     self.render_streaming(
                         input,
                         &reduced,
-                        (&s.chain, plan),
+                        (&s.chain, plan, detail),
                         output,
                         options,
                         control,
@@ -431,7 +460,15 @@ impl Engine {
                         orientation: probe.orientation,
                         icc_profile: probe.icc_profile.clone(),
                     };
-                    self.render_whole(input, &s.chain, output, options, control, t0, Some(decoded))?
+                    self.render_whole(
+                        input,
+                        (&s.chain, detail),
+                        output,
+                        options,
+                        control,
+                        t0,
+                        Some(decoded),
+                    )?
                 };
                 report.input_size = probe.size;
                 report.decode_eighths = s.numerator;
@@ -441,7 +478,7 @@ impl Engine {
                 self.render_streaming(
                     input,
                     &probe,
-                    (chain, plan),
+                    (chain, plan, detail),
                     output,
                     options,
                     control,
@@ -449,7 +486,7 @@ impl Engine {
                     None,
                 )
             } else {
-                self.render_whole(input, chain, output, options, control, t0, None)
+                self.render_whole(input, (chain, detail), output, options, control, t0, None)
             }
         })
     }
@@ -493,7 +530,7 @@ impl Engine {
     fn render_whole(
         &self,
         input: &Path,
-        chain: &Chain,
+        (chain, detail): (&Chain, Option<content::Detail>),
         output: &Path,
         options: &EncodeOptions,
         control: &RenderControl<'_>,
@@ -506,8 +543,15 @@ impl Engine {
         };
         let t1 = Instant::now();
         let high = decoded.is_high_bit_depth() && options.format.supports_16_bit();
-        let (image, stats) =
-            self.render_source(&decoded.image, decoded.orientation, chain, high, control)?;
+        let (image, stats) = self.render_source_scaled(
+            &decoded.image,
+            decoded.orientation,
+            chain,
+            1.0,
+            detail,
+            high,
+            control,
+        )?;
         let input_size = decoded.size();
         let icc = decoded.icc_profile.clone();
         drop(decoded);
@@ -537,15 +581,16 @@ impl Engine {
         })
     }
 
-    /// Render `plan` (built from `chain` without a content measure) band by band into a
-    /// streaming encoder. A source decoded whole is measured first when the plan's algorithms
-    /// depend on content; one streamed row by row keeps the preset's choices.
+    /// Render `plan` (built from `chain` with the content measure `detail`, if known) band by
+    /// band into a streaming encoder. Without a measure, a source decoded whole is measured
+    /// first when the plan's algorithms depend on content; one streamed row by row keeps the
+    /// preset's choices.
     #[allow(clippy::too_many_arguments)]
     fn render_streaming(
         &self,
         input: &Path,
         probe: &decode::Probe,
-        (chain, plan): (&Chain, Plan),
+        (chain, plan, detail): (&Chain, Plan, Option<content::Detail>),
         output: &Path,
         options: &EncodeOptions,
         control: &RenderControl<'_>,
@@ -558,8 +603,9 @@ impl Engine {
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
         // A chain whose algorithms depend on content needs the image measured first: it is
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
+        let measure = plan.content_sensitive && detail.is_none();
         let stream = render::reads_in_order(&plan, &bands)
-            && !(plan.content_sensitive && whole_bytes <= self.budget_bytes() / 4);
+            && !(measure && whole_bytes <= self.budget_bytes() / 4);
         let mut rows: Option<Box<dyn RowDecoder>> = None;
         let mut whole: Option<image::DynamicImage> = None;
         if let Some(mut opened) = opened {
@@ -582,7 +628,7 @@ impl Engine {
         if rows.is_none() && whole.is_none() {
             whole = Some(decode::decode_file(input, &self.decode_limits())?.image);
         }
-        if plan.content_sensitive {
+        if measure {
             match &whole {
                 Some(image) => {
                     plan = Plan::for_content(

@@ -23,7 +23,7 @@ use crate::io::decode::{self, Orientation};
 
 /// Longest side of the pyramid levels kept on disk.
 pub const DISK_SIDE_PX: u32 = 2048;
-/// 2: the content measure follows the full size.
+/// 2: the content measure follows the full size (bump again when `Detail::measure` changes).
 const PAYLOAD_VERSION: u8 = 2;
 
 /// A decoded source ready for previews.

@@ -1194,7 +1194,7 @@ impl OpossumApp {
         self.export = Some(ExportJob::start(
             self.export_engine.clone(),
             image.path.clone(),
-            self.chain.clone(),
+            (self.chain.clone(), Some(image.pyramid.detail)),
             output,
             options,
             megapixels,

@@ -507,11 +507,12 @@ pub struct ExportJob {
 }
 
 impl ExportJob {
-    /// Start rendering `input` through `chain` into `output`.
+    /// Start rendering `input` through `chain` into `output`, with the content measure of the
+    /// image's pyramid (so the export picks the algorithms the preview showed).
     pub fn start(
         engine: Arc<Engine>,
         input: PathBuf,
-        chain: Chain,
+        (chain, detail): (Chain, Option<crate::engine::content::Detail>),
         output: PathBuf,
         options: EncodeOptions,
         megapixels: f64,
@@ -542,7 +543,7 @@ impl ExportJob {
                 };
                 let t0 = Instant::now();
                 let outcome = engine
-                    .render_file(&input, &chain, &out, &options, false, &control)
+                    .render_file_with(&input, (&chain, detail), &out, &options, false, &control)
                     .map(|report| {
                         let mut summary = format!(
                             "Exported {} ({}×{} px) in {:.1} s",

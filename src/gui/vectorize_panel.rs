@@ -547,6 +547,7 @@ fn start_preview(
                         orientation,
                         &chain,
                         level.scale,
+                        Some(pyramid.detail),
                         false,
                         &control,
                     )
@@ -654,10 +655,12 @@ fn start_export(
                     progress: Some(&on_tiles),
                 };
                 let (image, _) = engine
-                    .render_source(
+                    .render_source_scaled(
                         &pyramid.levels[0].image,
                         orientation,
                         &chain,
+                        1.0,
+                        Some(pyramid.detail),
                         false,
                         &control,
                     )

@@ -71,11 +71,17 @@ pub struct BuildCtx<'a> {
 }
 
 impl BuildCtx<'_> {
-    /// The blur algorithm for `sigma_px` (the `gaussian_blur` op): the preset's, or the
-    /// cheaper one it allows on images with little detail.
+    /// The blur algorithm for `sigma_px` at this scale (the `gaussian_blur` op): the preset's,
+    /// or the cheaper one it allows on images with little detail. Decided on the
+    /// full-resolution sigma, so that a preview level picks what the export does.
     pub fn blur_algorithm(&self, sigma_px: f64) -> BlurAlgorithm {
-        let default = self.quality.blur_algorithm(sigma_px);
-        match self.quality.smooth_blur(sigma_px) {
+        let full_px = if self.scale > 0.0 {
+            sigma_px / self.scale
+        } else {
+            sigma_px
+        };
+        let default = self.quality.blur_algorithm(full_px);
+        match self.quality.smooth_blur(full_px) {
             Some((cheaper, max_detail)) if cheaper != default => self.choose(
                 "gaussian_blur",
                 (default, blur_name(default)),
