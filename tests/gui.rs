@@ -4,7 +4,7 @@
 //! snapshot of the main window.
 #![cfg(feature = "gui")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use egui::{Key, Modifiers};
@@ -855,4 +855,55 @@ fn reopening_an_image_shows_its_cached_preview_at_once() {
         Some(Served::Rendered { .. })
     ));
     assert_eq!(second.state().preview_pixels().unwrap(), pixels);
+}
+
+#[test]
+fn gpu_previews_are_kept_on_disk_too() {
+    use opossum::engine::cached::Served;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "version = 1\n[[ops]]\nop = \"adjust_colors\"\ncontrast = 1.4\n",
+    )
+    .unwrap();
+    let start = |chain: PathBuf, cache: PathBuf| {
+        Harness::builder()
+            .with_size(egui::vec2(1400.0, 860.0))
+            .wgpu()
+            .build_eframe(move |cc| {
+                let mut options = options(chain);
+                options.cache_dir = Some(cache);
+                OpossumApp::new(cc, options, Box::new(ScriptedDialogs::default()))
+            })
+    };
+    let results = |cache: &Path| {
+        std::fs::read_dir(cache)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("result-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut first = start(chain.clone(), cache.clone());
+    settle(&mut first);
+    assert!(first.state().preview_on_gpu());
+    // The settled GPU frame is read back and written to the disk cache.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while results(&cache) == 0 {
+        first.step();
+        assert!(
+            Instant::now() < deadline,
+            "the settled GPU preview was not persisted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(first);
+    // Reopened, the GPU path shows the kept frame instead of rendering.
+    let mut second = start(chain, cache.clone());
+    settle(&mut second);
+    assert_eq!(second.state().preview_served(), Some(Served::Disk));
+    assert_eq!(results(&cache), 1);
 }

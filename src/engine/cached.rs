@@ -118,6 +118,14 @@ pub struct Preview {
     pub choices: Vec<String>,
 }
 
+/// Where a GPU-rendered frame of the result `key` is kept: apart from the CPU's frames, which
+/// are the export's exact pixels (the GPU's are within 2·10⁻⁴ of them, not equal).
+pub fn gpu_result_key(key: Key) -> Key {
+    let mut builder = KeyBuilder::new("gpu-result");
+    builder.key(key);
+    builder.finish()
+}
+
 /// The preview worker's caches.
 pub struct PreviewCaches {
     results: MemoryCache<Frame>,
@@ -239,6 +247,21 @@ impl PreviewCaches {
     pub fn cached(&mut self, engine: &Engine, request: &Request<'_>) -> Result<Option<Preview>> {
         let (plan, _, key, rect) = self.keys(engine, request)?;
         Ok(self.hit(key, rect, request, &plan))
+    }
+
+    /// The GPU path's lookup: a frame the CPU rendered (the export's exact pixels), else
+    /// one the GPU path rendered and kept ([`gpu_result_key`]); with the result key, under
+    /// which a new GPU frame is kept.
+    pub fn cached_for_gpu(
+        &mut self,
+        engine: &Engine,
+        request: &Request<'_>,
+    ) -> Result<(Option<Preview>, Key)> {
+        let (plan, _, key, rect) = self.keys(engine, request)?;
+        let found = self
+            .hit(key, rect, request, &plan)
+            .or_else(|| self.hit(gpu_result_key(key), rect, request, &plan));
+        Ok((found, key))
     }
 
     /// [`find`](Self::find) as a preview.

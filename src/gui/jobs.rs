@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use crate::cache::{Key, LevelStats};
 use crate::chain::Chain;
 use crate::engine::Engine;
-use crate::engine::cached::{Frame, PreviewCaches, Request, Served};
+use crate::engine::cached::{Frame, PreviewCaches, Request, Served, gpu_result_key};
 use crate::engine::geom::Rect;
 use crate::engine::pyramid::Pyramid;
 use crate::engine::render::RenderControl;
+use crate::engine::sink::quantize_u8;
 use crate::engine::thumbs::{LoadedSource, ThumbnailCache};
-use crate::gpu::{GpuContext, GpuError, GpuFrame, GpuRenderer, GpuRequest};
+use crate::engine::tile::Tile;
+use crate::gpu::{GpuContext, GpuError, GpuFrame, GpuImage, GpuRenderer, GpuRequest, read_working};
 use crate::io::decode::Orientation;
 use crate::io::encode::EncodeOptions;
 
@@ -191,13 +193,13 @@ impl PreviewWorker {
                     *stats_out.lock().unwrap_or_else(|e| e.into_inner()) = caches.stats();
                 };
                 // The last rendered frame, written to disk when it has stayed current.
-                let mut unsaved: Option<(Key, Arc<Frame>)> = None;
+                let mut unsaved: Rendered = None;
                 loop {
                     let mut request = match inbox.recv_timeout(SETTLE_BEFORE_PERSIST) {
                         Ok(request) => request,
                         Err(RecvTimeoutError::Timeout) => {
-                            if let Some((key, frame)) = unsaved.take() {
-                                caches.persist(key, &frame);
+                            if let Some(frame) = unsaved.take() {
+                                persist(&mut caches, gpu.as_ref(), frame);
                                 publish(&caches);
                             }
                             continue;
@@ -235,8 +237,8 @@ impl PreviewWorker {
                     repaint();
                 }
                 // The app is closing (or the settings changed): keep what is on screen.
-                if let Some((key, frame)) = unsaved.take() {
-                    caches.persist(key, &frame);
+                if let Some(frame) = unsaved.take() {
+                    persist(&mut caches, gpu.as_ref(), frame);
                 }
             })
             .ok();
@@ -332,7 +334,41 @@ impl Drop for RetiredWorkers {
 }
 
 /// A frame worth writing to the disk cache once it settles.
-type Rendered = Option<(Key, Arc<Frame>)>;
+type Rendered = Option<Unsaved>;
+
+/// A rendered base frame not yet on disk.
+enum Unsaved {
+    /// CPU pixels under their result key.
+    Cpu(Key, Arc<Frame>),
+    /// A GPU frame's working tiles (read back only if it settles), covering `region`, under
+    /// the GPU result key.
+    Gpu(Key, Rect, Vec<Arc<GpuImage>>),
+}
+
+/// Write a settled frame to the disk cache; a GPU frame is read back first (skipped when the
+/// GPU has failed since).
+fn persist(caches: &mut PreviewCaches, gpu: Option<&GpuRenderer>, frame: Unsaved) {
+    puffin::profile_function!();
+    match frame {
+        Unsaved::Cpu(key, frame) => caches.persist(key, &frame),
+        Unsaved::Gpu(key, region, tiles) => {
+            let Some(ctx) = gpu.map(GpuRenderer::context) else {
+                return;
+            };
+            let mut working = Tile::new(region);
+            for image in &tiles {
+                match read_working(&ctx.device, &ctx.queue, image) {
+                    Ok(tile) => working.copy_from(&tile),
+                    Err(_) => return,
+                }
+            }
+            let mut rgba = vec![0; working.data.len()];
+            quantize_u8(&working.data, &mut rgba);
+            let size = crate::engine::geom::Size::new(region.width, region.height);
+            caches.persist(key, &Frame { size, rgba });
+        }
+    }
+}
 
 fn render_preview(
     engine: &Engine,
@@ -357,11 +393,12 @@ fn render_preview(
         && let Some(renderer) = gpu
     {
         looked_up = true;
-        // A frame the CPU made earlier (the export's exact pixels) beats rendering again.
-        if let Some(found) = caches
-            .cached(engine, &cache_request)
-            .map_err(|e| e.to_string())?
-        {
+        // A frame the CPU made earlier (the export's exact pixels), or one this path kept,
+        // beats rendering again.
+        let (found, key) = caches
+            .cached_for_gpu(engine, &cache_request)
+            .map_err(|e| e.to_string())?;
+        if let Some(found) = found {
             return Ok((cpu_frame(request, found), None));
         }
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -379,7 +416,16 @@ fn render_preview(
             )
         }));
         match attempt {
-            Ok(Ok(frame)) => return Ok((gpu_frame(request, frame), None)),
+            Ok(Ok(frame)) => {
+                let unsaved = request.region.is_none().then(|| {
+                    Unsaved::Gpu(
+                        gpu_result_key(key),
+                        frame.region,
+                        frame.tiles.iter().map(|t| t.working.clone()).collect(),
+                    )
+                });
+                return Ok((gpu_frame(request, frame), unsaved));
+            }
             Ok(Err(GpuError::Chain(e))) => return Err(e.to_string()),
             Ok(Err(GpuError::Cancelled)) => return Err("cancelled".to_owned()),
             Ok(Err(GpuError::Device(message))) => gpu_failure = Some(message),
@@ -399,7 +445,7 @@ fn render_preview(
     }
     .map_err(|e| e.to_string())?;
     let rendered = (matches!(preview.served, Served::Rendered { .. }) && request.region.is_none())
-        .then(|| (preview.key, preview.frame.clone()));
+        .then(|| Unsaved::Cpu(preview.key, preview.frame.clone()));
     let mut frame = cpu_frame(request, preview);
     frame.gpu_failure = gpu_failure;
     Ok((frame, rendered))
