@@ -38,16 +38,21 @@ fn reference(
     chain: &Chain,
     scale: f64,
 ) -> Option<Vec<u8>> {
+    // A preview's render: the plan rendered as built (previews never take the 8-bit resize
+    // of `Engine::render_source*`, which the GPU could not match), measured like the caches'
+    // requests below.
+    let plan = opossum::engine::plan::Plan::for_content(
+        chain,
+        opossum::engine::geom::Size::new(image.width(), image.height()),
+        orientation,
+        scale,
+        engine.output_limits(),
+        engine.quality_preset(),
+        (scale == 1.0).then(|| Detail::measure(image)),
+    )
+    .ok()?;
     let (out, _) = engine
-        .render_source_scaled(
-            image,
-            orientation,
-            chain,
-            scale,
-            None,
-            false,
-            &RenderControl::default(),
-        )
+        .render_plan(image, &plan, None, false, &RenderControl::default())
         .ok()?;
     Some(out.to_rgba8())
 }

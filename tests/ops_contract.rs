@@ -212,7 +212,7 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
                 false,
                 &Default::default(),
             )
-            .map(|(out, stats)| (out.to_rgba8(), stats))
+            .map(|(out, stats)| (out.to_rgba8(), stats, out.size))
     };
     let mut rng = Rng::new(0x1ab1e5);
     // Per-channel settings of the ops that have them (random ones mostly mix channels).
@@ -225,6 +225,7 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
         op
     };
     let mut used_tables = 0;
+    let mut used_u8_resize = 0;
     for alpha in [false, true] {
         let rgba = test_image(70, 45, 9, alpha).to_rgba8();
         let eight = if alpha {
@@ -278,7 +279,17 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
             };
             let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
             match (render(&eight, &chain), render(&working, &chain)) {
-                (Ok((a, stats)), Ok((b, _))) => {
+                (Ok((a, stats, size)), Ok((b, ..))) => {
+                    // A leading resize of 8-bit RGB runs on 8-bit kernels (engine::u8_resize):
+                    // within rounding of the f32 path, not equal to it.
+                    if stats.stage_times.iter().any(|(l, _)| l == "resize (8-bit)") {
+                        assert!(!alpha && ids[0] == "resize");
+                        let psnr =
+                            opossum::vectorize::metrics::psnr_rgba(&b, &a, size.width, size.height);
+                        assert!(psnr >= 45.0, "{ids:?}: 8-bit resize {psnr} dB");
+                        used_u8_resize += 1;
+                        continue;
+                    }
                     assert!(
                         a == b,
                         "{ids:?} (alpha {alpha}): 8-bit and f32 sources differ"
@@ -296,4 +307,83 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
         }
     }
     assert!(used_tables >= 12, "tables used {used_tables} times");
+    assert!(used_u8_resize >= 1, "the 8-bit resize never ran");
+}
+
+/// Below `ultra`, a leading uncropped resize of 8-bit RGB runs on `fast_image_resize`'s 8-bit
+/// kernels (engine::u8_resize): within rounding of the f32 path, the same at any tile size,
+/// and never for `ultra`, alpha, crops or nearest-neighbour.
+#[test]
+fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
+    use opossum::config::{Config, QualityPreset};
+    use opossum::engine::Engine;
+    let engine = |quality: QualityPreset, tile: u32| {
+        let mut config = Config::default();
+        config.performance.tile_size = tile;
+        config.performance.min_tile_size = 16;
+        Engine::new(config).unwrap().with_quality(quality)
+    };
+    let render = |engine: &Engine, image: &image::DynamicImage, chain: &Chain| {
+        let (out, stats) = engine
+            .render_source(
+                image,
+                opossum::io::decode::Orientation::NoTransforms,
+                chain,
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        let fast = stats.stage_times.iter().any(|(l, _)| l == "resize (8-bit)");
+        (out.to_rgba8(), out.size, fast)
+    };
+    let resize = |w: i64, h: i64, mode: &str, filter: &str| {
+        let def = ops::find("resize").unwrap();
+        let mut op = ChainOp::new(def);
+        for (k, v) in [
+            ("width", RawValue::Int(w)),
+            ("height", RawValue::Int(h)),
+            ("mode", RawValue::String(mode.into())),
+            ("filter", RawValue::String(filter.into())),
+            ("upscale", RawValue::Bool(true)),
+        ] {
+            op.params.set(def.params, k, &v).unwrap();
+        }
+        let contrast = ops::find("adjust_colors").unwrap();
+        let mut after = ChainOp::new(contrast);
+        after
+            .params
+            .set(contrast.params, "contrast", &RawValue::Float(1.2))
+            .unwrap();
+        Chain {
+            name: None,
+            vectorize: None,
+            ops: vec![op, after],
+        }
+    };
+    let photo = opossum::bench::synthetic_photo(600);
+    let (high, high_tiny, ultra) = (
+        engine(QualityPreset::High, 512),
+        engine(QualityPreset::High, 32),
+        engine(QualityPreset::Ultra, 512),
+    );
+    for filter in ["lanczos3", "bicubic", "bilinear"] {
+        for (w, h) in [(150, 150), (333, 200), (599, 599), (900, 900)] {
+            let chain = resize(w, h, "fit", filter);
+            let (fast, size, used) = render(&high, &photo, &chain);
+            assert!(used, "{filter} {w}x{h}: the 8-bit resize did not run");
+            let (tiny, _, _) = render(&high_tiny, &photo, &chain);
+            assert_eq!(fast, tiny, "{filter} {w}x{h}: depends on the tile size");
+            let (exact, _, used) = render(&ultra, &photo, &chain);
+            assert!(!used, "ultra took the 8-bit resize");
+            let psnr =
+                opossum::vectorize::metrics::psnr_rgba(&exact, &fast, size.width, size.height);
+            eprintln!("8-bit resize {filter} {w}x{h}: {psnr:.1} dB against ultra");
+            assert!(psnr >= 50.0, "{filter} {w}x{h}: {psnr} dB");
+        }
+    }
+    // Not for alpha, crops or nearest-neighbour: those keep the f32 path.
+    let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
+    assert!(!render(&high, &rgba, &resize(150, 150, "fit", "lanczos3")).2);
+    assert!(!render(&high, &photo, &resize(300, 100, "fill", "lanczos3")).2);
+    assert!(!render(&high, &photo, &resize(150, 150, "fit", "nearest")).2);
 }

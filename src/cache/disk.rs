@@ -238,6 +238,16 @@ impl DiskCache {
         found
     }
 
+    /// The first of `keys` stored under `kind`, with its payload: one lookup in the counters.
+    pub fn get_any(&self, kind: Kind, keys: &[Key]) -> Option<(Key, Vec<u8>)> {
+        puffin::profile_function!();
+        let found = keys
+            .iter()
+            .find_map(|&key| self.read(kind, key).map(|p| (key, p)));
+        self.count(found.is_some());
+        found
+    }
+
     fn read(&self, kind: Kind, key: Key) -> Option<Vec<u8>> {
         let path = self.dir.join(entry_name(kind, key));
         let meta = std::fs::symlink_metadata(&path).ok()?;

@@ -225,14 +225,21 @@ impl PreviewCaches {
         Ok((plan, prefixes, key.finish(), rect))
     }
 
-    /// The finished frame for `key` from memory, else (whole levels only) from disk.
-    fn find(&mut self, key: Key, whole: bool) -> Option<(Arc<Frame>, Served)> {
-        if let Some(frame) = self.results.get(key) {
+    /// The finished frame for the first of `keys` found in memory, else (whole levels only)
+    /// on disk; one lookup in each level's counters.
+    fn find(&mut self, keys: &[Key], whole: bool) -> Option<(Arc<Frame>, Served)> {
+        let in_memory = keys.iter().find_map(|&key| self.results.lookup(key));
+        let counters = self.results.counters();
+        if let Some(frame) = in_memory {
+            counters.hit();
             return Some((frame, Served::Memory));
         }
+        counters.miss();
         if whole
             && let Some(disk) = &self.disk
-            && let Some(frame) = disk.get(Kind::Result, key).and_then(Frame::decode)
+            && let Some((key, frame)) = disk
+                .get_any(Kind::Result, keys)
+                .and_then(|(key, payload)| Frame::decode(payload).map(|f| (key, f)))
         {
             let frame = Arc::new(frame);
             self.results.insert(key, frame.clone(), frame.bytes());
@@ -246,7 +253,7 @@ impl PreviewCaches {
     /// frame rendered on the CPU is the export's exact pixels).
     pub fn cached(&mut self, engine: &Engine, request: &Request<'_>) -> Result<Option<Preview>> {
         let (plan, _, key, rect) = self.keys(engine, request)?;
-        Ok(self.hit(key, rect, request, &plan))
+        Ok(self.hit(&[key], rect, request, &plan))
     }
 
     /// The GPU path's lookup: a frame the CPU rendered (the export's exact pixels), else
@@ -258,15 +265,20 @@ impl PreviewCaches {
         request: &Request<'_>,
     ) -> Result<(Option<Preview>, Key)> {
         let (plan, _, key, rect) = self.keys(engine, request)?;
-        let found = self
-            .hit(key, rect, request, &plan)
-            .or_else(|| self.hit(gpu_result_key(key), rect, request, &plan));
+        let found = self.hit(&[key, gpu_result_key(key)], rect, request, &plan);
         Ok((found, key))
     }
 
-    /// [`find`](Self::find) as a preview.
-    fn hit(&mut self, key: Key, rect: Rect, request: &Request<'_>, plan: &Plan) -> Option<Preview> {
-        self.find(key, request.region.is_none())
+    /// [`find`](Self::find) as a preview (under `keys[0]`).
+    fn hit(
+        &mut self,
+        keys: &[Key],
+        rect: Rect,
+        request: &Request<'_>,
+        plan: &Plan,
+    ) -> Option<Preview> {
+        let key = keys[0];
+        self.find(keys, request.region.is_none())
             .map(|(frame, served)| Preview {
                 frame,
                 key,
@@ -287,7 +299,7 @@ impl PreviewCaches {
     ) -> Result<Preview> {
         puffin::profile_function!();
         let keys = self.keys(engine, request)?;
-        if let Some(found) = self.hit(keys.2, keys.3, request, &keys.0) {
+        if let Some(found) = self.hit(&[keys.2], keys.3, request, &keys.0) {
             return Ok(found);
         }
         self.render(engine, request, keys, control)

@@ -20,6 +20,7 @@ pub mod source;
 pub mod stream;
 pub mod thumbs;
 pub mod tile;
+pub mod u8_resize;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -287,6 +288,25 @@ impl Engine {
         if plan.content_sensitive && detail.is_none() && scale == 1.0 {
             plan = build(Some(content::Detail::measure(source)))?;
         }
+        let spare = self
+            .budget_bytes()
+            .saturating_sub(source.bytes() + OutputSink::bytes_for(plan.output, high_bit_depth));
+        if let Some((resized, tail, time)) =
+            u8_resize::resize_first(&self.pool, source, &mut plan, spare)?
+        {
+            let (image, mut stats) = self.render_plan_holding(
+                &resized,
+                &tail,
+                region,
+                high_bit_depth,
+                control,
+                source.bytes(),
+            )?;
+            stats
+                .stage_times
+                .insert(0, (u8_resize::LABEL.to_owned(), time));
+            return Ok((image, stats));
+        }
         self.render_plan(source, &plan, region, high_bit_depth, control)
     }
 
@@ -300,6 +320,19 @@ impl Engine {
         high_bit_depth: bool,
         control: &RenderControl<'_>,
     ) -> Result<(OutputImage, RenderStats)> {
+        self.render_plan_holding(source, plan, region, high_bit_depth, control, 0)
+    }
+
+    /// [`Engine::render_plan`] while `held_bytes` more (an earlier source) stay in memory.
+    fn render_plan_holding(
+        &self,
+        source: &dyn Source,
+        plan: &Plan,
+        region: Option<geom::Rect>,
+        high_bit_depth: bool,
+        control: &RenderControl<'_>,
+        held_bytes: u64,
+    ) -> Result<(OutputImage, RenderStats)> {
         let region = region.map_or(plan.output.rect(), |r| r.intersect(plan.output.rect()));
         if region.is_empty() {
             return Err(Error::Internal(
@@ -307,7 +340,8 @@ impl Engine {
             ));
         }
         let out_size = Size::new(region.width, region.height);
-        let reserved = source.bytes() + OutputSink::bytes_for(out_size, high_bit_depth);
+        let reserved =
+            held_bytes + source.bytes() + OutputSink::bytes_for(out_size, high_bit_depth);
         if reserved > self.budget_bytes() {
             return Err(Error::Budget {
                 what: format!(
@@ -646,6 +680,22 @@ impl Engine {
                     .push("content not measured (input streamed row by row)".to_owned()),
             }
         }
+        // A leading resize of a whole 8-bit image may run on 8-bit kernels; the rest of the
+        // plan then reads its (smaller) result, and the decoded image is freed.
+        let mut resize_time = None;
+        if let Some(image) = whole.take() {
+            let spare = self.budget_bytes().saturating_sub(image.bytes());
+            whole = Some(
+                match u8_resize::resize_first(&self.pool, &image, &mut plan, spare)? {
+                    Some((resized, tail, time)) => {
+                        plan = tail;
+                        resize_time = Some(time);
+                        resized
+                    }
+                    None => image,
+                },
+            );
+        }
         let plan = &plan;
         let settings = self.tile_settings_for(plan);
         let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
@@ -725,6 +775,12 @@ impl Engine {
                 )?
             }
         };
+        let mut stats = stats;
+        if let Some(time) = resize_time {
+            stats
+                .stage_times
+                .insert(0, (u8_resize::LABEL.to_owned(), time));
+        }
         let t2 = Instant::now();
         encoder.finish().map_err(encode_err)?;
         file.commit()?;

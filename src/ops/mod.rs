@@ -244,6 +244,33 @@ pub trait SpatialKernel: Send + Sync {
     fn writes_every_value(&self) -> bool {
         false
     }
+
+    /// For a resize that an opaque 8-bit image may take on integer kernels instead (see
+    /// [`crate::engine::u8_resize`]): what to run. `None` for every other kernel.
+    fn u8_resize(&self) -> Option<U8Resize> {
+        None
+    }
+}
+
+/// A resize an opaque 8-bit RGB image may run on `fast_image_resize`'s integer kernels: every
+/// preset but `ultra` allows it, for resizes without a crop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct U8Resize {
+    /// The filter (the same function as the f32 path's).
+    pub filter: U8Filter,
+    /// Output size.
+    pub output: Size,
+}
+
+/// Filters [`U8Resize`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum U8Filter {
+    /// Lanczos, 3 lobes.
+    Lanczos3,
+    /// Catmull-Rom bicubic.
+    CatmullRom,
+    /// Triangle.
+    Bilinear,
 }
 
 /// A built operation, ready to run on one stage.

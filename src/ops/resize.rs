@@ -12,7 +12,10 @@
 use std::sync::{Arc, Mutex};
 
 use super::gpu::{GpuKernel, PassExtent, uniform_bytes};
-use super::{BuildCtx, BuildError, Kernel, OpDef, SpatialKernel, geometry_footprint, unit};
+use super::{
+    BuildCtx, BuildError, Kernel, OpDef, SpatialKernel, U8Filter, U8Resize, geometry_footprint,
+    unit,
+};
 use crate::chain::OutputLimits;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::{CHANNELS, Tile};
@@ -249,6 +252,8 @@ impl Axis {
 struct Resize {
     horizontal: Arc<Axis>,
     vertical: Arc<Axis>,
+    /// The same resize on 8-bit kernels, where the preset allows it.
+    u8: Option<U8Resize>,
 }
 
 /// `acc += w · line`, vectorised where the CPU allows.
@@ -373,6 +378,20 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     let off_x = (virtual_size.width - output.width) / 2;
     let off_y = (virtual_size.height - output.height) / 2;
+    // Below `ultra`, an uncropped resize may run on 8-bit samples (engine::u8_resize).
+    let u8_filter = match filter {
+        Filter::Lanczos3 => Some(U8Filter::Lanczos3),
+        Filter::Bicubic => Some(U8Filter::CatmullRom),
+        Filter::Bilinear => Some(U8Filter::Bilinear),
+        Filter::Nearest => None,
+    };
+    let u8 = u8_filter
+        .filter(|_| {
+            ctx.quality != crate::quality::QualityPreset::Ultra
+                && virtual_size == output
+                && output != ctx.input
+        })
+        .map(|filter| U8Resize { filter, output });
     Ok(Kernel::Geometry {
         output,
         kernel: Box::new(Resize {
@@ -390,6 +409,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
                 off_y,
                 output.height,
             ),
+            u8,
         }),
     })
 }
@@ -490,6 +510,10 @@ impl SpatialKernel for Resize {
 
     fn writes_every_value(&self) -> bool {
         true
+    }
+
+    fn u8_resize(&self) -> Option<U8Resize> {
+        self.u8
     }
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
