@@ -4,8 +4,9 @@
 //! `opossum bench quality`, which measures the cost and quality of each.
 //!
 //! The choices only swap algorithms whose difference is hard to see at that level; measured
-//! figures are in the README ("Quality presets"). Not switched by presets (yet): the working
-//! format stays f32 RGBA at every preset.
+//! figures are in the README ("Quality presets"). The working format is f32 RGBA at every
+//! preset, except that below `ultra` a leading resize of 8-bit RGB runs on 8-bit kernels
+//! (`engine::u8_resize`).
 
 pub use crate::config::QualityPreset;
 use crate::engine::box_blur::BlurAlgorithm;
@@ -145,10 +146,16 @@ impl QualityPreset {
         } else {
             format!("by image content: {}", by_content.join("; "))
         };
+        let working = if self == QualityPreset::Ultra {
+            "f32 working format throughout"
+        } else {
+            "a leading resize of 8-bit RGB on 8-bit kernels"
+        };
         vec![
             blur,
             format!("resize filter \"auto\" = {}", self.resize_filter()),
             by_content,
+            working.to_owned(),
             format!("WebP effort {} of 6", self.webp_method()),
             format!(
                 "JPEG colour {}",
@@ -179,7 +186,7 @@ mod tests {
     fn names_round_trip_and_presets_only_get_cheaper() {
         for q in QualityPreset::ALL {
             assert_eq!(QualityPreset::parse(q.name()), Some(q));
-            assert_eq!(q.changes().len(), 6);
+            assert_eq!(q.changes().len(), 7);
         }
         assert_eq!(QualityPreset::parse("best"), None);
         // A lower preset never picks a slower blur or a higher effort.
