@@ -772,6 +772,30 @@ fn slow_previews_go_coarser_while_editing_and_refine_when_edits_pause() {
     });
 }
 
+/// The app on the sample with `chain`, its disk cache in `cache`, GPU previews on or off.
+fn cached_app<'a>(chain: PathBuf, cache: PathBuf, gpu: bool) -> Harness<'a, OpossumApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 860.0))
+        .wgpu()
+        .build_eframe(move |cc| {
+            let mut options = options(chain);
+            options.config.performance.gpu_enabled = gpu;
+            options.cache_dir = Some(cache);
+            OpossumApp::new(cc, options, Box::new(ScriptedDialogs::default()))
+        })
+}
+
+/// Finished preview frames in the disk cache folder.
+fn result_entries(cache: &Path) -> usize {
+    std::fs::read_dir(cache)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("result-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn reopening_an_image_shows_its_cached_preview_at_once() {
     use opossum::engine::cached::Served;
@@ -783,18 +807,8 @@ fn reopening_an_image_shows_its_cached_preview_at_once() {
         "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 2.0\n[[ops]]\nop = \"adjust_colors\"\nsaturation = 1.5\n",
     )
     .unwrap();
-    let start = |chain: PathBuf, cache: PathBuf| {
-        Harness::builder()
-            .with_size(egui::vec2(1400.0, 860.0))
-            .wgpu()
-            .build_eframe(move |cc| {
-                let mut options = options(chain);
-                // The CPU path: its frames are the ones kept in the result and disk caches.
-                options.config.performance.gpu_enabled = false;
-                options.cache_dir = Some(cache);
-                OpossumApp::new(cc, options, Box::new(ScriptedDialogs::default()))
-            })
-    };
+    // The CPU path: its frames are the ones kept in the result and disk caches.
+    let start = |chain: PathBuf, cache: PathBuf| cached_app(chain, cache, false);
     let mut first = start(chain.clone(), cache.clone());
     settle(&mut first);
     assert!(matches!(
@@ -803,16 +817,8 @@ fn reopening_an_image_shows_its_cached_preview_at_once() {
     ));
     let pixels = first.state().preview_pixels().unwrap();
     // Once the preview has stayed on screen, it is written to the disk cache.
-    let has_result = || {
-        std::fs::read_dir(&cache)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("result-"))
-            })
-            .unwrap_or(false)
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !has_result() {
+    while result_entries(&cache) == 0 {
         first.step();
         assert!(
             Instant::now() < deadline,
@@ -868,25 +874,8 @@ fn gpu_previews_are_kept_on_disk_too() {
         "version = 1\n[[ops]]\nop = \"adjust_colors\"\ncontrast = 1.4\n",
     )
     .unwrap();
-    let start = |chain: PathBuf, cache: PathBuf| {
-        Harness::builder()
-            .with_size(egui::vec2(1400.0, 860.0))
-            .wgpu()
-            .build_eframe(move |cc| {
-                let mut options = options(chain);
-                options.cache_dir = Some(cache);
-                OpossumApp::new(cc, options, Box::new(ScriptedDialogs::default()))
-            })
-    };
-    let results = |cache: &Path| {
-        std::fs::read_dir(cache)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("result-"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    let start = |chain: PathBuf, cache: PathBuf| cached_app(chain, cache, true);
+    let results = |cache: &Path| result_entries(cache);
     let mut first = start(chain.clone(), cache.clone());
     settle(&mut first);
     assert!(first.state().preview_on_gpu());
