@@ -891,8 +891,16 @@ fn gpu_previews_are_kept_on_disk_too() {
     }
     drop(first);
     // Reopened, the GPU path shows the kept frame instead of rendering.
-    let mut second = start(chain, cache.clone());
+    let mut second = start(chain.clone(), cache.clone());
     settle(&mut second);
     assert_eq!(second.state().preview_served(), Some(Served::Disk));
     assert_eq!(results(&cache), 1);
+    drop(second);
+    // The CPU path never shows the GPU's frame: it renders its own.
+    let mut third = cached_app(chain, cache.clone(), false);
+    settle(&mut third);
+    assert!(matches!(
+        third.state().preview_served(),
+        Some(Served::Rendered { .. })
+    ));
 }

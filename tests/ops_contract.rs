@@ -381,6 +381,39 @@ fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
             assert!(psnr >= 50.0, "{filter} {w}x{h}: {psnr} dB");
         }
     }
+    // A file gives the same pixels whether its output is streamed (PNG) or written whole
+    // (TIFF): it is decoded whole for the 8-bit resize either way, not read row by row.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    photo.save(&input).unwrap();
+    let chain = resize(333, 200, "fit", "lanczos3");
+    let mut written = Vec::new();
+    for (format, name) in [
+        (opossum::io::encode::OutputFormat::Png, "out.png"),
+        (opossum::io::encode::OutputFormat::Tiff, "out.tif"),
+    ] {
+        let options = opossum::io::encode::EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        let out = dir.path().join(name);
+        let report = high
+            .render_file(&input, &chain, &out, &options, false, &Default::default())
+            .unwrap();
+        assert!(!report.streamed_input, "{name}");
+        assert!(
+            report
+                .stats
+                .stage_times
+                .iter()
+                .any(|(l, _)| l == "resize (8-bit)"),
+            "{name}"
+        );
+        written.push(image::open(&out).unwrap().to_rgba8().into_raw());
+    }
+    assert_eq!(written[0], written[1]);
+    assert_eq!(written[0], render(&high, &photo, &chain).0);
     // Not for alpha, crops or nearest-neighbour: those keep the f32 path.
     let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
     assert!(!render(&high, &rgba, &resize(150, 150, "fit", "lanczos3")).2);

@@ -119,7 +119,8 @@ pub struct Preview {
 }
 
 /// Where a GPU-rendered frame of the result `key` is kept: apart from the CPU's frames, which
-/// are the export's exact pixels (the GPU's are within 2·10⁻⁴ of them, not equal).
+/// are the export's pixels (but for an 8-bit leading resize, see `engine::u8_resize`); the
+/// GPU's are within 2·10⁻⁴ of the CPU's, not equal.
 pub fn gpu_result_key(key: Key) -> Key {
     let mut builder = KeyBuilder::new("gpu-result");
     builder.key(key);
@@ -250,13 +251,13 @@ impl PreviewCaches {
     }
 
     /// The preview for `request` if a cache has it (the GPU path asks before rendering: a
-    /// frame rendered on the CPU is the export's exact pixels).
+    /// frame rendered on the CPU is the export's pixels, but for an 8-bit leading resize).
     pub fn cached(&mut self, engine: &Engine, request: &Request<'_>) -> Result<Option<Preview>> {
         let (plan, _, key, rect) = self.keys(engine, request)?;
         Ok(self.hit(&[key], rect, request, &plan))
     }
 
-    /// The GPU path's lookup: a frame the CPU rendered (the export's exact pixels), else
+    /// The GPU path's lookup: a frame the CPU rendered (the export's pixels, but for an 8-bit leading resize), else
     /// one the GPU path rendered and kept ([`gpu_result_key`]); with the result key, under
     /// which a new GPU frame is kept.
     pub fn cached_for_gpu(

@@ -291,8 +291,11 @@ impl Engine {
         let spare = self
             .budget_bytes()
             .saturating_sub(source.bytes() + OutputSink::bytes_for(plan.output, high_bit_depth));
-        if let Some((resized, tail, time)) =
-            u8_resize::resize_first(&self.pool, source, &mut plan, spare)?
+        // Whole 8-bit full-resolution renders only: a region would pay for the whole resize.
+        let fast = region.is_none() && scale == 1.0 && !high_bit_depth;
+        if fast
+            && let Some((resized, tail, time)) =
+                u8_resize::resize_first(&self.pool, source, &mut plan, spare)?
         {
             let (image, mut stats) = self.render_plan_holding(
                 &resized,
@@ -635,11 +638,15 @@ impl Engine {
         let settings = self.tile_settings_for(&plan);
         let bands = render::bands(&plan, settings.tile_px, self.pool.current_num_threads());
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
-        // A chain whose algorithms depend on content needs the image measured first: it is
+        // A chain whose algorithms depend on content needs the image measured first, and one
+        // that starts with a resize the 8-bit kernels may run (opaque 8-bit sources) reads it
+        // whole, so that the pixels do not depend on how the file is read: such images are
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
         let measure = plan.content_sensitive && detail.is_none();
+        let u8_candidate =
+            u8_resize::leading(&plan).is_some() && !probe.has_alpha && !probe.high_bit_depth;
         let stream = render::reads_in_order(&plan, &bands)
-            && !(measure && whole_bytes <= self.budget_bytes() / 4);
+            && !((measure || u8_candidate) && whole_bytes <= self.budget_bytes() / 4);
         let mut rows: Option<Box<dyn RowDecoder>> = None;
         let mut whole: Option<image::DynamicImage> = None;
         if let Some(mut opened) = opened {
@@ -683,6 +690,7 @@ impl Engine {
         // A leading resize of a whole 8-bit image may run on 8-bit kernels; the rest of the
         // plan then reads its (smaller) result, and the decoded image is freed.
         let mut resize_time = None;
+        let decoded_at = Instant::now();
         if let Some(image) = whole.take() {
             let spare = self.budget_bytes().saturating_sub(image.bytes());
             whole = Some(
@@ -759,7 +767,8 @@ impl Engine {
                 let image = whole.ok_or_else(|| {
                     Error::Internal("a whole-image render without the image".to_owned())
                 })?;
-                t1 = Instant::now();
+                // The 8-bit resize, if it ran, is render time.
+                t1 = decoded_at;
                 let reserved = image.bytes() + band_bytes;
                 render::render_banded(
                     &self.pool,

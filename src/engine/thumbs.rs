@@ -200,14 +200,15 @@ impl ThumbnailCache {
                 return Ok(found);
             }
             early(found);
-            return self.decode(path, &limits, (key, content, stamp), false);
+            return self.decode(engine, path, &limits, (key, content, stamp), false);
         }
-        self.decode(path, &limits, (key, content, stamp), true)
+        self.decode(engine, path, &limits, (key, content, stamp), true)
     }
 
     /// Decode `path` and build its pyramid; keep it in memory and (when `to_disk`) on disk.
     fn decode(
         &self,
+        engine: &Engine,
         path: &Path,
         limits: &decode::DecodeLimits,
         (key, content, stamp): (Key, Key, Option<FileStamp>),
@@ -225,7 +226,8 @@ impl ThumbnailCache {
         }
         let loaded = Arc::new(LoadedSource {
             key: content,
-            pyramid: Arc::new(Pyramid::build(&decoded.image)?),
+            // On the engine's pool: its resizes are multi-threaded, within `max_cpu_cores`.
+            pyramid: Arc::new(engine.pool().install(|| Pyramid::build(&decoded.image))?),
             orientation: decoded.orientation,
             format: format!("{:?}", decoded.format),
             complete: true,

@@ -4,9 +4,11 @@
 //! f32 path, which converts every sample to f32 RGBA first).
 //!
 //! Every preset but `ultra` allows it ([`crate::ops::SpatialKernel::u8_resize`]); it runs only
-//! on full-resolution renders of files and in-memory images (`Engine::render_source*`,
-//! `render_file`), when the resize is the plan's first stage, has no crop, and the source is
-//! 8-bit RGB in memory. The result differs from the f32 path by rounding (at most a level or
+//! on whole full-resolution renders of files and in-memory images (`Engine::render_source`,
+//! `render_file`; not regions, scaled or 16-bit outputs), when the resize is the plan's first
+//! stage (so not after an EXIF rotation), has no crop, and the source is 8-bit RGB in memory
+//! (`render_file` decodes such files whole rather than row by row when they fit a quarter of
+//! the budget, so the pixels do not depend on the output format). The result differs from the f32 path by rounding (at most a level or
 //! two; `tests/ops_contract.rs` bounds it), so previews, which the GPU must match to 2·10⁻⁴,
 //! keep the f32 path.
 
@@ -19,10 +21,18 @@ use image::{DynamicImage, RgbImage};
 use super::plan::Plan;
 use super::source::Source;
 use crate::error::{Error, Result};
-use crate::ops::{Kernel, U8Filter};
+use crate::ops::{Kernel, U8Filter, U8Resize};
 
 /// Profile label of the 8-bit resize.
 pub const LABEL: &str = "resize (8-bit)";
+
+/// The 8-bit resize `plan` starts with, if the preset and the resize allow one.
+pub fn leading(plan: &Plan) -> Option<U8Resize> {
+    match plan.stages.first().map(|s| &s.kernel) {
+        Some(Kernel::Geometry { kernel, .. }) => kernel.u8_resize(),
+        _ => None,
+    }
+}
 
 /// If `plan` starts with a resize the 8-bit kernels may run and `source` is 8-bit RGB in
 /// memory, whose result fits in `spare_bytes`: run it on `pool` and return the resized image,
@@ -33,19 +43,19 @@ pub fn resize_first(
     plan: &mut Plan,
     spare_bytes: u64,
 ) -> Result<Option<(DynamicImage, Plan, Duration)>> {
-    let Some(Kernel::Geometry { kernel, .. }) = plan.stages.first().map(|s| &s.kernel) else {
-        return Ok(None);
-    };
-    let (Some(spec), Some((samples, 3))) = (kernel.u8_resize(), source.as_u8()) else {
+    let (Some(spec), Some((samples, 3))) = (leading(plan), source.as_u8()) else {
         return Ok(None);
     };
     let out = spec.output;
-    if out.pixels() * 3 > spare_bytes || out.is_empty() {
+    let size = source.size();
+    // The result, and the intermediate of the first pass (whichever axis goes first).
+    let first_pass = (u64::from(size.width) * u64::from(out.height))
+        .max(u64::from(out.width) * u64::from(size.height));
+    if (out.pixels() + first_pass) * 3 > spare_bytes || out.is_empty() {
         return Ok(None);
     }
     puffin::profile_scope!("op", LABEL);
     let t = Instant::now();
-    let size = source.size();
     let fir_err = |e: &dyn std::fmt::Display| Error::Internal(format!("8-bit resize: {e}"));
     let src = ImageRef::new(size.width, size.height, samples, PixelType::U8x3)
         .map_err(|e| fir_err(&e))?;
