@@ -67,11 +67,15 @@ fn premultiply(c: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(c.rgb * c.a, c.a);
 }
 
-// As the CPU: colour divided by alpha and capped at 1; zero where alpha is zero.
+// The CPU's `ALPHA_FLOOR` (2^-17, half a 16-bit level): below it a filtered pixel is
+// transparent black, since colour divided by such an alpha is ill-conditioned.
+const ALPHA_FLOOR: f32 = 7.62939453125e-6;
+
+// As the CPU: colour divided by alpha and capped at 1; transparent black below ALPHA_FLOOR.
 fn unpremultiply(c: vec4<f32>) -> vec4<f32> {
-    if c.a > 0.0 {
+    if c.a >= ALPHA_FLOOR {
         let inv = 1.0 / c.a;
         return vec4<f32>(min(c.rgb * inv, vec3<f32>(1.0)), c.a);
     }
-    return vec4<f32>(0.0, 0.0, 0.0, c.a);
+    return vec4<f32>(0.0);
 }

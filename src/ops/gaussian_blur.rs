@@ -68,20 +68,26 @@ pub(crate) fn premultiply(data: &mut [f32]) {
     }
 }
 
-/// Divide colour by alpha where alpha is not zero, in place.
+/// Filtered alpha below this (2⁻¹⁷, half a 16-bit level) is zero in every output format, and
+/// the colour under it (a premultiplied sum divided by it) is ill-conditioned: weights that
+/// should cancel leave 10⁻²⁶ on a GPU that fuses multiply-adds where the CPU gets exactly 0,
+/// and the division turns that into full-scale colour (seen on an H100). Such pixels are
+/// transparent black on both paths (`unpremultiply` in `shaders/common.wgsl`).
+pub(crate) const ALPHA_FLOOR: f32 = 1.0 / 131_072.0;
+
+/// Divide colour by alpha where alpha is at least [`ALPHA_FLOOR`], in place; other pixels
+/// become transparent black.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1", "aarch64+neon"))]
 pub(crate) fn unpremultiply(data: &mut [f32]) {
     for px in data.chunks_exact_mut(4) {
         let a = px[3];
-        if a > 0.0 {
+        if a >= ALPHA_FLOOR {
             let inv = 1.0 / a;
             px[0] = (px[0] * inv).min(1.0);
             px[1] = (px[1] * inv).min(1.0);
             px[2] = (px[2] * inv).min(1.0);
         } else {
-            px[0] = 0.0;
-            px[1] = 0.0;
-            px[2] = 0.0;
+            px.fill(0.0);
         }
     }
 }
@@ -129,6 +135,17 @@ mod tests {
     use crate::engine::geom::Rect;
     use crate::engine::tile::Tile;
     use crate::ops::testutil::{params, pattern, run_whole};
+
+    #[test]
+    fn alpha_below_the_floor_is_transparent_black() {
+        // What fused multiply-adds left of weights that cancel: full-scale colour if divided.
+        let mut px = [1e-26f32, 0.0, 2.5e-26, 2.5e-26, 0.25, 0.5, 0.0, 0.5];
+        super::unpremultiply(&mut px);
+        assert_eq!(px, [0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.5]);
+        let mut at_floor = [super::ALPHA_FLOOR * 0.5, 0.0, 0.0, super::ALPHA_FLOOR];
+        super::unpremultiply(&mut at_floor);
+        assert_eq!(at_floor, [0.5, 0.0, 0.0, super::ALPHA_FLOOR]);
+    }
 
     #[test]
     fn sigma_zero_is_identity_and_flat_stays_flat() {
