@@ -152,7 +152,9 @@ fn profile_prints_stages_and_saves_a_capture() {
         "decode_file",
         "op resize",
         "op sharpen",
-        "pointwise adjust_colors",
+        // Run as 8-bit tables before the 8-bit sharpen (engine::u8_lead).
+        "op adjust_colors (8-bit tables)",
+        "pointwise watermark",
         "encode",
         "tile",
     ] {

@@ -294,12 +294,14 @@ fn zooming_in_refines_the_visible_region_at_full_resolution() {
         .unwrap();
     assert!(region.width > 200 && region.height > 200, "{region:?}");
 
-    // The refined pixels are exactly that part of the full-resolution render.
+    // The refined pixels are exactly that part of the full-resolution render on the f32 path
+    // (an RGBA copy takes it; a whole export of opaque 8-bit RGB would run the blur on 8-bit
+    // kernels, within a level of these: engine::u8_lead).
     let engine = Engine::new(config).unwrap();
     let chain = opossum::chain::Chain::load(&chain_path, engine.output_limits()).unwrap();
     let (full, _) = engine
         .render_source(
-            &photo,
+            &image::DynamicImage::ImageRgba8(photo.to_rgba8()),
             Orientation::NoTransforms,
             &chain,
             false,

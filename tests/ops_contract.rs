@@ -280,13 +280,17 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
             let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
             match (render(&eight, &chain), render(&working, &chain)) {
                 (Ok((a, stats, size)), Ok((b, ..))) => {
-                    // A leading resize of 8-bit RGB runs on 8-bit kernels (engine::u8_resize):
-                    // within rounding of the f32 path, not equal to it.
-                    if stats.stage_times.iter().any(|(l, _)| l == "resize (8-bit)") {
-                        assert!(!alpha && ids[0] == "resize");
+                    // A leading resize, exact blur or unsharp mask of 8-bit RGB runs on 8-bit
+                    // kernels (engine::u8_lead): within rounding of the f32 path, not equal.
+                    if stats
+                        .stage_times
+                        .iter()
+                        .any(|(l, _)| l.ends_with("(8-bit)") || l.ends_with("(8-bit tables)"))
+                    {
+                        assert!(!alpha, "{ids:?}: 8-bit kernels on an image with alpha");
                         let psnr =
                             opossum::vectorize::metrics::psnr_rgba(&b, &a, size.width, size.height);
-                        assert!(psnr >= 45.0, "{ids:?}: 8-bit resize {psnr} dB");
+                        assert!(psnr >= 45.0, "{ids:?}: 8-bit kernels {psnr} dB");
                         used_u8_resize += 1;
                         continue;
                     }
@@ -307,11 +311,168 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
         }
     }
     assert!(used_tables >= 12, "tables used {used_tables} times");
-    assert!(used_u8_resize >= 1, "the 8-bit resize never ran");
+    assert!(used_u8_resize >= 1, "the 8-bit kernels never ran");
+}
+
+/// Below `ultra`, a leading exact Gaussian blur or unsharp mask of 8-bit RGB (and a run of
+/// per-channel ops before one) runs on 8-bit kernels (engine::u8_filter): within rounding of
+/// the f32 path, the same at any tile size, a file's pixels the same streamed or whole, and
+/// never for `ultra`, alpha or box-cascade blurs.
+#[test]
+fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
+    use opossum::config::{Config, QualityPreset};
+    use opossum::engine::Engine;
+    let engine = |quality: QualityPreset, tile: u32| {
+        let mut config = Config::default();
+        config.performance.tile_size = tile;
+        config.performance.min_tile_size = 16;
+        Engine::new(config).unwrap().with_quality(quality)
+    };
+    let render = |engine: &Engine, image: &image::DynamicImage, chain: &Chain| {
+        let (out, stats) = engine
+            .render_source(
+                image,
+                opossum::io::decode::Orientation::NoTransforms,
+                chain,
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        let labels: Vec<String> = stats
+            .stage_times
+            .iter()
+            .map(|(l, _)| l.clone())
+            .filter(|l| l.contains("(8-bit"))
+            .collect();
+        (out.to_rgba8(), out.size, labels)
+    };
+    let op = |id: &str, params: &[(&str, RawValue)]| {
+        let def = ops::find(id).unwrap();
+        let mut op = ChainOp::new(def);
+        for (k, v) in params {
+            op.params.set(def.params, k, v).unwrap();
+        }
+        op
+    };
+    let chain = |ops: Vec<ChainOp>| Chain {
+        name: None,
+        vectorize: None,
+        ops,
+    };
+    let blur = |sigma: f64| op("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
+    let sharpen = |amount: f64, radius: f64, threshold: f64| {
+        op(
+            "sharpen",
+            &[
+                ("amount", RawValue::Float(amount)),
+                ("radius", RawValue::Float(radius)),
+                ("threshold", RawValue::Float(threshold)),
+            ],
+        )
+    };
+    let contrast = || {
+        op(
+            "adjust_colors",
+            &[
+                ("brightness", RawValue::Float(1.1)),
+                ("contrast", RawValue::Float(1.2)),
+            ],
+        )
+    };
+    let fit = || {
+        op(
+            "resize",
+            &[
+                ("width", RawValue::Int(500)),
+                ("height", RawValue::Int(400)),
+                ("upscale", RawValue::Bool(true)),
+            ],
+        )
+    };
+    let photo = opossum::bench::synthetic_photo(600);
+    let (high, high_tiny, ultra) = (
+        engine(QualityPreset::High, 512),
+        engine(QualityPreset::High, 32),
+        engine(QualityPreset::Ultra, 512),
+    );
+    let cases: Vec<(Chain, &[&str])> = vec![
+        (chain(vec![blur(0.8)]), &["gaussian_blur (8-bit)"]),
+        (chain(vec![blur(3.0)]), &["gaussian_blur (8-bit)"]),
+        (chain(vec![sharpen(1.5, 2.0, 0.0)]), &["sharpen (8-bit)"]),
+        (chain(vec![sharpen(3.0, 1.0, 10.0)]), &["sharpen (8-bit)"]),
+        (
+            chain(vec![contrast(), sharpen(1.0, 1.0, 0.0)]),
+            &["adjust_colors (8-bit tables)", "sharpen (8-bit)"],
+        ),
+        (
+            chain(vec![fit(), contrast(), sharpen(1.0, 1.0, 0.0), blur(1.0)]),
+            &[
+                "resize (8-bit)",
+                "adjust_colors (8-bit tables)",
+                "sharpen (8-bit)",
+                "gaussian_blur (8-bit)",
+            ],
+        ),
+    ];
+    for (chain, expected) in &cases {
+        let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
+        let (fast, size, labels) = render(&high, &photo, chain);
+        assert_eq!(&labels, expected, "{ids:?}");
+        let (tiny, _, _) = render(&high_tiny, &photo, chain);
+        assert_eq!(fast, tiny, "{ids:?}: depends on the tile size");
+        let (exact, _, labels) = render(&ultra, &photo, chain);
+        assert!(labels.is_empty(), "ultra took 8-bit kernels: {labels:?}");
+        let psnr = opossum::vectorize::metrics::psnr_rgba(&exact, &fast, size.width, size.height);
+        eprintln!("8-bit {ids:?}: {psnr:.1} dB against ultra");
+        assert!(psnr >= 50.0, "{ids:?}: {psnr} dB");
+    }
+    // A blur after an op the 8-bit kernels cannot run stays on f32; so do alpha and the box
+    // cascade `high` uses for large sigmas.
+    let flip = op("flip", &[]);
+    assert!(
+        render(&high, &photo, &chain(vec![flip, blur(2.0)]))
+            .2
+            .is_empty()
+    );
+    let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
+    assert!(render(&high, &rgba, &chain(vec![blur(2.0)])).2.is_empty());
+    assert!(render(&high, &photo, &chain(vec![blur(20.0)])).2.is_empty());
+    // A file gives the same pixels streamed (PNG) or written whole (TIFF).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    photo.save(&input).unwrap();
+    let batch = chain(vec![fit(), contrast(), sharpen(1.0, 1.0, 0.0)]);
+    let mut written = Vec::new();
+    for (format, name) in [
+        (opossum::io::encode::OutputFormat::Png, "out.png"),
+        (opossum::io::encode::OutputFormat::Tiff, "out.tif"),
+    ] {
+        let options = opossum::io::encode::EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        let out = dir.path().join(name);
+        let report = high
+            .render_file(&input, &batch, &out, &options, false, &Default::default())
+            .unwrap();
+        assert!(!report.streamed_input, "{name}");
+        assert!(
+            report
+                .stats
+                .stage_times
+                .iter()
+                .any(|(l, _)| l == "sharpen (8-bit)"),
+            "{name}"
+        );
+        written.push(image::open(&out).unwrap().to_rgba8().into_raw());
+    }
+    assert_eq!(written[0], written[1]);
+    assert_eq!(written[0], render(&high, &photo, &batch).0);
 }
 
 /// Below `ultra`, a leading uncropped resize of 8-bit RGB runs on `fast_image_resize`'s 8-bit
-/// kernels (engine::u8_resize): within rounding of the f32 path, the same at any tile size,
+/// kernels (engine::u8_lead): within rounding of the f32 path, the same at any tile size,
 /// and never for `ultra`, alpha, crops or nearest-neighbour.
 #[test]
 fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {

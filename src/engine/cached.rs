@@ -119,7 +119,7 @@ pub struct Preview {
 }
 
 /// Where a GPU-rendered frame of the result `key` is kept: apart from the CPU's frames, which
-/// are the export's pixels (but for an 8-bit leading resize, see `engine::u8_resize`); the
+/// are the export's pixels (but for the 8-bit leading stages, see `engine::u8_lead`); the
 /// GPU's are within 2·10⁻⁴ of the CPU's, not equal.
 pub fn gpu_result_key(key: Key) -> Key {
     let mut builder = KeyBuilder::new("gpu-result");

@@ -51,6 +51,16 @@ impl ChannelTables {
         }
     }
 
+    /// Map interleaved RGB `samples` in place.
+    pub(crate) fn map_rgb_in_place(&self, samples: &mut [u8]) {
+        let [r, g, b, _] = &self.rgba;
+        for px in samples.chunks_exact_mut(3) {
+            px[0] = r[usize::from(px[0])];
+            px[1] = g[usize::from(px[1])];
+            px[2] = b[usize::from(px[2])];
+        }
+    }
+
     /// Map `rect` of `samples` (interleaved, `channels` = 3 or 4, `width` px per row) into the
     /// same rectangle of `sink`.
     pub(crate) fn render(

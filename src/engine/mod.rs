@@ -20,7 +20,8 @@ pub mod source;
 pub mod stream;
 pub mod thumbs;
 pub mod tile;
-pub mod u8_resize;
+pub mod u8_filter;
+pub mod u8_lead;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -294,20 +295,18 @@ impl Engine {
         // Whole 8-bit full-resolution renders only: a region would pay for the whole resize.
         let fast = region.is_none() && scale == 1.0 && !high_bit_depth;
         if fast
-            && let Some((resized, tail, time)) =
-                u8_resize::resize_first(&self.pool, source, &mut plan, spare)?
+            && let Some((lead, tail, times)) =
+                u8_lead::run_leading(&self.pool, source, &mut plan, spare)?
         {
             let (image, mut stats) = self.render_plan_holding(
-                &resized,
+                &lead,
                 &tail,
                 region,
                 high_bit_depth,
                 control,
                 source.bytes(),
             )?;
-            stats
-                .stage_times
-                .insert(0, (u8_resize::LABEL.to_owned(), time));
+            stats.stage_times.splice(0..0, times);
             return Ok((image, stats));
         }
         self.render_plan(source, &plan, region, high_bit_depth, control)
@@ -643,8 +642,7 @@ impl Engine {
         // whole, so that the pixels do not depend on how the file is read: such images are
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
         let measure = plan.content_sensitive && detail.is_none();
-        let u8_candidate =
-            u8_resize::leading(&plan).is_some() && !probe.has_alpha && !probe.high_bit_depth;
+        let u8_candidate = u8_lead::leading(&plan) && !probe.has_alpha && !probe.high_bit_depth;
         let stream = render::reads_in_order(&plan, &bands)
             && !((measure || u8_candidate) && whole_bytes <= self.budget_bytes() / 4);
         let mut rows: Option<Box<dyn RowDecoder>> = None;
@@ -689,16 +687,16 @@ impl Engine {
         }
         // A leading resize of a whole 8-bit image may run on 8-bit kernels; the rest of the
         // plan then reads its (smaller) result, and the decoded image is freed.
-        let mut resize_time = None;
+        let mut lead_times = Vec::new();
         let decoded_at = Instant::now();
         if let Some(image) = whole.take() {
             let spare = self.budget_bytes().saturating_sub(image.bytes());
             whole = Some(
-                match u8_resize::resize_first(&self.pool, &image, &mut plan, spare)? {
-                    Some((resized, tail, time)) => {
+                match u8_lead::run_leading(&self.pool, &image, &mut plan, spare)? {
+                    Some((lead, tail, times)) => {
                         plan = tail;
-                        resize_time = Some(time);
-                        resized
+                        lead_times = times;
+                        lead
                     }
                     None => image,
                 },
@@ -785,11 +783,7 @@ impl Engine {
             }
         };
         let mut stats = stats;
-        if let Some(time) = resize_time {
-            stats
-                .stage_times
-                .insert(0, (u8_resize::LABEL.to_owned(), time));
-        }
+        stats.stage_times.splice(0..0, lead_times);
         let t2 = Instant::now();
         encoder.finish().map_err(encode_err)?;
         file.commit()?;

@@ -270,12 +270,15 @@ fn run_tiled(
     };
 
     let total = tiles.len();
-    // Per-channel pointwise runs from 8-bit pixels to an 8-bit output: tables, no f32.
+    // Per-channel pointwise runs from 8-bit pixels to an 8-bit output: tables, no f32. An
+    // empty run (what is left after `u8_lead` ran the whole chain) is the identity table.
     let tables = match (all_pointwise(stages), source.as_u8(), sink.as_output_u8()) {
-        (Some(kernels), Some(samples), Some(out))
-            if !kernels.is_empty() && kernels.iter().all(|k| k.per_channel()) =>
-        {
-            let label = fused_label(stages) + " (tables)";
+        (Some(kernels), Some(samples), Some(out)) if kernels.iter().all(|k| k.per_channel()) => {
+            let label = if stages.is_empty() {
+                "8-bit copy".to_owned()
+            } else {
+                fused_label(stages) + " (tables)"
+            };
             Some((
                 super::lut::ChannelTables::new(&kernels),
                 samples,

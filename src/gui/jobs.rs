@@ -393,7 +393,7 @@ fn render_preview(
         && let Some(renderer) = gpu
     {
         looked_up = true;
-        // A frame the CPU made earlier (the export's pixels, but for an 8-bit leading resize), or one this path kept,
+        // A frame the CPU made earlier (the export's pixels, but for the 8-bit leading ops), or one this path kept,
         // beats rendering again.
         let (found, key) = caches
             .cached_for_gpu(engine, &cache_request)

@@ -2,11 +2,12 @@
 //! premultiplied by alpha while blurring, so transparent pixels do not bleed dark fringes).
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel};
+use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, U8Area};
 use crate::engine::box_blur::BlurKernel;
 use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
+use crate::engine::u8_filter::Mode;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
 /// Registration.
@@ -44,6 +45,7 @@ fn footprint(p: &Params, scale: f64) -> Footprint {
 struct GaussianBlur {
     input: Size,
     blur: BlurKernel,
+    u8: Option<U8Area>,
 }
 
 /// The quality preset picks the algorithm: exact, or a box cascade for large sigmas
@@ -51,9 +53,11 @@ struct GaussianBlur {
 /// (`QualityPreset::smooth_blur`).
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let sigma = p.scaled(PARAMS, ctx.scale).float("sigma");
+    let blur = BlurKernel::new(sigma, ctx.blur_algorithm(sigma));
     Ok(Kernel::Area(Box::new(GaussianBlur {
         input: ctx.input,
-        blur: BlurKernel::new(sigma, ctx.blur_algorithm(sigma)),
+        u8: U8Area::exact(ctx.quality, &blur, Mode::Blur),
+        blur,
     })))
 }
 
@@ -126,6 +130,10 @@ impl SpatialKernel for GaussianBlur {
     fn scratch_bytes(&self, out: Rect) -> u64 {
         let src = self.input_rect(out);
         self.blur.scratch_bytes(out, src) + src.pixels() * 16
+    }
+
+    fn u8_area(&self) -> Option<U8Area> {
+        self.u8.clone()
     }
 }
 

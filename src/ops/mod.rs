@@ -246,9 +246,42 @@ pub trait SpatialKernel: Send + Sync {
     }
 
     /// For a resize that an opaque 8-bit image may take on integer kernels instead (see
-    /// [`crate::engine::u8_resize`]): what to run. `None` for every other kernel.
+    /// [`crate::engine::u8_lead`]): what to run. `None` for every other kernel.
     fn u8_resize(&self) -> Option<U8Resize> {
         None
+    }
+
+    /// For a blur or unsharp mask that an opaque 8-bit image may take on integer kernels
+    /// instead (see [`crate::engine::u8_filter`]): what to run. `None` for every other kernel.
+    fn u8_area(&self) -> Option<U8Area> {
+        None
+    }
+}
+
+/// A separable Gaussian an opaque 8-bit RGB image may run in integer arithmetic: every preset
+/// but `ultra` allows it, for the exact blur (box cascades stay on f32).
+#[derive(Clone, Debug, PartialEq)]
+pub struct U8Area {
+    /// The Gaussian's weights (the f32 path's).
+    pub weights: Vec<f32>,
+    /// Blur or unsharp mask.
+    pub mode: crate::engine::u8_filter::Mode,
+}
+
+impl U8Area {
+    /// The integer form of `blur`, if `quality` allows one and `blur` is the exact Gaussian.
+    pub(crate) fn exact(
+        quality: crate::quality::QualityPreset,
+        blur: &crate::engine::box_blur::BlurKernel,
+        mode: crate::engine::u8_filter::Mode,
+    ) -> Option<U8Area> {
+        (quality != crate::quality::QualityPreset::Ultra
+            && blur.boxes.is_empty()
+            && blur.weights.len() > 1)
+            .then(|| U8Area {
+                weights: blur.weights.clone(),
+                mode,
+            })
     }
 }
 

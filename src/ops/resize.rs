@@ -378,7 +378,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     let off_x = (virtual_size.width - output.width) / 2;
     let off_y = (virtual_size.height - output.height) / 2;
-    // Below `ultra`, an uncropped resize may run on 8-bit samples (engine::u8_resize).
+    // Below `ultra`, an uncropped resize may run on 8-bit samples (engine::u8_lead).
     let u8_filter = match filter {
         Filter::Lanczos3 => Some(U8Filter::Lanczos3),
         Filter::Bicubic => Some(U8Filter::CatmullRom),

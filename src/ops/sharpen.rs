@@ -2,11 +2,12 @@
 //! exceeds `threshold` (in 8-bit levels); alpha is kept.
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, unit};
+use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, U8Area, unit};
 use crate::engine::box_blur::BlurKernel;
 use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
 use crate::engine::tile::Tile;
+use crate::engine::u8_filter::Mode;
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
 /// Registration.
@@ -72,17 +73,26 @@ struct Sharpen {
     blur: BlurKernel,
     amount: f32,
     threshold: f32,
+    u8: Option<U8Area>,
 }
 
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let p = p.scaled(PARAMS, ctx.scale);
+    let blur = BlurKernel::new(
+        p.float("radius"),
+        ctx.quality.blur_algorithm(p.float("radius")),
+    );
+    let amount = p.float("amount") as f32;
+    let threshold_levels = p.float("threshold") as f32;
+    let mode = Mode::Unsharp {
+        amount,
+        threshold_levels,
+    };
     Ok(Kernel::Area(Box::new(Sharpen {
         input: ctx.input,
-        blur: BlurKernel::new(
-            p.float("radius"),
-            ctx.quality.blur_algorithm(p.float("radius")),
-        ),
-        amount: p.float("amount") as f32,
+        u8: U8Area::exact(ctx.quality, &blur, mode),
+        blur,
+        amount,
         threshold: (p.float("threshold") / 255.0) as f32,
     })))
 }
@@ -141,6 +151,10 @@ impl SpatialKernel for Sharpen {
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
         self.blur.scratch_bytes(out, self.input_rect(out))
+    }
+
+    fn u8_area(&self) -> Option<U8Area> {
+        self.u8.clone()
     }
 }
 
