@@ -7,6 +7,7 @@ mod common;
 use common::{Rng, random_op, render_tiled, test_image};
 use opossum::chain::raw::RawValue;
 use opossum::chain::{Chain, ChainOp, Format, OutputLimits};
+use opossum::engine::Engine;
 use opossum::ops::{self, Footprint};
 use opossum::params::Params;
 
@@ -201,18 +202,9 @@ fn kernels_that_skip_zeroing_write_every_value() {
 #[test]
 fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
     use opossum::config::Config;
-    use opossum::engine::Engine;
     let engine = Engine::new(Config::default()).unwrap();
     let render = |image: &image::DynamicImage, chain: &Chain| {
-        engine
-            .render_source(
-                image,
-                opossum::io::decode::Orientation::NoTransforms,
-                chain,
-                false,
-                &Default::default(),
-            )
-            .map(|(out, stats)| (out.to_rgba8(), stats, out.size))
+        render_upright(&engine, image, chain).map(|(out, stats)| (out.to_rgba8(), stats, out.size))
     };
     let mut rng = Rng::new(0x1ab1e5);
     // Per-channel settings of the ops that have them (random ones mostly mix channels).
@@ -314,38 +306,86 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
     assert!(used_u8_resize >= 1, "the 8-bit kernels never ran");
 }
 
+/// `chain` over `image` in memory, 8-bit output, no EXIF turn.
+fn render_upright(
+    engine: &Engine,
+    image: &image::DynamicImage,
+    chain: &Chain,
+) -> opossum::error::Result<(
+    opossum::io::encode::OutputImage,
+    opossum::engine::render::RenderStats,
+)> {
+    let upright = opossum::io::decode::Orientation::NoTransforms;
+    engine.render_source(image, upright, chain, false, &Default::default())
+}
+
+/// An engine at `quality` with `tile_px` tiles (down to 16 px).
+fn engine_at(quality: opossum::config::QualityPreset, tile_px: u32) -> Engine {
+    let mut config = opossum::config::Config::default();
+    config.performance.tile_size = tile_px;
+    config.performance.min_tile_size = 16;
+    Engine::new(config).unwrap().with_quality(quality)
+}
+
+/// `chain` over `image` in memory: RGBA bytes, size, and the stages that ran on 8-bit kernels.
+fn render_8bit(
+    engine: &Engine,
+    image: &image::DynamicImage,
+    chain: &Chain,
+) -> (Vec<u8>, opossum::engine::geom::Size, Vec<String>) {
+    let (out, stats) = render_upright(engine, image, chain).unwrap();
+    let labels = stats
+        .stage_times
+        .iter()
+        .map(|(l, _)| l.clone())
+        .filter(|l| l.contains("(8-bit"))
+        .collect();
+    (out.to_rgba8(), out.size, labels)
+}
+
+/// `chain` over `photo` saved as a PNG file, written as a streamed PNG and as a whole TIFF:
+/// each output's RGBA bytes, after checking that the stage `label` ran both times.
+fn file_outputs(
+    engine: &Engine,
+    photo: &image::DynamicImage,
+    chain: &Chain,
+    label: &str,
+) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    photo.save(&input).unwrap();
+    let mut written = Vec::new();
+    for (format, name) in [
+        (opossum::io::encode::OutputFormat::Png, "out.png"),
+        (opossum::io::encode::OutputFormat::Tiff, "out.tif"),
+    ] {
+        let options = opossum::io::encode::EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        let out = dir.path().join(name);
+        let report = engine
+            .render_file(&input, chain, &out, &options, false, &Default::default())
+            .unwrap();
+        assert!(!report.streamed_input, "{name}");
+        assert!(
+            report.stats.stage_times.iter().any(|(l, _)| l == label),
+            "{name}: {label} did not run"
+        );
+        written.push(image::open(&out).unwrap().to_rgba8().into_raw());
+    }
+    written
+}
+
 /// Below `ultra`, a leading exact Gaussian blur or unsharp mask of 8-bit RGB (and a run of
 /// per-channel ops before one) runs on 8-bit kernels (engine::u8_filter): within rounding of
 /// the f32 path, the same at any tile size, a file's pixels the same streamed or whole, and
 /// never for `ultra`, alpha or box-cascade blurs.
 #[test]
 fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
-    use opossum::config::{Config, QualityPreset};
-    use opossum::engine::Engine;
-    let engine = |quality: QualityPreset, tile: u32| {
-        let mut config = Config::default();
-        config.performance.tile_size = tile;
-        config.performance.min_tile_size = 16;
-        Engine::new(config).unwrap().with_quality(quality)
-    };
-    let render = |engine: &Engine, image: &image::DynamicImage, chain: &Chain| {
-        let (out, stats) = engine
-            .render_source(
-                image,
-                opossum::io::decode::Orientation::NoTransforms,
-                chain,
-                false,
-                &Default::default(),
-            )
-            .unwrap();
-        let labels: Vec<String> = stats
-            .stage_times
-            .iter()
-            .map(|(l, _)| l.clone())
-            .filter(|l| l.contains("(8-bit"))
-            .collect();
-        (out.to_rgba8(), out.size, labels)
-    };
+    use opossum::config::QualityPreset;
+    let (engine, render) = (engine_at, render_8bit);
     let op = |id: &str, params: &[(&str, RawValue)]| {
         let def = ops::find(id).unwrap();
         let mut op = ChainOp::new(def);
@@ -438,35 +478,8 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
     assert!(render(&high, &rgba, &chain(vec![blur(2.0)])).2.is_empty());
     assert!(render(&high, &photo, &chain(vec![blur(20.0)])).2.is_empty());
     // A file gives the same pixels streamed (PNG) or written whole (TIFF).
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("photo.png");
-    photo.save(&input).unwrap();
     let batch = chain(vec![fit(), contrast(), sharpen(1.0, 1.0, 0.0)]);
-    let mut written = Vec::new();
-    for (format, name) in [
-        (opossum::io::encode::OutputFormat::Png, "out.png"),
-        (opossum::io::encode::OutputFormat::Tiff, "out.tif"),
-    ] {
-        let options = opossum::io::encode::EncodeOptions {
-            format,
-            quality: 90,
-            lossless: true,
-        };
-        let out = dir.path().join(name);
-        let report = high
-            .render_file(&input, &batch, &out, &options, false, &Default::default())
-            .unwrap();
-        assert!(!report.streamed_input, "{name}");
-        assert!(
-            report
-                .stats
-                .stage_times
-                .iter()
-                .any(|(l, _)| l == "sharpen (8-bit)"),
-            "{name}"
-        );
-        written.push(image::open(&out).unwrap().to_rgba8().into_raw());
-    }
+    let written = file_outputs(&high, &photo, &batch, "sharpen (8-bit)");
     assert_eq!(written[0], written[1]);
     assert_eq!(written[0], render(&high, &photo, &batch).0);
 }
@@ -476,26 +489,11 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
 /// and never for `ultra`, alpha, crops or nearest-neighbour.
 #[test]
 fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
-    use opossum::config::{Config, QualityPreset};
-    use opossum::engine::Engine;
-    let engine = |quality: QualityPreset, tile: u32| {
-        let mut config = Config::default();
-        config.performance.tile_size = tile;
-        config.performance.min_tile_size = 16;
-        Engine::new(config).unwrap().with_quality(quality)
-    };
+    use opossum::config::QualityPreset;
+    let engine = engine_at;
     let render = |engine: &Engine, image: &image::DynamicImage, chain: &Chain| {
-        let (out, stats) = engine
-            .render_source(
-                image,
-                opossum::io::decode::Orientation::NoTransforms,
-                chain,
-                false,
-                &Default::default(),
-            )
-            .unwrap();
-        let fast = stats.stage_times.iter().any(|(l, _)| l == "resize (8-bit)");
-        (out.to_rgba8(), out.size, fast)
+        let (out, size, labels) = render_8bit(engine, image, chain);
+        (out, size, labels.iter().any(|l| l == "resize (8-bit)"))
     };
     let resize = |w: i64, h: i64, mode: &str, filter: &str| {
         let def = ops::find("resize").unwrap();
@@ -544,35 +542,8 @@ fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
     }
     // A file gives the same pixels whether its output is streamed (PNG) or written whole
     // (TIFF): it is decoded whole for the 8-bit resize either way, not read row by row.
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("photo.png");
-    photo.save(&input).unwrap();
     let chain = resize(333, 200, "fit", "lanczos3");
-    let mut written = Vec::new();
-    for (format, name) in [
-        (opossum::io::encode::OutputFormat::Png, "out.png"),
-        (opossum::io::encode::OutputFormat::Tiff, "out.tif"),
-    ] {
-        let options = opossum::io::encode::EncodeOptions {
-            format,
-            quality: 90,
-            lossless: true,
-        };
-        let out = dir.path().join(name);
-        let report = high
-            .render_file(&input, &chain, &out, &options, false, &Default::default())
-            .unwrap();
-        assert!(!report.streamed_input, "{name}");
-        assert!(
-            report
-                .stats
-                .stage_times
-                .iter()
-                .any(|(l, _)| l == "resize (8-bit)"),
-            "{name}"
-        );
-        written.push(image::open(&out).unwrap().to_rgba8().into_raw());
-    }
+    let written = file_outputs(&high, &photo, &chain, "resize (8-bit)");
     assert_eq!(written[0], written[1]);
     assert_eq!(written[0], render(&high, &photo, &chain).0);
     // Not for alpha, crops or nearest-neighbour: those keep the f32 path.
