@@ -638,7 +638,7 @@ impl Engine {
         let bands = render::bands(&plan, settings.tile_px, self.pool.current_num_threads());
         let whole_bytes = probe.size.pixels() * probe.bytes_per_pixel;
         // A chain whose algorithms depend on content needs the image measured first, and one
-        // that starts with a resize the 8-bit kernels may run (opaque 8-bit sources) reads it
+        // that starts with stages the 8-bit kernels may run (opaque 8-bit sources) reads it
         // whole, so that the pixels do not depend on how the file is read: such images are
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
         let measure = plan.content_sensitive && detail.is_none();
@@ -685,8 +685,8 @@ impl Engine {
                     .push("content not measured (input streamed row by row)".to_owned()),
             }
         }
-        // A leading resize of a whole 8-bit image may run on 8-bit kernels; the rest of the
-        // plan then reads its (smaller) result, and the decoded image is freed.
+        // The leading stages of a whole 8-bit image may run on 8-bit kernels (`u8_lead`); the
+        // rest of the plan then reads their result, and the decoded image is freed.
         let mut lead_times = Vec::new();
         let decoded_at = Instant::now();
         if let Some(image) = whole.take() {
@@ -765,7 +765,7 @@ impl Engine {
                 let image = whole.ok_or_else(|| {
                     Error::Internal("a whole-image render without the image".to_owned())
                 })?;
-                // The 8-bit resize, if it ran, is render time.
+                // The 8-bit leading stages, if they ran, are render time.
                 t1 = decoded_at;
                 let reserved = image.bytes() + band_bytes;
                 render::render_banded(

@@ -34,6 +34,14 @@ pub enum Mode {
     },
 }
 
+/// Memory [`filter_rgb8`] allocates besides its output, for `threads` workers, an image
+/// `width_px` wide and `taps` weights.
+pub fn scratch_bytes(width_px: u32, taps: usize, threads: usize) -> u64 {
+    let band_rows = (BAND_ROWS + taps) as u64;
+    let row_floats = (u64::from(width_px) + taps as u64) * 3;
+    threads as u64 * (band_rows + 1) * row_floats * 4
+}
+
 /// Blur (or sharpen, per `mode`) `src`, interleaved RGB of `width`×`height` px, with the
 /// normalised symmetric `weights` (odd length), on the current rayon pool. Returns the new
 /// samples.

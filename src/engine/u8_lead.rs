@@ -1,4 +1,4 @@
-//! The leading stages of a plan that an opaque 8-bit image may run on integer kernels: the
+//! The leading stages of a plan that an opaque 8-bit image may run on 8-bit kernels: the
 //! `f32 vs 8-bit working format` choice of the quality presets, where the 8-bit kernels are
 //! much faster than converting every sample to f32 RGBA first.
 //!
@@ -37,9 +37,9 @@ pub const RESIZE_LABEL: &str = "resize (8-bit)";
 /// The next leading stage the 8-bit kernels may run.
 enum Step<'p> {
     Resize(U8Resize),
-    /// The first `n` stages are per-channel pointwise kernels, followed by an 8-bit area op.
+    /// These leading per-channel pointwise kernels, followed by an 8-bit area op.
     Tables(Vec<&'p dyn PointKernel>),
-    Area(U8Area),
+    Area(&'p U8Area),
 }
 
 fn first_step(plan: &Plan) -> Option<Step<'_>> {
@@ -136,9 +136,11 @@ pub fn run_leading(
                 (image, n, label, choice)
             }
             Step::Area(spec) => {
-                let threads = pool.current_num_threads() as u64;
-                let band_rows = (64 + spec.weights.len()) as u64;
-                let scratch = threads * band_rows * u64::from(size.width) * 3 * 4;
+                let scratch = u8_filter::scratch_bytes(
+                    size.width,
+                    spec.weights.len(),
+                    pool.current_num_threads(),
+                );
                 if samples.len() as u64 + scratch > spare {
                     break;
                 }
@@ -149,10 +151,7 @@ pub fn run_leading(
                     .install(|| u8_filter::filter_rgb8(samples, w, h, &spec.weights, spec.mode));
                 let image = RgbImage::from_raw(size.width, size.height, out)
                     .ok_or_else(|| Error::Internal("8-bit filter buffer size".to_owned()))?;
-                let choice = format!(
-                    "{} on 8-bit samples (integer Gaussian)",
-                    rest.stages[0].label
-                );
+                let choice = format!("{} on 8-bit samples", rest.stages[0].label);
                 (image, 1, label, choice)
             }
         };

@@ -132,8 +132,8 @@ impl SpatialKernel for GaussianBlur {
         self.blur.scratch_bytes(out, src) + src.pixels() * 16
     }
 
-    fn u8_area(&self) -> Option<U8Area> {
-        self.u8.clone()
+    fn u8_area(&self) -> Option<&U8Area> {
+        self.u8.as_ref()
     }
 }
 

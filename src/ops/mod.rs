@@ -251,15 +251,15 @@ pub trait SpatialKernel: Send + Sync {
         None
     }
 
-    /// For a blur or unsharp mask that an opaque 8-bit image may take on integer kernels
+    /// For a blur or unsharp mask that an opaque 8-bit image may take on 8-bit kernels
     /// instead (see [`crate::engine::u8_filter`]): what to run. `None` for every other kernel.
-    fn u8_area(&self) -> Option<U8Area> {
+    fn u8_area(&self) -> Option<&U8Area> {
         None
     }
 }
 
-/// A separable Gaussian an opaque 8-bit RGB image may run in integer arithmetic: every preset
-/// but `ultra` allows it, for the exact blur (box cascades stay on f32).
+/// A separable Gaussian an opaque 8-bit RGB image may run from 8-bit to 8-bit samples: every
+/// preset but `ultra` allows it, for the exact blur (box cascades stay on the f32 RGBA path).
 #[derive(Clone, Debug, PartialEq)]
 pub struct U8Area {
     /// The Gaussian's weights (the f32 path's).
@@ -269,7 +269,7 @@ pub struct U8Area {
 }
 
 impl U8Area {
-    /// The integer form of `blur`, if `quality` allows one and `blur` is the exact Gaussian.
+    /// The 8-bit form of `blur`, if `quality` allows one and `blur` is the exact Gaussian.
     pub(crate) fn exact(
         quality: crate::quality::QualityPreset,
         blur: &crate::engine::box_blur::BlurKernel,

@@ -153,8 +153,8 @@ impl SpatialKernel for Sharpen {
         self.blur.scratch_bytes(out, self.input_rect(out))
     }
 
-    fn u8_area(&self) -> Option<U8Area> {
-        self.u8.clone()
+    fn u8_area(&self) -> Option<&U8Area> {
+        self.u8.as_ref()
     }
 }
 
