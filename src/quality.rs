@@ -5,8 +5,8 @@
 //!
 //! The choices only swap algorithms whose difference is hard to see at that level; measured
 //! figures are in the README ("Quality presets"). The working format is f32 RGBA at every
-//! preset, except that below `ultra` a leading resize, exact blur or unsharp mask of 8-bit RGB
-//! runs on 8-bit kernels (`engine::u8_lead`).
+//! preset, except that below `ultra` a leading resize, exact blur, unsharp mask, greyscale
+//! conversion or Sobel of 8-bit RGB or grey runs on 8-bit kernels (`engine::u8_lead`).
 
 pub use crate::config::QualityPreset;
 use crate::engine::box_blur::BlurAlgorithm;
@@ -149,7 +149,7 @@ impl QualityPreset {
         let working = if self == QualityPreset::Ultra {
             "f32 working format throughout"
         } else {
-            "leading resize, blur and sharpen of 8-bit RGB on 8-bit kernels"
+            "leading resize, blur, sharpen, greyscale and Sobel of 8-bit images on 8-bit kernels"
         };
         vec![
             blur,

@@ -218,10 +218,20 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
     };
     let mut used_tables = 0;
     let mut used_u8_resize = 0;
-    for alpha in [false, true] {
-        let rgba = test_image(70, 45, 9, alpha).to_rgba8();
+    for (alpha, grey) in [(false, false), (true, false), (false, true)] {
+        let mut rgba = test_image(70, 45, 9, alpha).to_rgba8();
+        if grey {
+            for p in rgba.pixels_mut() {
+                p.0 = [p.0[1], p.0[1], p.0[1], 255];
+            }
+        }
+        let rgba = rgba;
         let eight = if alpha {
             image::DynamicImage::ImageRgba8(rgba.clone())
+        } else if grey {
+            image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(70, 45, |x, y| {
+                image::Luma([rgba.get_pixel(x, y).0[0]])
+            }))
         } else {
             image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba.clone()).to_rgb8())
         };
@@ -288,7 +298,7 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
                     }
                     assert!(
                         a == b,
-                        "{ids:?} (alpha {alpha}): 8-bit and f32 sources differ"
+                        "{ids:?} (alpha {alpha}, grey {grey}): 8-bit and f32 sources differ"
                     );
                     used_tables += usize::from(
                         stats
@@ -482,6 +492,128 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
     let written = file_outputs(&high, &photo, &batch, "sharpen (8-bit)");
     assert_eq!(written[0], written[1]);
     assert_eq!(written[0], render(&high, &photo, &batch).0);
+}
+
+/// Below `ultra`, a leading greyscale conversion or Sobel edge detection of an 8-bit image runs
+/// on an 8-bit kernel to one channel (engine::u8_grey), and the 8-bit steps after it run on
+/// that channel: grey output (R = G = B, opaque), within rounding of the f32 path, the same at
+/// any tile size, a file's pixels the same streamed or whole; never for `ultra`, alpha or Canny.
+#[test]
+fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
+    use opossum::config::QualityPreset;
+    let op = |id: &str, params: &[(&str, RawValue)]| {
+        let def = ops::find(id).unwrap();
+        let mut op = ChainOp::new(def);
+        for (k, v) in params {
+            op.params.set(def.params, k, v).unwrap();
+        }
+        op
+    };
+    let chain = |ops: Vec<ChainOp>| Chain {
+        name: None,
+        vectorize: None,
+        ops,
+    };
+    let grey = |method: &str| op("grayscale", &[("method", RawValue::String(method.into()))]);
+    let sobel = || op("edge_detect", &[]);
+    let blur = || op("gaussian_blur", &[("sigma", RawValue::Float(2.0))]);
+    let sharpen = || op("sharpen", &[("amount", RawValue::Float(1.0))]);
+    let contrast = || op("adjust_colors", &[("contrast", RawValue::Float(1.3))]);
+    let fit = || op("resize", &[("width", RawValue::Int(450))]);
+    let photo = opossum::bench::synthetic_photo(600);
+    let grey_photo = image::DynamicImage::ImageLuma8(photo.to_luma8());
+    let (high, high_tiny, ultra) = (
+        engine_at(QualityPreset::High, 512),
+        engine_at(QualityPreset::High, 32),
+        engine_at(QualityPreset::Ultra, 512),
+    );
+    let cases: Vec<(&image::DynamicImage, Chain, &[&str], f64)> = vec![
+        (
+            &photo,
+            chain(vec![grey("rec709")]),
+            &["grayscale (8-bit)"],
+            60.0,
+        ),
+        (
+            &photo,
+            chain(vec![grey("lightness")]),
+            &["grayscale (8-bit)"],
+            55.0,
+        ),
+        (&photo, chain(vec![sobel()]), &["edge_detect (8-bit)"], 45.0),
+        (
+            &photo,
+            chain(vec![grey("rec601"), sobel()]),
+            &["grayscale (8-bit)", "edge_detect (8-bit)"],
+            45.0,
+        ),
+        (
+            &photo,
+            chain(vec![contrast(), grey("average"), blur(), contrast()]),
+            &[
+                "adjust_colors (8-bit tables)",
+                "grayscale (8-bit)",
+                "gaussian_blur (8-bit)",
+            ],
+            50.0,
+        ),
+        (
+            &photo,
+            chain(vec![fit(), grey("rec709"), sharpen(), op("flip", &[])]),
+            &["resize (8-bit)", "grayscale (8-bit)", "sharpen (8-bit)"],
+            // The 8-bit resize's rounding (52–58 dB alone), sharpened.
+            45.0,
+        ),
+        (
+            &grey_photo,
+            chain(vec![sobel()]),
+            &["edge_detect (8-bit)"],
+            45.0,
+        ),
+        (
+            &grey_photo,
+            chain(vec![fit(), grey("rec709"), blur()]),
+            &[
+                "resize (8-bit)",
+                "grayscale (8-bit)",
+                "gaussian_blur (8-bit)",
+            ],
+            50.0,
+        ),
+    ];
+    for (image, chain, expected, min_psnr) in &cases {
+        let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
+        let (fast, size, labels) = render_8bit(&high, image, chain);
+        assert_eq!(&labels, expected, "{ids:?}");
+        assert!(
+            fast.chunks_exact(4)
+                .all(|p| p[0] == p[1] && p[1] == p[2] && p[3] == 255),
+            "{ids:?}: not opaque grey"
+        );
+        let (tiny, _, _) = render_8bit(&high_tiny, image, chain);
+        assert_eq!(fast, tiny, "{ids:?}: depends on the tile size");
+        let (exact, _, labels) = render_8bit(&ultra, image, chain);
+        assert!(labels.is_empty(), "ultra took 8-bit kernels: {labels:?}");
+        let psnr = opossum::vectorize::metrics::psnr_rgba(&exact, &fast, size.width, size.height);
+        eprintln!("8-bit {ids:?}: {psnr:.1} dB against ultra");
+        assert!(psnr >= *min_psnr, "{ids:?}: {psnr} dB");
+    }
+    // Canny, alpha and an EXIF-like turn first keep the f32 path.
+    let canny = op("edge_detect", &[("mode", RawValue::String("canny".into()))]);
+    assert!(render_8bit(&high, &photo, &chain(vec![canny])).2.is_empty());
+    let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
+    assert!(
+        render_8bit(&high, &rgba, &chain(vec![sobel()]))
+            .2
+            .is_empty()
+    );
+    let turned = chain(vec![op("rotate", &[("angle", RawValue::Int(90))]), sobel()]);
+    assert!(render_8bit(&high, &photo, &turned).2.is_empty());
+    // A file gives the same pixels streamed (PNG) or written whole (TIFF).
+    let edges = chain(vec![grey("rec709"), sobel()]);
+    let written = file_outputs(&high, &photo, &edges, "edge_detect (8-bit)");
+    assert_eq!(written[0], written[1]);
+    assert_eq!(written[0], render_8bit(&high, &photo, &edges).0);
 }
 
 /// Below `ultra`, a leading uncropped resize of 8-bit RGB runs on `fast_image_resize`'s 8-bit

@@ -54,8 +54,13 @@ impl Detail {
                     columns
                         .iter()
                         .map(|&x| {
-                            let p = &data[row + x * channels..row + x * channels + 3];
-                            luma(u8_to_unit(p[0]), u8_to_unit(p[1]), u8_to_unit(p[2]))
+                            let at = row + x * channels;
+                            let (r, g, b) = if channels == 1 {
+                                (data[at], data[at], data[at])
+                            } else {
+                                (data[at], data[at + 1], data[at + 2])
+                            };
+                            luma(u8_to_unit(r), u8_to_unit(g), u8_to_unit(b))
                         })
                         .collect()
                 }

@@ -19,6 +19,8 @@ use crate::ops::PointKernel;
 pub struct ChannelTables {
     rgba: [[u8; 256]; CHANNELS],
     opaque_alpha: u8,
+    /// The RGBA pixel (little-endian) of an opaque grey input value.
+    grey: [u32; 256],
 }
 
 impl ChannelTables {
@@ -45,9 +47,14 @@ impl ChannelTables {
                 rgba[c][v] = px[c];
             }
         }
+        let opaque_alpha = out[256 * CHANNELS + 3];
+        let grey = std::array::from_fn(|v| {
+            u32::from_le_bytes([rgba[0][v], rgba[1][v], rgba[2][v], opaque_alpha])
+        });
         Self {
             rgba,
-            opaque_alpha: out[256 * CHANNELS + 3],
+            opaque_alpha,
+            grey,
         }
     }
 
@@ -61,8 +68,8 @@ impl ChannelTables {
         }
     }
 
-    /// Map `rect` of `samples` (interleaved, `channels` = 3 or 4, `width` px per row) into the
-    /// same rectangle of `sink`.
+    /// Map `rect` of `samples` (interleaved, `channels` = 1 (grey), 3 or 4, `width` px per
+    /// row) into the same rectangle of `sink`.
     pub(crate) fn render(
         &self,
         (samples, channels): (&[u8], usize),
@@ -74,10 +81,10 @@ impl ChannelTables {
         sink.put_rows_u8(rect, |y, out| {
             let start = ((rect.y as usize + y) * width as usize + rect.x as usize) * channels;
             let src = &samples[start..start + row_len];
-            if channels == 3 {
-                self.map_rgb(src, out);
-            } else {
-                self.map_rgba(src, out);
+            match channels {
+                1 => self.map_grey(src, out),
+                3 => self.map_rgb(src, out),
+                _ => self.map_rgba(src, out),
             }
         });
     }
@@ -122,6 +129,13 @@ impl ChannelTables {
                 b[usize::from(s[2])],
                 a[usize::from(s[3])],
             ]);
+        }
+    }
+
+    /// Grey reads as R = G = B, opaque: one lookup and one 4-byte store per pixel.
+    fn map_grey(&self, src: &[u8], out: &mut [u8]) {
+        for (o, &v) in out.chunks_exact_mut(CHANNELS).zip(src) {
+            o.copy_from_slice(&self.grey[usize::from(v)].to_le_bytes());
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod stream;
 pub mod thumbs;
 pub mod tile;
 pub mod u8_filter;
+pub mod u8_grey;
 pub mod u8_lead;
 
 use std::path::Path;

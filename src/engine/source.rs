@@ -15,7 +15,8 @@ pub trait Source: Sync {
     fn read(&self, rect: Rect) -> Tile;
     /// Bytes it occupies in memory (for the budget).
     fn bytes(&self) -> u64;
-    /// Its samples, if it is 8-bit RGB or RGBA in memory: (interleaved samples, channels).
+    /// Its samples, if it is 8-bit grey, RGB or RGBA in memory: (interleaved samples,
+    /// channels: 1, 3 or 4).
     fn as_u8(&self) -> Option<(&[u8], usize)> {
         None
     }
@@ -142,6 +143,7 @@ impl Source for DynamicImage {
 
     fn as_u8(&self) -> Option<(&[u8], usize)> {
         match self {
+            DynamicImage::ImageLuma8(b) => Some((b.as_raw(), 1)),
             DynamicImage::ImageRgb8(b) => Some((b.as_raw(), 3)),
             DynamicImage::ImageRgba8(b) => Some((b.as_raw(), 4)),
             _ => None,

@@ -1,4 +1,4 @@
-//! Separable Gaussian blur and unsharp mask straight from opaque 8-bit RGB to 8-bit RGB: the
+//! Separable Gaussian blur and unsharp mask straight from opaque 8-bit RGB (or grey) to the same: the
 //! 8-bit working format of the quality presets for `gaussian_blur` and `sharpen` (see
 //! [`super::u8_lead`]).
 //!
@@ -34,25 +34,24 @@ pub enum Mode {
     },
 }
 
-/// Memory [`filter_rgb8`] allocates besides its output, for `threads` workers, an image
-/// `width_px` wide and `taps` weights.
-pub fn scratch_bytes(width_px: u32, taps: usize, threads: usize) -> u64 {
+/// Memory [`filter_u8`] allocates besides its output, for `threads` workers, an image
+/// `width_px` wide with `channels` samples per pixel and `taps` weights.
+pub fn scratch_bytes(width_px: u32, channels: usize, taps: usize, threads: usize) -> u64 {
     let band_rows = (BAND_ROWS + taps) as u64;
-    let row_floats = (u64::from(width_px) + taps as u64) * 3;
+    let row_floats = (u64::from(width_px) + taps as u64) * channels as u64;
     threads as u64 * (band_rows + 1) * row_floats * 4
 }
 
-/// Blur (or sharpen, per `mode`) `src`, interleaved RGB of `width`×`height` px, with the
-/// normalised symmetric `weights` (odd length), on the current rayon pool. Returns the new
-/// samples.
-pub fn filter_rgb8(
+/// Blur (or sharpen, per `mode`) `src`, `width`×`height` px of `channels` interleaved samples
+/// (each channel on its own), with the normalised symmetric `weights` (odd length), on the
+/// current rayon pool. Returns the new samples.
+pub fn filter_u8(
     src: &[u8],
-    width: usize,
-    height: usize,
+    (width, height, channels): (usize, usize, usize),
     weights: &[f32],
     mode: Mode,
 ) -> Vec<u8> {
-    let row_len = width * 3;
+    let row_len = width * channels;
     debug_assert_eq!(src.len(), row_len * height);
     debug_assert!(weights.len() % 2 == 1);
     let mut out = vec![0u8; src.len()];
@@ -64,7 +63,7 @@ pub fn filter_rgb8(
     out.par_chunks_mut(row_len * BAND_ROWS)
         .enumerate()
         .for_each_init(
-            || (Vec::new(), vec![0f32; (width + 2 * radius) * 3]),
+            || (Vec::new(), vec![0f32; (width + 2 * radius) * channels]),
             |(mid, padded), (band, dst)| {
                 let y0 = band * BAND_ROWS;
                 let rows = dst.len() / row_len;
@@ -75,6 +74,7 @@ pub fn filter_rgb8(
                     let y = (first + i as isize).clamp(0, height as isize - 1) as usize;
                     horizontal(
                         &src[y * row_len..(y + 1) * row_len],
+                        channels,
                         padded,
                         weights,
                         mid_row,
@@ -96,41 +96,46 @@ pub fn filter_rgb8(
     out
 }
 
-/// One row: `row` (RGB) padded by edge replication into `padded`, filtered into `out`. The
-/// weights are symmetric, so each pair of taps costs one multiply.
+/// One row: `row` (`channels` samples per pixel) padded by edge replication into `padded`,
+/// filtered into `out`. The weights are symmetric, so each pair of taps costs one multiply.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw",
     "x86_64+avx2+fma",
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn horizontal(row: &[u8], padded: &mut [f32], weights: &[f32], out: &mut [f32]) {
+fn horizontal(row: &[u8], channels: usize, padded: &mut [f32], weights: &[f32], out: &mut [f32]) {
     let radius = weights.len() / 2;
     let n = row.len();
-    let (left, rest) = padded.split_at_mut(radius * 3);
+    let c = channels;
+    let (left, rest) = padded.split_at_mut(radius * c);
     let (middle, right) = rest.split_at_mut(n);
-    for px in left.chunks_exact_mut(3) {
-        px.copy_from_slice(&[row[0].into(), row[1].into(), row[2].into()]);
+    for px in left.chunks_exact_mut(c) {
+        for (p, &v) in px.iter_mut().zip(&row[..c]) {
+            *p = v.into();
+        }
     }
     for (p, &v) in middle.iter_mut().zip(row) {
         *p = v.into();
     }
-    for px in right.chunks_exact_mut(3) {
-        px.copy_from_slice(&[row[n - 3].into(), row[n - 2].into(), row[n - 1].into()]);
+    for px in right.chunks_exact_mut(c) {
+        for (p, &v) in px.iter_mut().zip(&row[n - c..]) {
+            *p = v.into();
+        }
     }
     let padded = &*padded;
     let centre = weights[radius];
     let mut i = 0;
     while i + LANES <= n {
         let mut acc = [0f32; LANES];
-        let mid = &padded[i + 3 * radius..i + 3 * radius + LANES];
+        let mid = &padded[i + c * radius..i + c * radius + LANES];
         for (a, &s) in acc.iter_mut().zip(mid) {
             *a = centre * s;
         }
         for k in 0..radius {
             let w = weights[k];
-            let lo = &padded[i + 3 * k..i + 3 * k + LANES];
-            let hi = &padded[i + 3 * (2 * radius - k)..i + 3 * (2 * radius - k) + LANES];
+            let lo = &padded[i + c * k..i + c * k + LANES];
+            let hi = &padded[i + c * (2 * radius - k)..i + c * (2 * radius - k) + LANES];
             for ((a, &l), &h) in acc.iter_mut().zip(lo).zip(hi) {
                 *a += w * (l + h);
             }
@@ -142,7 +147,7 @@ fn horizontal(row: &[u8], padded: &mut [f32], weights: &[f32], out: &mut [f32]) 
         *o = weights
             .iter()
             .enumerate()
-            .map(|(k, &w)| w * padded[j + 3 * k])
+            .map(|(k, &w)| w * padded[j + c * k])
             .sum();
     }
 }
@@ -217,7 +222,7 @@ fn finish(acc: &[f32], orig: &[u8], mode: Mode, out: &mut [u8]) {
 
 /// Round to the nearest level, saturating (NaN to 0), in one vector conversion.
 #[inline(always)]
-fn level(v: f32) -> u8 {
+pub(crate) fn level(v: f32) -> u8 {
     #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; this maps it to 0.
     let bounded = v.max(0.0).min(255.0);
     // SAFETY: `bounded + 0.5` lies in 0.5..=255.5, which an i32 represents.
@@ -229,17 +234,17 @@ mod tests {
     use super::*;
     use crate::engine::convolve::gaussian_weights;
 
-    fn reference(src: &[u8], w: usize, h: usize, weights: &[f32]) -> Vec<f64> {
+    fn reference(src: &[u8], (w, h, channels): (usize, usize, usize), weights: &[f32]) -> Vec<f64> {
         let r = (weights.len() / 2) as isize;
         let at = |x: isize, y: isize, c: usize| {
             let x = x.clamp(0, w as isize - 1) as usize;
             let y = y.clamp(0, h as isize - 1) as usize;
-            f64::from(src[(y * w + x) * 3 + c])
+            f64::from(src[(y * w + x) * channels + c])
         };
-        let mut out = vec![0f64; w * h * 3];
+        let mut out = vec![0f64; w * h * channels];
         for y in 0..h as isize {
             for x in 0..w as isize {
-                for c in 0..3 {
+                for c in 0..channels {
                     let mut acc = 0.0;
                     for (ky, wy) in weights.iter().enumerate() {
                         for (kx, wx) in weights.iter().enumerate() {
@@ -248,16 +253,16 @@ mod tests {
                                 * at(x + kx as isize - r, y + ky as isize - r, c);
                         }
                     }
-                    out[((y as usize) * w + x as usize) * 3 + c] = acc;
+                    out[((y as usize) * w + x as usize) * channels + c] = acc;
                 }
             }
         }
         out
     }
 
-    fn noise(w: usize, h: usize) -> Vec<u8> {
+    fn noise(w: usize, h: usize, channels: usize) -> Vec<u8> {
         let mut s = 0x1234_5678u32;
-        (0..w * h * 3)
+        (0..w * h * channels)
             .map(|_| {
                 s ^= s << 13;
                 s ^= s >> 17;
@@ -269,16 +274,18 @@ mod tests {
 
     #[test]
     fn blur_is_the_exact_blur_within_a_level_at_every_size() {
-        for (w, h, sigma) in [(1, 1, 1.0), (5, 3, 2.0), (37, 70, 1.0), (130, 67, 3.0)] {
-            let src = noise(w, h);
-            let weights = gaussian_weights(sigma);
-            let got = filter_rgb8(&src, w, h, &weights, Mode::Blur);
-            let want = reference(&src, w, h, &weights);
-            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (f64::from(g) - e).abs() <= 1.0,
-                    "{w}x{h} σ{sigma} at {i}: {g} vs {e}"
-                );
+        for channels in [3, 1] {
+            for (w, h, sigma) in [(1, 1, 1.0), (5, 3, 2.0), (37, 70, 1.0), (130, 67, 3.0)] {
+                let src = noise(w, h, channels);
+                let weights = gaussian_weights(sigma);
+                let got = filter_u8(&src, (w, h, channels), &weights, Mode::Blur);
+                let want = reference(&src, (w, h, channels), &weights);
+                for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(g) - e).abs() <= 1.0,
+                        "{w}x{h}x{channels} σ{sigma} at {i}: {g} vs {e}"
+                    );
+                }
             }
         }
     }
@@ -286,25 +293,25 @@ mod tests {
     #[test]
     fn unsharp_follows_the_definition_and_flat_stays_flat() {
         let (w, h) = (41, 66);
-        let src = noise(w, h);
+        let src = noise(w, h, 3);
         let weights = gaussian_weights(1.5);
         let mode = Mode::Unsharp {
             amount: 1.5,
             threshold_levels: 0.0,
         };
-        let got = filter_rgb8(&src, w, h, &weights, mode);
-        let blur = reference(&src, w, h, &weights);
+        let got = filter_u8(&src, (w, h, 3), &weights, mode);
+        let blur = reference(&src, (w, h, 3), &weights);
         for (i, ((&g, &b), &v)) in got.iter().zip(&blur).zip(&src).enumerate() {
             let e = (f64::from(v) + 1.5 * (f64::from(v) - b)).clamp(0.0, 255.0);
             assert!((f64::from(g) - e).abs() <= 1.0, "at {i}: {g} vs {e}");
         }
         let flat = vec![77u8; 20 * 9 * 3];
-        assert_eq!(filter_rgb8(&flat, 20, 9, &weights, mode), flat);
-        assert_eq!(filter_rgb8(&flat, 20, 9, &weights, Mode::Blur), flat);
+        assert_eq!(filter_u8(&flat, (20, 9, 3), &weights, mode), flat);
+        assert_eq!(filter_u8(&flat, (20, 9, 3), &weights, Mode::Blur), flat);
         let protect = Mode::Unsharp {
             amount: 2.0,
             threshold_levels: 255.0,
         };
-        assert_eq!(filter_rgb8(&src, w, h, &weights, protect), src);
+        assert_eq!(filter_u8(&src, (w, h, 3), &weights, protect), src);
     }
 }

@@ -91,7 +91,10 @@ fn validate(p: &Params, _limits: OutputLimits) -> Result<(), BuildError> {
 
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     if p.choice("mode") != "canny" {
-        return Ok(Kernel::Area(Box::new(Sobel { input: ctx.input })));
+        return Ok(Kernel::Area(Box::new(Sobel {
+            input: ctx.input,
+            u8: ctx.quality != crate::quality::QualityPreset::Ultra,
+        })));
     }
     validate(p, OutputLimits::default())?;
     let p = p.scaled(PARAMS, ctx.scale);
@@ -126,6 +129,8 @@ fn sobel_at(plane: &[f32], w: usize, h: usize, x: usize, y: usize) -> (f32, f32)
 
 struct Sobel {
     input: Size,
+    /// Whether the preset allows the 8-bit kernel (all but `ultra`).
+    u8: bool,
 }
 
 impl SpatialKernel for Sobel {
@@ -159,6 +164,10 @@ impl SpatialKernel for Sobel {
 
     fn scratch_bytes(&self, out: Rect) -> u64 {
         self.input_rect(out).pixels() * 4
+    }
+
+    fn u8_sobel(&self) -> bool {
+        self.u8
     }
 }
 

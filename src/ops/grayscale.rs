@@ -1,7 +1,7 @@
 //! `grayscale`: replace colour by a grey value computed with a chosen formula. Alpha is kept.
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint};
+use super::{BuildCtx, BuildError, GreyMix, Kernel, OpDef, PointKernel, pointwise_footprint};
 use crate::params::{ParamKind, ParamSpec, Params};
 
 /// Registration.
@@ -30,16 +30,21 @@ const PARAMS: &[ParamSpec] = &[ParamSpec {
 struct Grayscale {
     /// Weights of R, G, B; `None` means lightness `(max + min) / 2`.
     weights: Option<[f32; 3]>,
+    /// Whether the preset allows the 8-bit kernel (all but `ultra`).
+    u8: bool,
 }
 
-fn build(p: &Params, _ctx: &BuildCtx) -> Result<Kernel, BuildError> {
+fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let weights = match p.choice("method") {
         "rec601" => Some([0.299, 0.587, 0.114]),
         "average" => Some([1.0 / 3.0; 3]),
         "lightness" => None,
         _ => Some([0.2126, 0.7152, 0.0722]),
     };
-    Ok(Kernel::Pointwise(Box::new(Grayscale { weights })))
+    Ok(Kernel::Pointwise(Box::new(Grayscale {
+        weights,
+        u8: ctx.quality != crate::quality::QualityPreset::Ultra,
+    })))
 }
 
 /// Weighted sum of R, G, B written to all three.
@@ -75,6 +80,11 @@ impl PointKernel for Grayscale {
             },
             Vec::new(),
         )
+    }
+
+    fn u8_grey(&self) -> Option<GreyMix> {
+        self.u8
+            .then(|| self.weights.map_or(GreyMix::Lightness, GreyMix::Weights))
     }
 
     fn apply_row(&self, _x0: u32, _y: u32, row: &mut [f32]) {

@@ -211,6 +211,22 @@ pub trait PointKernel: Send + Sync {
     fn per_channel(&self) -> bool {
         false
     }
+
+    /// For a greyscale conversion that an opaque 8-bit image may take on an 8-bit kernel
+    /// instead, to one channel (see [`crate::engine::u8_lead`]): how it mixes the channels.
+    /// `None` for every other kernel.
+    fn u8_grey(&self) -> Option<GreyMix> {
+        None
+    }
+}
+
+/// How a greyscale conversion computes grey from 8-bit red, green and blue, in levels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GreyMix {
+    /// `wr·r + wg·g + wb·b`; the weights sum to 1, so grey input stays as it is.
+    Weights([f32; 3]),
+    /// `(max + min) / 2`.
+    Lightness,
 }
 
 /// A kernel that reads a rectangle of its input to write a rectangle of its output.
@@ -255,6 +271,13 @@ pub trait SpatialKernel: Send + Sync {
     /// instead (see [`crate::engine::u8_filter`]): what to run. `None` for every other kernel.
     fn u8_area(&self) -> Option<&U8Area> {
         None
+    }
+
+    /// Whether this is a Sobel gradient magnitude (grey output, clamped neighbours) that an
+    /// opaque 8-bit image may take on an 8-bit kernel instead (see
+    /// [`crate::engine::u8_grey`]).
+    fn u8_sobel(&self) -> bool {
+        false
     }
 }
 
@@ -419,8 +442,12 @@ pub(crate) fn unit(v: f32) -> f32 {
 /// Rec. 709 luma of sRGB-encoded values (the weights most editors use for "luminance").
 #[inline]
 pub(crate) fn luma(r: f32, g: f32, b: f32) -> f32 {
-    0.2126 * r + 0.7152 * g + 0.0722 * b
+    let [wr, wg, wb] = LUMA_WEIGHTS;
+    wr * r + wg * g + wb * b
 }
+
+/// Rec. 709 luma weights of R, G, B.
+pub(crate) const LUMA_WEIGHTS: [f32; 3] = [0.2126, 0.7152, 0.0722];
 
 #[cfg(test)]
 mod tests {
