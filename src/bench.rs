@@ -1,7 +1,8 @@
 //! Benchmarks shared by `opossum bench ops` and the criterion benches: the operations the peer
 //! scripts in `shared/bench/ops_inproc.py` time (same definitions), and a representative chain
 //! for every registered op. Times are for the full tiled render from an in-memory 8-bit RGB
-//! image to an 8-bit RGBA output buffer (what a render does between decode and encode).
+//! image to an 8-bit output buffer (what a render does between decode and encode): RGBA, or
+//! one grey channel for a chain that ends grey on the 8-bit kernels (as the files it writes).
 
 pub mod cache;
 pub mod preview;

@@ -496,8 +496,9 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
 
 /// Below `ultra`, a leading greyscale conversion or Sobel edge detection of an 8-bit image runs
 /// on an 8-bit kernel to one channel (engine::u8_grey), and the 8-bit steps after it run on
-/// that channel: grey output (R = G = B, opaque), within rounding of the f32 path, the same at
-/// any tile size, a file's pixels the same streamed or whole; never for `ultra`, alpha or Canny.
+/// that channel: grey output (R = G = B, opaque; one channel where nothing follows), within
+/// rounding of the f32 path, the same at any tile size, a file's pixels the same streamed or
+/// whole; never for `ultra`, alpha or Canny.
 #[test]
 fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
     use opossum::config::QualityPreset;
@@ -527,64 +528,67 @@ fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
         engine_at(QualityPreset::High, 32),
         engine_at(QualityPreset::Ultra, 512),
     );
-    let cases: Vec<(&image::DynamicImage, Chain, &[&str], f64)> = vec![
+    // (source, chain, the stages on 8-bit kernels, least PSNR against `ultra`, whether the
+    // output is one channel)
+    type Case<'a> = (&'a image::DynamicImage, Chain, &'a [&'a str], f64, bool);
+    const G: &str = "grayscale (8-bit)";
+    let cases: Vec<Case> = vec![
+        (&photo, chain(vec![grey("rec709")]), &[G], 60.0, true),
+        (&photo, chain(vec![grey("lightness")]), &[G], 55.0, true),
         (
             &photo,
-            chain(vec![grey("rec709")]),
-            &["grayscale (8-bit)"],
-            60.0,
+            chain(vec![sobel()]),
+            &["edge_detect (8-bit)"],
+            45.0,
+            true,
         ),
-        (
-            &photo,
-            chain(vec![grey("lightness")]),
-            &["grayscale (8-bit)"],
-            55.0,
-        ),
-        (&photo, chain(vec![sobel()]), &["edge_detect (8-bit)"], 45.0),
         (
             &photo,
             chain(vec![grey("rec601"), sobel()]),
-            &["grayscale (8-bit)", "edge_detect (8-bit)"],
+            &[G, "edge_detect (8-bit)"],
             45.0,
+            true,
         ),
         (
             &photo,
             chain(vec![contrast(), grey("average"), blur(), contrast()]),
-            &[
-                "adjust_colors (8-bit tables)",
-                "grayscale (8-bit)",
-                "gaussian_blur (8-bit)",
-            ],
+            &["adjust_colors (8-bit tables)", G, "gaussian_blur (8-bit)"],
             50.0,
+            false,
         ),
         (
             &photo,
             chain(vec![fit(), grey("rec709"), sharpen(), op("flip", &[])]),
-            &["resize (8-bit)", "grayscale (8-bit)", "sharpen (8-bit)"],
+            &["resize (8-bit)", G, "sharpen (8-bit)"],
             // The 8-bit resize's rounding (52–58 dB alone), sharpened.
             45.0,
+            false,
         ),
         (
             &grey_photo,
             chain(vec![sobel()]),
             &["edge_detect (8-bit)"],
             45.0,
+            true,
         ),
         (
             &grey_photo,
             chain(vec![fit(), grey("rec709"), blur()]),
-            &[
-                "resize (8-bit)",
-                "grayscale (8-bit)",
-                "gaussian_blur (8-bit)",
-            ],
+            &["resize (8-bit)", G, "gaussian_blur (8-bit)"],
             50.0,
+            true,
         ),
     ];
-    for (image, chain, expected, min_psnr) in &cases {
+    for (image, chain, expected, min_psnr, one_channel) in &cases {
         let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
         let (fast, size, labels) = render_8bit(&high, image, chain);
         assert_eq!(&labels, expected, "{ids:?}");
+        let (out, _) = render_upright(&high, image, chain).unwrap();
+        assert_eq!(
+            matches!(out.pixels, opossum::io::encode::Pixels::Grey8(_)),
+            *one_channel,
+            "{ids:?}: one channel"
+        );
         assert!(
             fast.chunks_exact(4)
                 .all(|p| p[0] == p[1] && p[1] == p[2] && p[3] == 255),
@@ -614,6 +618,74 @@ fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
     let written = file_outputs(&high, &photo, &edges, "edge_detect (8-bit)");
     assert_eq!(written[0], written[1]);
     assert_eq!(written[0], render_8bit(&high, &photo, &edges).0);
+    grey_files_have_one_channel_unless_an_icc_profile_is_kept(&high, &photo, &edges);
+}
+
+/// `chain` (ending grey on 8-bit kernels) over `photo` written as every format: one-channel
+/// PNG, JPEG and TIFF, RGB WebP (no grey mode), the same grey in each lossless one; from a
+/// source with an ICC profile (which describes RGB), RGB files that keep the profile.
+fn grey_files_have_one_channel_unless_an_icc_profile_is_kept(
+    engine: &Engine,
+    photo: &image::DynamicImage,
+    chain: &Chain,
+) {
+    use opossum::io::encode::{self, EncodeOptions, OutputFormat, OutputImage, Pixels};
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.png");
+    photo.save(&plain).unwrap();
+    // The same pixels with a (made-up) ICC profile: passed through, never parsed.
+    let profile = b"an ICC profile for the test".to_vec();
+    let rgba = OutputImage {
+        size: opossum::engine::geom::Size::new(photo.width(), photo.height()),
+        pixels: Pixels::U8(photo.to_rgba8().into_raw()),
+    };
+    let png = EncodeOptions {
+        format: OutputFormat::Png,
+        quality: 90,
+        lossless: true,
+    };
+    let tagged = dir.path().join("tagged.png");
+    let bytes = encode::encode(&rgba, &png, Some(&profile), Default::default()).unwrap();
+    std::fs::write(&tagged, bytes).unwrap();
+    let expected = render_8bit(engine, photo, chain).0;
+    for (input, grey_files) in [(&plain, true), (&tagged, false)] {
+        for format in [
+            OutputFormat::Png,
+            OutputFormat::Jpeg,
+            OutputFormat::Tiff,
+            OutputFormat::Webp,
+        ] {
+            let out = dir.path().join(format!("out.{}", format.extension()));
+            let options = EncodeOptions {
+                format,
+                quality: 90,
+                lossless: true,
+            };
+            engine
+                .render_file(input, chain, &out, &options, false, &Default::default())
+                .unwrap();
+            let mut decoder = image::ImageReader::open(&out)
+                .unwrap()
+                .with_guessed_format()
+                .unwrap()
+                .into_decoder()
+                .unwrap();
+            let kept = image::ImageDecoder::icc_profile(&mut decoder).unwrap();
+            let decoded = image::DynamicImage::from_decoder(decoder).unwrap();
+            let colour = if grey_files && format != OutputFormat::Webp {
+                image::ColorType::L8
+            } else {
+                image::ColorType::Rgb8
+            };
+            assert_eq!(decoded.color(), colour, "{format:?} from {input:?}");
+            if format != OutputFormat::Jpeg {
+                assert_eq!(decoded.to_rgba8().into_raw(), expected, "{format:?}");
+            }
+            if !grey_files && format == OutputFormat::Png {
+                assert_eq!(kept.as_deref(), Some(&profile[..]), "profile lost");
+            }
+        }
+    }
 }
 
 /// Below `ultra`, a leading uncropped resize of 8-bit RGB runs on `fast_image_resize`'s 8-bit

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::io::AtomicFile;
 use crate::io::decode::{self, DecodeLimits, Decoded, Orientation};
 use crate::io::encode::{self, EncodeOptions, OutputFormat, OutputImage};
-use crate::io::rows::{JpegRows, PngRows, RowDecoder, RowsIn};
+use crate::io::rows::{JpegRows, PngRows, RowDecoder};
 use geom::Size;
 use image::ImageFormat;
 use plan::Plan;
@@ -299,6 +299,23 @@ impl Engine {
             && let Some((lead, tail, times)) =
                 u8_lead::run_leading(&self.pool, source, &mut plan, spare)?
         {
+            // A chain that ends grey on the 8-bit kernels: that channel is the output.
+            let lead = match lead {
+                image::DynamicImage::ImageLuma8(grey) if tail.stages.is_empty() => {
+                    if control.cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    if let Some(progress) = control.progress {
+                        progress(1, 1);
+                    }
+                    let image = OutputImage {
+                        size: tail.output,
+                        pixels: encode::Pixels::Grey8(grey.into_raw()),
+                    };
+                    return Ok((image, lead_stats(&tail, times)));
+                }
+                lead => lead,
+            };
             let (image, mut stats) = self.render_plan_holding(
                 &lead,
                 &tail,
@@ -708,6 +725,16 @@ impl Engine {
         let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let high = probe.high_bit_depth && options.format.supports_16_bit();
         let alpha = probe.has_alpha || render::may_add_transparency(plan);
+        // A chain that ends grey on the 8-bit kernels is written as one channel, unless an
+        // ICC profile (which describes RGB) is to be kept.
+        let grey = plan.stages.is_empty()
+            && probe.icc_profile.is_none()
+            && matches!(whole, Some(image::DynamicImage::ImageLuma8(_)));
+        let layout = match (grey, alpha) {
+            (true, _) => encode::Layout::Grey,
+            (false, true) => encode::Layout::Rgba,
+            (false, false) => encode::Layout::Rgb,
+        };
         let band_bytes = 2 * OutputSink::bytes_for(
             Size::new(plan.output.width, settings.tile_px.min(plan.output.height)),
             high,
@@ -721,24 +748,33 @@ impl Engine {
             Box::new(file.writer()?),
             plan.output,
             options,
-            alpha,
+            layout,
             high,
             probe.icc_profile.as_deref(),
             self.quality_preset(),
         )
         .map_err(encode_err)?;
         let mut write_band = |_: geom::Rect, pixels: encode::Pixels| {
-            encoder
-                .write_rows(match &pixels {
-                    encode::Pixels::U8(p) => RowsIn::U8(p),
-                    encode::Pixels::U16(p) => RowsIn::U16(p),
-                })
-                .map_err(encode_err)
+            encoder.write_rows((&pixels).into()).map_err(encode_err)
         };
         let t1;
         let streamed_input = rows.is_some();
-        let stats = match rows.as_mut() {
-            Some(decoder) => {
+        let stats = match (rows.as_mut(), whole) {
+            (None, Some(image::DynamicImage::ImageLuma8(samples))) if grey => {
+                // Nothing left to render: the grey rows go to the encoder as they are.
+                t1 = decoded_at;
+                let row_len = plan.output.width as usize;
+                for (i, band) in samples.as_raw().chunks(row_len * 256).enumerate() {
+                    if control.cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    let rows = (band.len() / row_len) as u32;
+                    let rect = geom::Rect::new(0, i as u32 * 256, plan.output.width, rows);
+                    write_band(rect, encode::Pixels::Grey8(band.to_vec()))?;
+                }
+                lead_stats(plan, Vec::new())
+            }
+            (Some(decoder), _) => {
                 let layout = decoder.layout();
                 let window_rows = bands
                     .iter()
@@ -762,7 +798,7 @@ impl Engine {
                     &mut write_band,
                 )?
             }
-            None => {
+            (None, whole) => {
                 let image = whole.ok_or_else(|| {
                     Error::Internal("a whole-image render without the image".to_owned())
                 })?;
@@ -800,6 +836,16 @@ impl Engine {
             streamed_output: true,
             decode_eighths: 8,
         })
+    }
+}
+
+/// Statistics of a render that the 8-bit leading stages finished (no tiles): their `times`
+/// and the choices of `plan`.
+fn lead_stats(plan: &Plan, times: Vec<(String, Duration)>) -> RenderStats {
+    RenderStats {
+        stage_times: times,
+        choices: plan.choices.clone(),
+        ..RenderStats::default()
     }
 }
 

@@ -31,7 +31,8 @@ pub struct RenderControl<'a> {
 }
 
 impl RenderControl<'_> {
-    fn cancelled(&self) -> bool {
+    /// Whether the render was asked to stop.
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }

@@ -52,14 +52,15 @@ impl OutputSink {
     /// rely on the engine's renders putting disjoint tiles (see the type's docs).
     pub(crate) fn new(size: Size, high_bit_depth: bool) -> Self {
         let n = size.pixels() as usize * CHANNELS;
-        let mut pixels = if high_bit_depth {
-            Pixels::U16(vec![0; n])
+        // The buffers' heap memory stays where it is when the vectors move into `pixels`.
+        let (pixels, base) = if high_bit_depth {
+            let mut p = vec![0u16; n];
+            let base = Base::U16(p.as_mut_ptr());
+            (Pixels::U16(p), base)
         } else {
-            Pixels::U8(vec![0; n])
-        };
-        let base = match &mut pixels {
-            Pixels::U8(p) => Base::U8(p.as_mut_ptr()),
-            Pixels::U16(p) => Base::U16(p.as_mut_ptr()),
+            let mut p = vec![0u8; n];
+            let base = Base::U8(p.as_mut_ptr());
+            (Pixels::U8(p), base)
         };
         Self {
             size,

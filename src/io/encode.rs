@@ -1,6 +1,8 @@
 //! Encoding the rendered pixels: PNG, JPEG (quality), WebP lossy (quality, libwebp) and
 //! lossless, TIFF; 16-bit where the format allows and the source had it; alpha dropped when
-//! every pixel is opaque; JPEG flattens transparency over white. Always written atomically.
+//! every pixel is opaque; JPEG flattens transparency over white; a one-channel (grey) render
+//! written as a one-channel PNG, JPEG or TIFF (WebP has no grey mode: RGB) unless an ICC
+//! profile, which describes RGB, must be kept. Always written atomically.
 
 use std::io::{Cursor, Write};
 use std::path::Path;
@@ -8,6 +10,7 @@ use std::path::Path;
 use image::codecs::tiff::TiffEncoder;
 use image::{ExtendedColorType, ImageEncoder as _};
 
+pub use super::rows::Layout;
 use super::rows::{JpegRowEncoder, PngRowEncoder, RowEncoder, RowsIn};
 use crate::engine::geom::Size;
 use crate::error::{Error, Result};
@@ -77,13 +80,16 @@ pub struct EncodeOptions {
     pub lossless: bool,
 }
 
-/// Rendered pixels, RGBA, straight alpha.
+/// Rendered pixels: RGBA, straight alpha, or opaque grey.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pixels {
-    /// 8 bits per sample.
+    /// RGBA, 8 bits per sample.
     U8(Vec<u8>),
-    /// 16 bits per sample.
+    /// RGBA, 16 bits per sample.
     U16(Vec<u16>),
+    /// Opaque grey, one 8-bit sample per pixel (what a chain that ends grey on the 8-bit
+    /// kernels makes; reads as R = G = B, alpha 255).
+    Grey8(Vec<u8>),
 }
 
 /// A finished image ready to encode.
@@ -91,7 +97,7 @@ pub enum Pixels {
 pub struct OutputImage {
     /// Size in pixels.
     pub size: Size,
-    /// RGBA samples, row-major.
+    /// Samples, row-major.
     pub pixels: Pixels,
 }
 
@@ -101,10 +107,11 @@ impl OutputImage {
         match &self.pixels {
             Pixels::U8(p) => p.chunks_exact(4).any(|px| px[3] != u8::MAX),
             Pixels::U16(p) => p.chunks_exact(4).any(|px| px[3] != u16::MAX),
+            Pixels::Grey8(_) => false,
         }
     }
 
-    /// 8-bit RGBA (16-bit samples rounded).
+    /// 8-bit RGBA (16-bit samples rounded, grey as R = G = B).
     pub fn to_rgba8(&self) -> Vec<u8> {
         match &self.pixels {
             Pixels::U8(p) => p.clone(),
@@ -112,6 +119,26 @@ impl OutputImage {
                 .iter()
                 .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8)
                 .collect(),
+            Pixels::Grey8(p) => p.iter().flat_map(|&v| [v, v, v, u8::MAX]).collect(),
+        }
+    }
+
+    /// The same image as 8-bit RGBA if it is grey (for encoders without a grey mode, or an
+    /// RGB ICC profile to keep); otherwise `None`.
+    fn grey_as_rgba(&self) -> Option<OutputImage> {
+        matches!(self.pixels, Pixels::Grey8(_)).then(|| OutputImage {
+            size: self.size,
+            pixels: Pixels::U8(self.to_rgba8()),
+        })
+    }
+}
+
+impl<'a> From<&'a Pixels> for RowsIn<'a> {
+    fn from(pixels: &'a Pixels) -> Self {
+        match pixels {
+            Pixels::U8(p) => RowsIn::U8(p),
+            Pixels::U16(p) => RowsIn::U16(p),
+            Pixels::Grey8(p) => RowsIn::Grey8(p),
         }
     }
 }
@@ -134,6 +161,12 @@ pub fn encode(
     preset: QualityPreset,
 ) -> std::result::Result<Vec<u8>, String> {
     puffin::profile_function!();
+    // An ICC profile describes RGB: a grey image that must keep one is written as RGB.
+    if icc_profile.is_some()
+        && let Some(rgba) = image.grey_as_rgba()
+    {
+        return encode(&rgba, options, icc_profile, preset);
+    }
     let (w, h) = (image.size.width, image.size.height);
     let alpha = image.has_alpha();
     let mut out = Vec::new();
@@ -143,10 +176,7 @@ pub fn encode(
             let shared = SharedVec::default();
             let sink: Box<dyn Write> = Box::new(shared.clone());
             let mut encoder = row_encoder(sink, image, options, alpha, icc_profile, preset)?;
-            encoder.write_rows(match &image.pixels {
-                Pixels::U8(p) => RowsIn::U8(p),
-                Pixels::U16(p) => RowsIn::U16(p),
-            })?;
+            encoder.write_rows((&image.pixels).into())?;
             encoder.finish()?;
             out = shared.take();
         }
@@ -156,6 +186,7 @@ pub fn encode(
                 (Pixels::U8(p), false) => (drop_alpha(p), ExtendedColorType::Rgb8),
                 (Pixels::U16(p), true) => (u16_bytes(p), ExtendedColorType::Rgba16),
                 (Pixels::U16(p), false) => (u16_bytes(&drop_alpha(p)), ExtendedColorType::Rgb16),
+                (Pixels::Grey8(p), _) => (p.clone(), ExtendedColorType::L8),
             };
             let mut cursor = Cursor::new(&mut out);
             TiffEncoder::new(&mut cursor)
@@ -179,7 +210,7 @@ pub fn encode(
             let converted;
             let data: &[u8] = match &image.pixels {
                 Pixels::U8(p) => p,
-                Pixels::U16(_) => {
+                Pixels::U16(_) | Pixels::Grey8(_) => {
                     converted = image.to_rgba8();
                     &converted
                 }
@@ -213,8 +244,13 @@ pub fn row_encoder(
     icc_profile: Option<&[u8]>,
     preset: QualityPreset,
 ) -> std::result::Result<Box<dyn RowEncoder>, String> {
+    let layout = match (&image.pixels, alpha) {
+        (Pixels::Grey8(_), _) => Layout::Grey,
+        (_, true) => Layout::Rgba,
+        (_, false) => Layout::Rgb,
+    };
     let high = matches!(image.pixels, Pixels::U16(_));
-    stream_encoder(out, image.size, options, alpha, high, icc_profile, preset)
+    stream_encoder(out, image.size, options, layout, high, icc_profile, preset)
 }
 
 /// A streaming encoder for a PNG or JPEG of `size` (PNG effort and JPEG chroma resolution
@@ -223,7 +259,7 @@ pub fn stream_encoder(
     out: Box<dyn Write>,
     size: Size,
     options: &EncodeOptions,
-    alpha: bool,
+    layout: Layout,
     high_bit_depth: bool,
     icc_profile: Option<&[u8]>,
     preset: QualityPreset,
@@ -233,14 +269,14 @@ pub fn stream_encoder(
             out,
             size,
             options.quality,
-            alpha,
+            layout,
             icc_profile,
             preset.jpeg_full_chroma(),
         )?),
         _ => Box::new(PngRowEncoder::new(
             out,
             size,
-            alpha,
+            layout,
             high_bit_depth,
             icc_profile,
             preset.png_compression(),
@@ -353,8 +389,16 @@ mod jpeg_chroma_tests {
                 quality: 85,
                 lossless: false,
             };
-            let mut encoder =
-                stream_encoder(Box::new(file), size, &options, false, false, None, preset).unwrap();
+            let mut encoder = stream_encoder(
+                Box::new(file),
+                size,
+                &options,
+                Layout::Rgb,
+                false,
+                None,
+                preset,
+            )
+            .unwrap();
             encoder.write_rows(RowsIn::U8(&rgba)).unwrap();
             encoder.finish().unwrap();
             let bytes = std::fs::read(&path).unwrap();

@@ -306,17 +306,30 @@ impl RowDecoder for JpegRows {
     }
 }
 
-/// Rows of finished pixels: RGBA, 8 or 16 bit, `width` px wide.
+/// The samples a streaming encoder writes per pixel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One grey sample (rows come as [`RowsIn::Grey8`]).
+    Grey,
+    /// Red, green, blue (RGBA rows, every alpha opaque).
+    Rgb,
+    /// Red, green, blue, alpha.
+    Rgba,
+}
+
+/// Rows of finished pixels: RGBA, 8 or 16 bit, or 8-bit grey, `width` px wide.
 pub enum RowsIn<'a> {
     /// 8-bit RGBA.
     U8(&'a [u8]),
     /// 16-bit RGBA.
     U16(&'a [u16]),
+    /// 8-bit grey (opaque), for an encoder started with [`Layout::Grey`].
+    Grey8(&'a [u8]),
 }
 
 /// An encoder that takes rows top to bottom.
 pub trait RowEncoder {
-    /// Write whole rows of RGBA samples.
+    /// Write whole rows (grey rows only to a grey encoder, RGBA rows only to the others).
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String>;
     /// Finish the file.
     fn finish(self: Box<Self>) -> std::result::Result<(), String>;
@@ -325,27 +338,27 @@ pub trait RowEncoder {
 /// PNG rows through `png`'s stream writer.
 pub struct PngRowEncoder {
     writer: png::StreamWriter<'static, Box<dyn Write>>,
-    alpha: bool,
+    layout: Layout,
     high_bit_depth: bool,
     scratch: Vec<u8>,
 }
 
 impl PngRowEncoder {
-    /// Start a PNG of `size`, RGBA when `alpha`, 16-bit when `high_bit_depth`, compressed with
-    /// `compression` effort.
+    /// Start a PNG of `size` with `layout`'s channels, 16-bit when `high_bit_depth` (RGB(A)
+    /// only), compressed with `compression` effort.
     pub fn new(
         out: Box<dyn Write>,
         size: Size,
-        alpha: bool,
+        layout: Layout,
         high_bit_depth: bool,
         icc_profile: Option<&[u8]>,
         compression: png::Compression,
     ) -> std::result::Result<Self, String> {
         let mut info = png::Info::with_size(size.width, size.height);
-        info.color_type = if alpha {
-            png::ColorType::Rgba
-        } else {
-            png::ColorType::Rgb
+        info.color_type = match layout {
+            Layout::Grey => png::ColorType::Grayscale,
+            Layout::Rgb => png::ColorType::Rgb,
+            Layout::Rgba => png::ColorType::Rgba,
         };
         info.bit_depth = if high_bit_depth {
             png::BitDepth::Sixteen
@@ -362,7 +375,7 @@ impl PngRowEncoder {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             writer,
-            alpha,
+            layout,
             high_bit_depth,
             scratch: Vec::new(),
         })
@@ -372,8 +385,12 @@ impl PngRowEncoder {
 impl RowEncoder for PngRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
-        let keep = if self.alpha { 4 } else { 3 };
+        let keep = if self.layout == Layout::Rgba { 4 } else { 3 };
         match rows {
+            RowsIn::Grey8(samples) => {
+                debug_assert_eq!(self.layout, Layout::Grey);
+                return self.writer.write_all(samples).map_err(|e| e.to_string());
+            }
             RowsIn::U8(samples) => {
                 for px in samples.chunks_exact(4) {
                     self.scratch.extend_from_slice(&px[..keep]);
@@ -407,27 +424,29 @@ pub struct JpegRowEncoder {
 }
 
 impl JpegRowEncoder {
-    /// Start a JPEG of `size` at `quality` (1..=100). `alpha: false` promises opaque rows.
-    /// `full_chroma` keeps colour at full resolution (4:4:4) instead of halving it both ways
-    /// (4:2:0, what most encoders do by default).
+    /// Start a JPEG of `size` at `quality` (1..=100). [`Layout::Rgb`] promises opaque RGBA
+    /// rows, [`Layout::Grey`] grey rows (a one-channel JPEG). `full_chroma` keeps colour at
+    /// full resolution (4:4:4) instead of halving it both ways (4:2:0, what most encoders do
+    /// by default).
     pub fn new(
         out: Box<dyn Write>,
         size: Size,
         quality: u8,
-        alpha: bool,
+        layout: Layout,
         icc_profile: Option<&[u8]>,
         full_chroma: bool,
     ) -> std::result::Result<Self, String> {
+        let alpha = layout == Layout::Rgba;
         let started = catch_unwind(AssertUnwindSafe(|| {
-            let mut c = mozjpeg::Compress::new(if alpha {
-                mozjpeg::ColorSpace::JCS_RGB
-            } else {
-                mozjpeg::ColorSpace::JCS_EXT_RGBX
+            let mut c = mozjpeg::Compress::new(match layout {
+                Layout::Grey => mozjpeg::ColorSpace::JCS_GRAYSCALE,
+                Layout::Rgb => mozjpeg::ColorSpace::JCS_EXT_RGBX,
+                Layout::Rgba => mozjpeg::ColorSpace::JCS_RGB,
             });
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
             c.set_quality(f32::from(quality.clamp(1, 100)));
-            if full_chroma {
+            if full_chroma && layout != Layout::Grey {
                 c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
             }
             // Huffman optimisation and progressive mode make libjpeg buffer every coefficient
@@ -471,6 +490,7 @@ impl RowEncoder for JpegRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
         let scanlines: &[u8] = match rows {
+            RowsIn::Grey8(samples) => samples,
             RowsIn::U8(samples) if self.opaque => samples,
             RowsIn::U8(samples) => {
                 flatten_into(samples, &mut self.scratch);
