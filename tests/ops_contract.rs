@@ -208,14 +208,7 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
     };
     let mut rng = Rng::new(0x1ab1e5);
     // Per-channel settings of the ops that have them (random ones mostly mix channels).
-    let set = |id: &str, pairs: &[(&str, RawValue)]| {
-        let def = ops::find(id).unwrap();
-        let mut op = ChainOp::new(def);
-        for (k, v) in pairs {
-            op.params.set(def.params, k, v).unwrap();
-        }
-        op
-    };
+    let set = op_with;
     let mut used_tables = 0;
     let mut used_u8_resize = 0;
     for (alpha, grey) in [(false, false), (true, false), (false, true)] {
@@ -316,6 +309,25 @@ fn eight_bit_sources_render_the_same_bytes_as_their_working_values() {
     assert!(used_u8_resize >= 1, "the 8-bit kernels never ran");
 }
 
+/// Op `id` with `params` set (the rest default).
+fn op_with(id: &str, params: &[(&str, RawValue)]) -> ChainOp {
+    let def = ops::find(id).unwrap();
+    let mut op = ChainOp::new(def);
+    for (k, v) in params {
+        op.params.set(def.params, k, v).unwrap();
+    }
+    op
+}
+
+/// A chain of `ops`.
+fn chain_of(ops: Vec<ChainOp>) -> Chain {
+    Chain {
+        name: None,
+        vectorize: None,
+        ops,
+    }
+}
+
 /// `chain` over `image` in memory, 8-bit output, no EXIF turn.
 fn render_upright(
     engine: &Engine,
@@ -396,19 +408,7 @@ fn file_outputs(
 fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
     use opossum::config::QualityPreset;
     let (engine, render) = (engine_at, render_8bit);
-    let op = |id: &str, params: &[(&str, RawValue)]| {
-        let def = ops::find(id).unwrap();
-        let mut op = ChainOp::new(def);
-        for (k, v) in params {
-            op.params.set(def.params, k, v).unwrap();
-        }
-        op
-    };
-    let chain = |ops: Vec<ChainOp>| Chain {
-        name: None,
-        vectorize: None,
-        ops,
-    };
+    let (op, chain) = (op_with, chain_of);
     let blur = |sigma: f64| op("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
     let sharpen = |amount: f64, radius: f64, threshold: f64| {
         op(
@@ -502,19 +502,7 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
 #[test]
 fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
     use opossum::config::QualityPreset;
-    let op = |id: &str, params: &[(&str, RawValue)]| {
-        let def = ops::find(id).unwrap();
-        let mut op = ChainOp::new(def);
-        for (k, v) in params {
-            op.params.set(def.params, k, v).unwrap();
-        }
-        op
-    };
-    let chain = |ops: Vec<ChainOp>| Chain {
-        name: None,
-        vectorize: None,
-        ops,
-    };
+    let (op, chain) = (op_with, chain_of);
     let grey = |method: &str| op("grayscale", &[("method", RawValue::String(method.into()))]);
     let sobel = || op("edge_detect", &[]);
     let blur = || op("gaussian_blur", &[("sigma", RawValue::Float(2.0))]);

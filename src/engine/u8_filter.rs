@@ -229,6 +229,20 @@ pub(crate) fn level(v: f32) -> u8 {
     unsafe { (bounded + 0.5).to_int_unchecked::<i32>() as u8 }
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift), for the 8-bit kernels' tests.
+#[cfg(test)]
+pub(crate) fn test_noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,15 +275,7 @@ mod tests {
     }
 
     fn noise(w: usize, h: usize, channels: usize) -> Vec<u8> {
-        let mut s = 0x1234_5678u32;
-        (0..w * h * channels)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 24) as u8
-            })
-            .collect()
+        test_noise(w * h * channels, 0x1234_5678)
     }
 
     #[test]

@@ -124,15 +124,7 @@ mod tests {
     use super::*;
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut s = 0x9e37_79b9u32;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 24) as u8
-            })
-            .collect()
+        crate::engine::u8_filter::test_noise(len, 0x9e37_79b9)
     }
 
     #[test]
