@@ -649,9 +649,21 @@ fn grey_files_have_one_channel_unless_an_icc_profile_is_kept(
                 quality: 90,
                 lossless: true,
             };
+            // Progress still reaches the end, with no tiles to count.
+            let last = std::sync::Mutex::new((0, 0));
+            let progress = |done: usize, total: usize| *last.lock().unwrap() = (done, total);
+            let control = opossum::engine::render::RenderControl {
+                cancel: None,
+                progress: Some(&progress),
+            };
             engine
-                .render_file(input, chain, &out, &options, false, &Default::default())
+                .render_file(input, chain, &out, &options, false, &control)
                 .unwrap();
+            let (done, total) = *last.lock().unwrap();
+            assert!(
+                total > 0 && done == total,
+                "{format:?}: progress {done}/{total}"
+            );
             let mut decoder = image::ImageReader::open(&out)
                 .unwrap()
                 .with_guessed_format()

@@ -356,8 +356,13 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     if let Some(choices) = report.choices() {
         streamed.push_str(&format!(", {choices}"));
     }
+    // The 8-bit leading stages run whole images; a chain they finish has no tiles.
+    let tiles = match report.stats.tiles {
+        0 => "whole image".to_owned(),
+        n => format!("{n} tiles"),
+    };
     println!(
-        "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({} tiles), encode {:.0}",
+        "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({tiles}), encode {:.0}",
         args.output.display(),
         report.output_size.width,
         report.output_size.height,
@@ -365,7 +370,6 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         ms(report.decode + report.render + report.encode),
         ms(report.decode),
         ms(report.render),
-        report.stats.tiles,
         ms(report.encode),
     );
     if let Some(profiler) = profiler {

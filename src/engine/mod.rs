@@ -764,13 +764,18 @@ impl Engine {
                 // Nothing left to render: the grey rows go to the encoder as they are.
                 t1 = decoded_at;
                 let row_len = plan.output.width as usize;
-                for (i, band) in samples.as_raw().chunks(row_len * 256).enumerate() {
+                let bands = samples.as_raw().chunks(row_len * 256);
+                let total = bands.len();
+                for (i, band) in bands.enumerate() {
                     if control.cancelled() {
                         return Err(Error::Cancelled);
                     }
                     let rows = (band.len() / row_len) as u32;
                     let rect = geom::Rect::new(0, i as u32 * 256, plan.output.width, rows);
                     write_band(rect, encode::Pixels::Grey8(band.to_vec()))?;
+                    if let Some(progress) = control.progress {
+                        progress(i + 1, total);
+                    }
                 }
                 lead_stats(plan, Vec::new())
             }
