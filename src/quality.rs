@@ -91,6 +91,12 @@ impl QualityPreset {
         }
     }
 
+    /// Whether the leading ops of a full-resolution render over 8-bit pixels may run on 8-bit
+    /// kernels (`engine::u8_lead`): every preset but `ultra`, which keeps f32 throughout.
+    pub fn eight_bit_kernels(self) -> bool {
+        self != QualityPreset::Ultra
+    }
+
     /// libwebp's `method` (0 = fastest … 6 = smallest files at the same quality).
     pub fn webp_method(self) -> i32 {
         match self {
@@ -146,10 +152,10 @@ impl QualityPreset {
         } else {
             format!("by image content: {}", by_content.join("; "))
         };
-        let working = if self == QualityPreset::Ultra {
-            "f32 working format throughout"
-        } else {
+        let working = if self.eight_bit_kernels() {
             "leading resize, blur, sharpen, greyscale and Sobel of 8-bit images on 8-bit kernels"
+        } else {
+            "f32 working format throughout"
         };
         vec![
             blur,

@@ -93,7 +93,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     if p.choice("mode") != "canny" {
         return Ok(Kernel::Area(Box::new(Sobel {
             input: ctx.input,
-            u8: ctx.quality != crate::quality::QualityPreset::Ultra,
+            u8: ctx.quality.eight_bit_kernels(),
         })));
     }
     validate(p, OutputLimits::default())?;

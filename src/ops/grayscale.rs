@@ -43,7 +43,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     Ok(Kernel::Pointwise(Box::new(Grayscale {
         weights,
-        u8: ctx.quality != crate::quality::QualityPreset::Ultra,
+        u8: ctx.quality.eight_bit_kernels(),
     })))
 }
 

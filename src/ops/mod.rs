@@ -298,13 +298,12 @@ impl U8Area {
         blur: &crate::engine::box_blur::BlurKernel,
         mode: crate::engine::u8_filter::Mode,
     ) -> Option<U8Area> {
-        (quality != crate::quality::QualityPreset::Ultra
-            && blur.boxes.is_empty()
-            && blur.weights.len() > 1)
-            .then(|| U8Area {
+        (quality.eight_bit_kernels() && blur.boxes.is_empty() && blur.weights.len() > 1).then(
+            || U8Area {
                 weights: blur.weights.clone(),
                 mode,
-            })
+            },
+        )
     }
 }
 

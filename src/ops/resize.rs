@@ -387,9 +387,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     let u8 = u8_filter
         .filter(|_| {
-            ctx.quality != crate::quality::QualityPreset::Ultra
-                && virtual_size == output
-                && output != ctx.input
+            ctx.quality.eight_bit_kernels() && virtual_size == output && output != ctx.input
         })
         .map(|filter| U8Resize { filter, output });
     Ok(Kernel::Geometry {
