@@ -400,13 +400,14 @@ fn file_outputs(
     written
 }
 
-/// Below `ultra`, a leading exact Gaussian blur or unsharp mask of 8-bit RGB (and a run of
-/// per-channel ops before one) runs on 8-bit kernels (engine::u8_filter): within rounding of
-/// the f32 path, the same at any tile size, a file's pixels the same streamed or whole, and
-/// never for `ultra`, alpha or box-cascade blurs.
+/// Below `ultra`, a leading Gaussian blur or unsharp mask of 8-bit RGB, exact or a box
+/// cascade (and a run of per-channel ops before one) runs on 8-bit kernels
+/// (engine::u8_filter, engine::u8_box): within rounding of the f32 path, the same at any tile
+/// size, a file's pixels the same streamed or whole, and never for `ultra` or alpha.
 #[test]
 fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
     use opossum::config::QualityPreset;
+    use opossum::io::encode::Pixels;
     let (engine, render) = (engine_at, render_8bit);
     let (op, chain) = (op_with, chain_of);
     let blur = |sigma: f64| op("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
@@ -446,6 +447,7 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
         engine(QualityPreset::Ultra, 512),
     );
     let cases: Vec<(Chain, &[&str])> = vec![
+        (chain(vec![contrast()]), &["adjust_colors (8-bit tables)"]),
         (chain(vec![blur(0.8)]), &["gaussian_blur (8-bit)"]),
         (chain(vec![blur(3.0)]), &["gaussian_blur (8-bit)"]),
         (chain(vec![sharpen(1.5, 2.0, 0.0)]), &["sharpen (8-bit)"]),
@@ -468,30 +470,107 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
         let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
         let (fast, size, labels) = render(&high, &photo, chain);
         assert_eq!(&labels, expected, "{ids:?}");
+        // Finished on 8-bit kernels: the output is their RGB samples, no RGBA copy.
+        let (out, _) = render_upright(&high, &photo, chain).unwrap();
+        assert!(matches!(out.pixels, Pixels::Rgb8(_)), "{ids:?}");
         let (tiny, _, _) = render(&high_tiny, &photo, chain);
         assert_eq!(fast, tiny, "{ids:?}: depends on the tile size");
+        // `ultra` takes no 8-bit kernel but tables, which give the f32 path's bytes.
         let (exact, _, labels) = render(&ultra, &photo, chain);
-        assert!(labels.is_empty(), "ultra took 8-bit kernels: {labels:?}");
+        assert!(
+            labels.iter().all(|l| l.ends_with("(8-bit tables)")),
+            "ultra took 8-bit kernels: {labels:?}"
+        );
+        if !labels.is_empty() {
+            assert_eq!(exact, fast, "{ids:?}: tables differ from the f32 path");
+        }
         let psnr = opossum::vectorize::metrics::psnr_rgba(&exact, &fast, size.width, size.height);
         eprintln!("8-bit {ids:?}: {psnr:.1} dB against ultra");
         assert!(psnr >= 50.0, "{ids:?}: {psnr} dB");
     }
-    // A blur after an op the 8-bit kernels cannot run stays on f32; so do alpha and the box
-    // cascade `high` uses for large sigmas.
-    let flip = op("flip", &[]);
+    // A blur after an op the 8-bit kernels cannot run stays on f32; so does alpha.
+    let flip = || op("flip", &[]);
     assert!(
-        render(&high, &photo, &chain(vec![flip, blur(2.0)]))
+        render(&high, &photo, &chain(vec![flip(), blur(2.0)]))
             .2
             .is_empty()
     );
     let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
     assert!(render(&high, &rgba, &chain(vec![blur(2.0)])).2.is_empty());
-    assert!(render(&high, &photo, &chain(vec![blur(20.0)])).2.is_empty());
+    // An op after the 8-bit stages renders to RGBA as before.
+    let (out, _) = render_upright(&high, &photo, &chain(vec![blur(2.0), flip()])).unwrap();
+    assert!(matches!(out.pixels, Pixels::U8(_)));
+    // The box cascades `high` runs for large sigmas (and `fast` for small ones) are the f32
+    // path's boxes within a level, at any tile size.
+    let fast = engine(QualityPreset::Fast, 512);
+    for (engine, chain) in [
+        (&high, chain(vec![blur(20.0)])),
+        (&high, chain(vec![contrast(), sharpen(1.0, 12.0, 0.0)])),
+        (&fast, chain(vec![blur(3.0)])),
+        (&fast, chain(vec![sharpen(2.0, 2.0, 0.0)])),
+    ] {
+        let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
+        let (boxes, size, labels) = render(engine, &photo, &chain);
+        assert!(
+            labels.last().is_some_and(|l| l.ends_with("(8-bit)")),
+            "{ids:?}: {labels:?}"
+        );
+        let (f32_boxes, _, f32_labels) = render(engine, &rgba, &chain);
+        assert!(f32_labels.is_empty(), "{f32_labels:?}");
+        let worst = boxes
+            .iter()
+            .zip(&f32_boxes)
+            .map(|(&a, &b)| a.abs_diff(b))
+            .max()
+            .unwrap();
+        // Tables before the boxes round to levels that the unsharp mask then doubles.
+        let (levels, min_psnr) = if chain.ops.len() > 1 {
+            (2, 50.0)
+        } else {
+            (1, 55.0)
+        };
+        assert!(
+            worst <= levels,
+            "{ids:?}: {worst} levels from the f32 boxes"
+        );
+        let psnr =
+            opossum::vectorize::metrics::psnr_rgba(&f32_boxes, &boxes, size.width, size.height);
+        eprintln!("8-bit boxes {ids:?}: {psnr:.1} dB against the f32 boxes");
+        assert!(psnr >= min_psnr, "{ids:?}: {psnr} dB");
+    }
+    assert_eq!(
+        render(&high, &photo, &chain(vec![blur(20.0)])).0,
+        render(&high_tiny, &photo, &chain(vec![blur(20.0)])).0
+    );
     // A file gives the same pixels streamed (PNG) or written whole (TIFF).
     let batch = chain(vec![fit(), contrast(), sharpen(1.0, 1.0, 0.0)]);
     let written = file_outputs(&high, &photo, &batch, "sharpen (8-bit)");
     assert_eq!(written[0], written[1]);
-    assert_eq!(written[0], render(&high, &photo, &batch).0);
+    let (in_memory, size, _) = render(&high, &photo, &batch);
+    assert_eq!(written[0], in_memory);
+    // Every format takes the RGB rows as they are: three channels, the same picture.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    photo.save(&input).unwrap();
+    for format in ["png", "jpg", "webp", "tif"] {
+        let out = dir.path().join(format!("out.{format}"));
+        let options = opossum::io::encode::EncodeOptions {
+            format: opossum::io::encode::OutputFormat::from_name(format).unwrap(),
+            quality: 95,
+            lossless: false,
+        };
+        high.render_file(&input, &batch, &out, &options, false, &Default::default())
+            .unwrap();
+        let decoded = image::open(&out).unwrap();
+        assert_eq!(decoded.color().channel_count(), 3, "{format}");
+        let rgba = decoded.to_rgba8().into_raw();
+        let psnr =
+            opossum::vectorize::metrics::psnr_rgba(&in_memory, &rgba, size.width, size.height);
+        assert!(
+            psnr >= 38.0,
+            "{format}: {psnr} dB from the in-memory render"
+        );
+    }
 }
 
 /// Below `ultra`, a leading greyscale conversion or Sobel edge detection of an 8-bit image runs

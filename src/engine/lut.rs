@@ -58,13 +58,18 @@ impl ChannelTables {
         }
     }
 
-    /// Map interleaved RGB `samples` in place.
-    pub(crate) fn map_rgb_in_place(&self, samples: &mut [u8]) {
+    /// Whether an opaque pixel stays opaque (so an RGB source maps to RGB).
+    pub(crate) fn keeps_opaque(&self) -> bool {
+        self.opaque_alpha == u8::MAX
+    }
+
+    /// Map interleaved RGB `src` into `out` (the same length).
+    pub(crate) fn map_rgb_to_rgb(&self, src: &[u8], out: &mut [u8]) {
         let [r, g, b, _] = &self.rgba;
-        for px in samples.chunks_exact_mut(3) {
-            px[0] = r[usize::from(px[0])];
-            px[1] = g[usize::from(px[1])];
-            px[2] = b[usize::from(px[2])];
+        for (o, s) in out.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+            o[0] = r[usize::from(s[0])];
+            o[1] = g[usize::from(s[1])];
+            o[2] = b[usize::from(s[2])];
         }
     }
 

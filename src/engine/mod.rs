@@ -20,6 +20,7 @@ pub mod source;
 pub mod stream;
 pub mod thumbs;
 pub mod tile;
+pub mod u8_box;
 pub mod u8_filter;
 pub mod u8_grey;
 pub mod u8_lead;
@@ -33,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::io::AtomicFile;
 use crate::io::decode::{self, DecodeLimits, Decoded, Orientation};
 use crate::io::encode::{self, EncodeOptions, OutputFormat, OutputImage};
-use crate::io::rows::{JpegRows, PngRows, RowDecoder};
+use crate::io::rows::{JpegRows, PngRows, RowDecoder, RowsIn};
 use geom::Size;
 use image::ImageFormat;
 use plan::Plan;
@@ -299,23 +300,25 @@ impl Engine {
             && let Some((lead, tail, times)) =
                 u8_lead::run_leading(&self.pool, source, &mut plan, spare)?
         {
-            // A chain that ends grey on the 8-bit kernels: that channel is the output.
-            let lead = match lead {
-                image::DynamicImage::ImageLuma8(grey) if tail.stages.is_empty() => {
-                    if control.cancelled() {
-                        return Err(Error::Cancelled);
-                    }
-                    if let Some(progress) = control.progress {
-                        progress(1, 1);
-                    }
-                    let image = OutputImage {
-                        size: tail.output,
-                        pixels: encode::Pixels::Grey8(grey.into_raw()),
-                    };
-                    return Ok((image, lead_stats(&tail, times)));
+            // A chain that the 8-bit kernels finish: their grey or RGB samples are the output.
+            if tail.stages.is_empty() {
+                let pixels = match lead {
+                    image::DynamicImage::ImageLuma8(grey) => encode::Pixels::Grey8(grey.into_raw()),
+                    image::DynamicImage::ImageRgb8(rgb) => encode::Pixels::Rgb8(rgb.into_raw()),
+                    _ => return Err(Error::Internal("8-bit lead of 2 or 4 channels".to_owned())),
+                };
+                if control.cancelled() {
+                    return Err(Error::Cancelled);
                 }
-                lead => lead,
-            };
+                if let Some(progress) = control.progress {
+                    progress(1, 1);
+                }
+                let image = OutputImage {
+                    size: tail.output,
+                    pixels,
+                };
+                return Ok((image, lead_stats(&tail, times)));
+            }
             let (image, mut stats) = self.render_plan_holding(
                 &lead,
                 &tail,
@@ -725,15 +728,21 @@ impl Engine {
         let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let high = probe.high_bit_depth && options.format.supports_16_bit();
         let alpha = probe.has_alpha || render::may_add_transparency(plan);
-        // A chain that ends grey on the 8-bit kernels is written as one channel, unless an
+        // What the 8-bit kernels finished (or an empty plan over an opaque 8-bit image) is
+        // written from its grey or RGB samples as they are; grey as one channel, unless an
         // ICC profile (which describes RGB) is to be kept.
-        let grey = plan.stages.is_empty()
-            && probe.icc_profile.is_none()
-            && matches!(whole, Some(image::DynamicImage::ImageLuma8(_)));
-        let layout = match (grey, alpha) {
-            (true, _) => encode::Layout::Grey,
-            (false, true) => encode::Layout::Rgba,
-            (false, false) => encode::Layout::Rgb,
+        let direct = match &whole {
+            _ if !plan.stages.is_empty() => None,
+            Some(image::DynamicImage::ImageLuma8(_)) if probe.icc_profile.is_none() => {
+                Some(encode::Layout::Grey)
+            }
+            Some(image::DynamicImage::ImageRgb8(_)) => Some(encode::Layout::PackedRgb),
+            _ => None,
+        };
+        let layout = match (direct, alpha) {
+            (Some(layout), _) => layout,
+            (None, true) => encode::Layout::Rgba,
+            (None, false) => encode::Layout::Rgb,
         };
         let band_bytes = 2 * OutputSink::bytes_for(
             Size::new(plan.output.width, settings.tile_px.min(plan.output.height)),
@@ -760,19 +769,22 @@ impl Engine {
         let t1;
         let streamed_input = rows.is_some();
         let stats = match (rows.as_mut(), whole) {
-            (None, Some(image::DynamicImage::ImageLuma8(samples))) if grey => {
-                // Nothing left to render: the grey rows go to the encoder as they are.
+            (None, Some(image)) if direct.is_some() => {
+                // Nothing left to render: the rows go to the encoder as they are.
                 t1 = decoded_at;
-                let row_len = plan.output.width as usize;
-                let bands = samples.as_raw().chunks(row_len * 256);
+                let row_bytes =
+                    plan.output.width as usize * usize::from(image.color().channel_count());
+                let bands = image.as_bytes().chunks((row_bytes * 256).max(1));
                 let total = bands.len();
                 for (i, band) in bands.enumerate() {
                     if control.cancelled() {
                         return Err(Error::Cancelled);
                     }
-                    let rows = (band.len() / row_len) as u32;
-                    let rect = geom::Rect::new(0, i as u32 * 256, plan.output.width, rows);
-                    write_band(rect, encode::Pixels::Grey8(band.to_vec()))?;
+                    let rows = match direct {
+                        Some(encode::Layout::Grey) => RowsIn::Grey8(band),
+                        _ => RowsIn::Rgb8(band),
+                    };
+                    encoder.write_rows(rows).map_err(encode_err)?;
                     if let Some(progress) = control.progress {
                         progress(i + 1, total);
                     }

@@ -193,7 +193,7 @@ fn vertical(mid: &[f32], row_len: usize, weights: &[f32], orig: &[u8], mode: Mod
 
 /// Output samples from the blur `acc` (in levels).
 #[inline(always)]
-fn finish(acc: &[f32], orig: &[u8], mode: Mode, out: &mut [u8]) {
+pub(crate) fn finish(acc: &[f32], orig: &[u8], mode: Mode, out: &mut [u8]) {
     match mode {
         Mode::Blur => {
             for (o, &a) in out.iter_mut().zip(acc) {

@@ -4,9 +4,11 @@
 //!
 //! - a resize on `fast_image_resize` (4096² → 1024² Lanczos3 on 2 threads: 20 ms against 35
 //!   ms on f32), when it has no crop ([`crate::ops::SpatialKernel::u8_resize`]);
-//! - the exact Gaussian blur and the unsharp mask (`sharpen`) with f32 sums
-//!   ([`super::u8_filter`], [`crate::ops::SpatialKernel::u8_area`]), and a run of per-channel
-//!   pointwise ops right before an 8-bit step as lookup tables ([`super::lut`]);
+//! - the Gaussian blur and the unsharp mask (`sharpen`), exact with f32 sums
+//!   ([`super::u8_filter`]) or as a box cascade with integer sums ([`super::u8_box`]), see
+//!   [`crate::ops::SpatialKernel::u8_area`]; and a run of per-channel
+//!   pointwise ops right before an 8-bit step, or ending the plan, as lookup tables
+//!   ([`super::lut`]);
 //! - greyscale conversion and Sobel edges to one channel ([`super::u8_grey`]), after which
 //!   the steps above run on that one channel.
 //!
@@ -29,7 +31,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use super::lut::ChannelTables;
 use super::plan::Plan;
 use super::source::Source;
-use super::{u8_filter, u8_grey};
+use super::{u8_box, u8_filter, u8_grey};
 use crate::error::{Error, Result};
 use crate::ops::{GreyMix, Kernel, PointKernel, U8Area, U8Filter, U8Resize};
 
@@ -39,7 +41,7 @@ pub const RESIZE_LABEL: &str = "resize (8-bit)";
 /// The next leading stage the 8-bit kernels may run.
 enum Step<'p> {
     Resize(U8Resize),
-    /// These leading per-channel pointwise kernels, followed by another 8-bit step.
+    /// These leading per-channel pointwise kernels, followed by another 8-bit step or nothing.
     Tables(Vec<&'p dyn PointKernel>),
     Area(&'p U8Area),
     /// To one channel (on one channel already: the identity).
@@ -73,7 +75,8 @@ fn first_step(plan: &Plan, channels: usize) -> Option<Step<'_>> {
                     _ => return None,
                 }
             }
-            None
+            // The run is the rest of the plan: it ends the 8-bit stages (RGB out).
+            Some(Step::Tables(run))
         }
         Kernel::Pointwise(_) | Kernel::Global(_) => None,
     }
@@ -138,37 +141,45 @@ pub fn run_leading(
                 (image, 1, RESIZE_LABEL.to_owned(), choice)
             }
             Step::Tables(kernels) => {
-                if samples.len() as u64 > spare {
+                let tables = ChannelTables::new(&kernels);
+                if samples.len() as u64 > spare || !tables.keeps_opaque() {
                     break;
                 }
                 let n = kernels.len();
                 let labels: Vec<&str> = rest.stages[..n].iter().map(|s| s.label).collect();
                 let label = format!("{} (8-bit tables)", labels.join(" + "));
                 puffin::profile_scope!("op", &label);
-                let tables = ChannelTables::new(&kernels);
-                let mut out = samples.to_vec();
+                let mut out = vec![0; samples.len()];
                 pool.install(|| {
                     use rayon::prelude::*;
-                    out.par_chunks_mut(3 * 16_384)
-                        .for_each(|chunk| tables.map_rgb_in_place(chunk));
+                    const CHUNK: usize = 3 * 16_384;
+                    out.par_chunks_mut(CHUNK)
+                        .zip(samples.par_chunks(CHUNK))
+                        .for_each(|(o, s)| tables.map_rgb_to_rgb(s, o));
                 });
                 let choice = format!("{} as 8-bit tables", labels.join(", "));
                 (image(size, 3, out)?, n, label, choice)
             }
             Step::Area(spec) => {
-                let scratch = u8_filter::scratch_bytes(
-                    size.width,
-                    channels,
-                    spec.weights.len(),
-                    pool.current_num_threads(),
-                );
+                let threads = pool.current_num_threads();
+                let scratch = if spec.boxes.is_empty() {
+                    u8_filter::scratch_bytes(size.width, channels, spec.weights.len(), threads)
+                } else {
+                    let size = (size.width, size.height);
+                    u8_box::scratch_bytes(size, channels, &spec.boxes, threads)
+                };
                 if samples.len() as u64 + scratch > spare {
                     break;
                 }
                 let label = label("8-bit");
                 puffin::profile_scope!("op", &label);
                 let out = pool.install(|| {
-                    u8_filter::filter_u8(samples, (w, h, channels), &spec.weights, spec.mode)
+                    let layout = (w, h, channels);
+                    if spec.boxes.is_empty() {
+                        u8_filter::filter_u8(samples, layout, &spec.weights, spec.mode)
+                    } else {
+                        u8_box::box_u8(samples, layout, &spec.boxes, spec.mode)
+                    }
                 });
                 let choice = format!("{} on 8-bit samples", rest.stages[0].label);
                 (image(size, channels, out)?, 1, label, choice)

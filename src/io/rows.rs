@@ -313,11 +313,13 @@ pub enum Layout {
     Grey,
     /// Red, green, blue (RGBA rows, every alpha opaque).
     Rgb,
+    /// Red, green, blue (rows come as [`RowsIn::Rgb8`], three samples per pixel).
+    PackedRgb,
     /// Red, green, blue, alpha.
     Rgba,
 }
 
-/// Rows of finished pixels: RGBA, 8 or 16 bit, or 8-bit grey, `width` px wide.
+/// Rows of finished pixels: RGBA, 8 or 16 bit, or opaque 8-bit grey or RGB, `width` px wide.
 pub enum RowsIn<'a> {
     /// 8-bit RGBA.
     U8(&'a [u8]),
@@ -325,11 +327,14 @@ pub enum RowsIn<'a> {
     U16(&'a [u16]),
     /// 8-bit grey (opaque), for an encoder started with [`Layout::Grey`].
     Grey8(&'a [u8]),
+    /// 8-bit RGB (opaque), for an encoder started with [`Layout::PackedRgb`].
+    Rgb8(&'a [u8]),
 }
 
 /// An encoder that takes rows top to bottom.
 pub trait RowEncoder {
-    /// Write whole rows (grey rows only to a grey encoder, RGBA rows only to the others).
+    /// Write whole rows (grey rows only to a [`Layout::Grey`] encoder, RGB rows only to a
+    /// [`Layout::PackedRgb`] one, RGBA rows only to the others).
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String>;
     /// Finish the file.
     fn finish(self: Box<Self>) -> std::result::Result<(), String>;
@@ -357,7 +362,7 @@ impl PngRowEncoder {
         let mut info = png::Info::with_size(size.width, size.height);
         info.color_type = match layout {
             Layout::Grey => png::ColorType::Grayscale,
-            Layout::Rgb => png::ColorType::Rgb,
+            Layout::Rgb | Layout::PackedRgb => png::ColorType::Rgb,
             Layout::Rgba => png::ColorType::Rgba,
         };
         info.bit_depth = if high_bit_depth {
@@ -387,8 +392,8 @@ impl RowEncoder for PngRowEncoder {
         self.scratch.clear();
         let keep = if self.layout == Layout::Rgba { 4 } else { 3 };
         match rows {
-            RowsIn::Grey8(samples) => {
-                debug_assert_eq!(self.layout, Layout::Grey);
+            RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => {
+                debug_assert!(matches!(self.layout, Layout::Grey | Layout::PackedRgb));
                 return self.writer.write_all(samples).map_err(|e| e.to_string());
             }
             RowsIn::U8(samples) => {
@@ -425,7 +430,7 @@ pub struct JpegRowEncoder {
 
 impl JpegRowEncoder {
     /// Start a JPEG of `size` at `quality` (1..=100). [`Layout::Rgb`] promises opaque RGBA
-    /// rows, [`Layout::Grey`] grey rows (a one-channel JPEG). `full_chroma` keeps colour at
+    /// rows, [`Layout::PackedRgb`] RGB rows, [`Layout::Grey`] grey rows (a one-channel JPEG). `full_chroma` keeps colour at
     /// full resolution (4:4:4) instead of halving it both ways (4:2:0, what most encoders do
     /// by default).
     pub fn new(
@@ -441,7 +446,8 @@ impl JpegRowEncoder {
             let mut c = mozjpeg::Compress::new(match layout {
                 Layout::Grey => mozjpeg::ColorSpace::JCS_GRAYSCALE,
                 Layout::Rgb => mozjpeg::ColorSpace::JCS_EXT_RGBX,
-                Layout::Rgba => mozjpeg::ColorSpace::JCS_RGB,
+                // Flattened into RGB scratch rows, or RGB rows as they come.
+                Layout::Rgba | Layout::PackedRgb => mozjpeg::ColorSpace::JCS_RGB,
             });
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
@@ -490,7 +496,7 @@ impl RowEncoder for JpegRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
         let scanlines: &[u8] = match rows {
-            RowsIn::Grey8(samples) => samples,
+            RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => samples,
             RowsIn::U8(samples) if self.opaque => samples,
             RowsIn::U8(samples) => {
                 flatten_into(samples, &mut self.scratch);

@@ -268,7 +268,8 @@ pub trait SpatialKernel: Send + Sync {
     }
 
     /// For a blur or unsharp mask that an opaque 8-bit image may take on 8-bit kernels
-    /// instead (see [`crate::engine::u8_filter`]): what to run. `None` for every other kernel.
+    /// instead (see [`crate::engine::u8_filter`], [`crate::engine::u8_box`]): what to run.
+    /// `None` for every other kernel.
     fn u8_area(&self) -> Option<&U8Area> {
         None
     }
@@ -281,29 +282,36 @@ pub trait SpatialKernel: Send + Sync {
     }
 }
 
-/// A separable Gaussian an opaque 8-bit RGB image may run from 8-bit to 8-bit samples: every
-/// preset but `ultra` allows it, for the exact blur (box cascades stay on the f32 RGBA path).
+/// A Gaussian (separable, or the box cascade) an opaque 8-bit RGB or grey image may run from
+/// 8-bit to 8-bit samples: every preset but `ultra` allows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct U8Area {
-    /// The Gaussian's weights (the f32 path's).
+    /// The Gaussian's weights (the f32 path's), for the separable blur.
     pub weights: Vec<f32>,
+    /// The box radii of a box cascade (empty: the separable blur), see
+    /// [`crate::engine::u8_box`].
+    pub boxes: Vec<u32>,
     /// Blur or unsharp mask.
     pub mode: crate::engine::u8_filter::Mode,
 }
 
 impl U8Area {
-    /// The 8-bit form of `blur`, if `quality` allows one and `blur` is the exact Gaussian.
-    pub(crate) fn exact(
+    /// The 8-bit form of `blur`, if `quality` allows one (and for a box cascade, its boxes
+    /// are narrow enough for exact 8-bit sums).
+    pub(crate) fn for_blur(
         quality: crate::quality::QualityPreset,
         blur: &crate::engine::box_blur::BlurKernel,
         mode: crate::engine::u8_filter::Mode,
     ) -> Option<U8Area> {
-        (quality.eight_bit_kernels() && blur.boxes.is_empty() && blur.weights.len() > 1).then(
-            || U8Area {
-                weights: blur.weights.clone(),
-                mode,
-            },
-        )
+        let boxes_fit = blur
+            .boxes
+            .iter()
+            .all(|&r| 2 * r < crate::engine::u8_box::MAX_BOX_PX);
+        (quality.eight_bit_kernels() && boxes_fit && blur.weights.len() > 1).then(|| U8Area {
+            weights: blur.weights.clone(),
+            boxes: blur.boxes.clone(),
+            mode,
+        })
     }
 }
 
