@@ -138,14 +138,7 @@ fn vertical<const C: usize>(
             let y = (y0 + i).saturating_sub(pad).min(height - 1);
             &src[y * row_len + x0 * C..][..lanes]
         });
-        let mut in_rows = rows + 2 * pad;
-        for &r in &radii[..radii.len() - 1] {
-            in_rows -= 2 * r;
-            b.clear();
-            b.resize((in_rows + 1) * lanes, 0u16);
-            pass_u16(a, lanes, in_rows, r, sums, b);
-            std::mem::swap(a, b);
-        }
+        all_but_last(a, b, sums, lanes, rows + 2 * pad, radii);
         // The last pass, written block-wise column-major.
         let r = radii[radii.len() - 1];
         b.clear();
@@ -205,14 +198,7 @@ fn horizontal<const C: usize>(
             a.copy_within(first..first + lanes, x * lanes);
             a.copy_within(last..last + lanes, (pad + width + x) * lanes);
         }
-        let mut columns = width + 2 * pad;
-        for &r in &radii[..radii.len() - 1] {
-            columns -= 2 * r;
-            b.clear();
-            b.resize((columns + 1) * lanes, 0u16);
-            pass_u16(a, lanes, columns, r, sums, b);
-            std::mem::swap(a, b);
-        }
+        all_but_last(a, b, sums, lanes, width + 2 * pad, radii);
         let r = radii[radii.len() - 1];
         means.clear();
         means.resize(width * lanes, 0f32);
@@ -227,6 +213,26 @@ fn horizontal<const C: usize>(
             let y = g * BLOCK_PX + j;
             finish_rows(row, &orig[y * row_len..(y + 1) * row_len], mode, out_row);
         }
+    }
+}
+
+/// Every box pass of `radii` but the last down `a` (`rows` rows of `lanes` samples and a slack
+/// row), through `b`; the result is left in `a`.
+fn all_but_last(
+    a: &mut Vec<u16>,
+    b: &mut Vec<u16>,
+    sums: &mut Vec<u32>,
+    lanes: usize,
+    rows: usize,
+    radii: &[usize],
+) {
+    let mut rows = rows;
+    for &r in &radii[..radii.len() - 1] {
+        rows -= 2 * r;
+        b.clear();
+        b.resize((rows + 1) * lanes, 0u16);
+        pass_u16(a, lanes, rows, r, sums, b);
+        std::mem::swap(a, b);
     }
 }
 
@@ -349,34 +355,11 @@ fn pass_f32(
 mod tests {
     use super::*;
     use crate::engine::box_blur::{box_radii, composite_weights};
-    use crate::engine::u8_filter::test_noise;
+    use crate::engine::u8_filter::{separable_reference, test_noise};
 
     /// The composite kernel of `radii` over edge-replicated samples, in f64.
-    fn reference(src: &[u8], (w, h, c): (usize, usize, usize), radii: &[u32]) -> Vec<f64> {
-        let weights = composite_weights(radii);
-        let r = (weights.len() / 2) as isize;
-        let at = |x: isize, y: isize, ch: usize| {
-            let x = x.clamp(0, w as isize - 1) as usize;
-            let y = y.clamp(0, h as isize - 1) as usize;
-            f64::from(src[(y * w + x) * c + ch])
-        };
-        let mut out = vec![0f64; w * h * c];
-        for y in 0..h as isize {
-            for x in 0..w as isize {
-                for ch in 0..c {
-                    let mut acc = 0.0;
-                    for (ky, wy) in weights.iter().enumerate() {
-                        for (kx, wx) in weights.iter().enumerate() {
-                            acc += f64::from(*wy)
-                                * f64::from(*wx)
-                                * at(x + kx as isize - r, y + ky as isize - r, ch);
-                        }
-                    }
-                    out[(y as usize * w + x as usize) * c + ch] = acc;
-                }
-            }
-        }
-        out
+    fn reference(src: &[u8], layout: (usize, usize, usize), radii: &[u32]) -> Vec<f64> {
+        separable_reference(src, layout, &composite_weights(radii))
     }
 
     #[test]

@@ -243,36 +243,43 @@ pub(crate) fn test_noise(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// `weights` along both axes over edge-replicated samples, in f64: the 8-bit kernels' tests'
+/// reference.
+#[cfg(test)]
+pub(crate) fn separable_reference(
+    src: &[u8],
+    (w, h, channels): (usize, usize, usize),
+    weights: &[f32],
+) -> Vec<f64> {
+    let r = (weights.len() / 2) as isize;
+    let at = |x: isize, y: isize, c: usize| {
+        let x = x.clamp(0, w as isize - 1) as usize;
+        let y = y.clamp(0, h as isize - 1) as usize;
+        f64::from(src[(y * w + x) * channels + c])
+    };
+    let mut out = vec![0f64; w * h * channels];
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            for c in 0..channels {
+                let mut acc = 0.0;
+                for (ky, wy) in weights.iter().enumerate() {
+                    for (kx, wx) in weights.iter().enumerate() {
+                        acc += f64::from(*wy)
+                            * f64::from(*wx)
+                            * at(x + kx as isize - r, y + ky as isize - r, c);
+                    }
+                }
+                out[((y as usize) * w + x as usize) * channels + c] = acc;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::convolve::gaussian_weights;
-
-    fn reference(src: &[u8], (w, h, channels): (usize, usize, usize), weights: &[f32]) -> Vec<f64> {
-        let r = (weights.len() / 2) as isize;
-        let at = |x: isize, y: isize, c: usize| {
-            let x = x.clamp(0, w as isize - 1) as usize;
-            let y = y.clamp(0, h as isize - 1) as usize;
-            f64::from(src[(y * w + x) * channels + c])
-        };
-        let mut out = vec![0f64; w * h * channels];
-        for y in 0..h as isize {
-            for x in 0..w as isize {
-                for c in 0..channels {
-                    let mut acc = 0.0;
-                    for (ky, wy) in weights.iter().enumerate() {
-                        for (kx, wx) in weights.iter().enumerate() {
-                            acc += f64::from(*wy)
-                                * f64::from(*wx)
-                                * at(x + kx as isize - r, y + ky as isize - r, c);
-                        }
-                    }
-                    out[((y as usize) * w + x as usize) * channels + c] = acc;
-                }
-            }
-        }
-        out
-    }
 
     fn noise(w: usize, h: usize, channels: usize) -> Vec<u8> {
         test_noise(w * h * channels, 0x1234_5678)
@@ -285,7 +292,7 @@ mod tests {
                 let src = noise(w, h, channels);
                 let weights = gaussian_weights(sigma);
                 let got = filter_u8(&src, (w, h, channels), &weights, Mode::Blur);
-                let want = reference(&src, (w, h, channels), &weights);
+                let want = separable_reference(&src, (w, h, channels), &weights);
                 for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (f64::from(g) - e).abs() <= 1.0,
@@ -306,7 +313,7 @@ mod tests {
             threshold_levels: 0.0,
         };
         let got = filter_u8(&src, (w, h, 3), &weights, mode);
-        let blur = reference(&src, (w, h, 3), &weights);
+        let blur = separable_reference(&src, (w, h, 3), &weights);
         for (i, ((&g, &b), &v)) in got.iter().zip(&blur).zip(&src).enumerate() {
             let e = (f64::from(v) + 1.5 * (f64::from(v) - b)).clamp(0.0, 255.0);
             assert!((f64::from(g) - e).abs() <= 1.0, "at {i}: {g} vs {e}");
