@@ -488,17 +488,18 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
         eprintln!("8-bit {ids:?}: {psnr:.1} dB against ultra");
         assert!(psnr >= 50.0, "{ids:?}: {psnr} dB");
     }
-    // A blur after an op the 8-bit kernels cannot run stays on f32; so does alpha.
-    let flip = || op("flip", &[]);
+    // A blur after an op the 8-bit kernels cannot run (a border: a fill, not a pixel copy)
+    // stays on f32; so does alpha.
+    let border = || op("add_border", &[]);
     assert!(
-        render(&high, &photo, &chain(vec![flip(), blur(2.0)]))
+        render(&high, &photo, &chain(vec![border(), blur(2.0)]))
             .2
             .is_empty()
     );
     let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
     assert!(render(&high, &rgba, &chain(vec![blur(2.0)])).2.is_empty());
     // An op after the 8-bit stages renders to RGBA as before.
-    let (out, _) = render_upright(&high, &photo, &chain(vec![blur(2.0), flip()])).unwrap();
+    let (out, _) = render_upright(&high, &photo, &chain(vec![blur(2.0), border()])).unwrap();
     assert!(matches!(out.pixels, Pixels::U8(_)));
     // The box cascades `high` runs for large sigmas (and `fast` for small ones) are the f32
     // path's boxes within a level, at any tile size.
@@ -625,7 +626,12 @@ fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
         ),
         (
             &photo,
-            chain(vec![fit(), grey("rec709"), sharpen(), op("flip", &[])]),
+            chain(vec![
+                fit(),
+                grey("rec709"),
+                sharpen(),
+                op("add_border", &[]),
+            ]),
             &["resize (8-bit)", G, "sharpen (8-bit)"],
             // The 8-bit resize's rounding (52–58 dB alone), sharpened.
             45.0,
@@ -669,7 +675,8 @@ fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
         eprintln!("8-bit {ids:?}: {psnr:.1} dB against ultra");
         assert!(psnr >= *min_psnr, "{ids:?}: {psnr} dB");
     }
-    // Canny, alpha and an EXIF-like turn first keep the f32 path.
+    // Canny and alpha keep the f32 path; a turn first is a pixel copy, and Sobel follows it
+    // on 8-bit samples.
     let canny = op("edge_detect", &[("mode", RawValue::String("canny".into()))]);
     assert!(render_8bit(&high, &photo, &chain(vec![canny])).2.is_empty());
     let rgba = image::DynamicImage::ImageRgba8(photo.to_rgba8());
@@ -679,7 +686,10 @@ fn leading_grey_and_sobel_of_8_bit_images_run_on_one_8_bit_channel() {
             .is_empty()
     );
     let turned = chain(vec![op("rotate", &[("angle", RawValue::Int(90))]), sobel()]);
-    assert!(render_8bit(&high, &photo, &turned).2.is_empty());
+    assert_eq!(
+        render_8bit(&high, &photo, &turned).2,
+        ["rotate (8-bit)", "edge_detect (8-bit)"]
+    );
     // A file gives the same pixels streamed (PNG) or written whole (TIFF).
     let edges = chain(vec![grey("rec709"), sobel()]);
     let written = file_outputs(&high, &photo, &edges, "edge_detect (8-bit)");
@@ -834,4 +844,114 @@ fn leading_resizes_of_8_bit_rgb_take_8_bit_kernels_within_rounding() {
     assert!(!render(&high, &rgba, &resize(150, 150, "fit", "lanczos3")).2);
     assert!(!render(&high, &photo, &resize(300, 100, "fill", "lanczos3")).2);
     assert!(!render(&high, &photo, &resize(150, 150, "fit", "nearest")).2);
+}
+
+/// A crop, flip or quarter turn of an opaque 8-bit image (an op's, or the EXIF
+/// orientation's) is a pixel copy on 8-bit samples at every preset, with the f32 path's bytes,
+/// and the 8-bit kernels after it still run (engine::u8_lead).
+#[test]
+fn leading_turns_flips_and_crops_of_8_bit_images_copy_8_bit_pixels_exactly() {
+    use opossum::config::QualityPreset;
+    use opossum::io::decode::Orientation;
+    let op = |name: &str, values: &[(&str, RawValue)]| {
+        let def = ops::find(name).unwrap();
+        let mut op = ChainOp::new(def);
+        for (k, v) in values {
+            op.params.set(def.params, k, v).unwrap();
+        }
+        op
+    };
+    let copies = || {
+        vec![
+            op("rotate", &[("angle", RawValue::String("90".into()))]),
+            op(
+                "crop",
+                &[
+                    ("x", RawValue::Int(7)),
+                    ("y", RawValue::Int(5)),
+                    ("width", RawValue::Int(100)),
+                ],
+            ),
+            op("flip", &[("direction", RawValue::String("both".into()))]),
+        ]
+    };
+    let mut blurred = copies();
+    blurred.push(op("gaussian_blur", &[("sigma", RawValue::Float(2.0))]));
+    let chains = [copies(), blurred].map(|ops| Chain {
+        name: None,
+        vectorize: None,
+        ops,
+    });
+    let render = |engine: &Engine, image: &image::DynamicImage, turn, chain: &Chain| {
+        let (out, stats) = engine
+            .render_source(image, turn, chain, false, &Default::default())
+            .unwrap();
+        let eight_bit = stats
+            .stage_times
+            .iter()
+            .filter(|(l, _)| l.contains("(8-bit"))
+            .count();
+        (out.to_rgba8(), out.size, eight_bit)
+    };
+    // Not square, so that a turn shows; RGB and grey.
+    let rgb = opossum::bench::synthetic_photo(300).crop_imm(0, 0, 300, 170);
+    let grey = image::DynamicImage::ImageLuma8(rgb.to_luma8());
+    let (high, ultra) = (
+        engine_at(QualityPreset::High, 64),
+        engine_at(QualityPreset::Ultra, 64),
+    );
+    for source in [&rgb, &grey] {
+        // The same pixels as RGBA, which the 8-bit kernels never take: the f32 path.
+        let rgba = image::DynamicImage::ImageRgba8(source.to_rgba8());
+        for turn in [
+            Orientation::NoTransforms,
+            Orientation::Rotate90,
+            Orientation::Rotate180,
+            Orientation::Rotate270,
+            Orientation::FlipHorizontal,
+            Orientation::FlipVertical,
+            Orientation::Rotate90FlipH,
+            Orientation::Rotate270FlipH,
+        ] {
+            let turn_stages = match turn {
+                Orientation::NoTransforms => 0,
+                Orientation::Rotate90FlipH | Orientation::Rotate270FlipH => 2,
+                _ => 1,
+            };
+            let what = format!("{:?} {turn:?}", source.color());
+            let (f32_copy, size, f32_8bit) = render(&high, &rgba, turn, &chains[0]);
+            assert_eq!(f32_8bit, 0, "{what}: RGBA took 8-bit kernels");
+            assert_eq!(size.width, 100, "{what}");
+            for engine in [&high, &ultra] {
+                let (copy, copy_size, eight_bit) = render(engine, source, turn, &chains[0]);
+                assert_eq!(
+                    eight_bit,
+                    turn_stages + 3,
+                    "{what}: copies not on 8-bit samples"
+                );
+                assert_eq!(
+                    (copy_size, &copy),
+                    (size, &f32_copy),
+                    "{what}: not the f32 bytes"
+                );
+            }
+            // A blur after the copies runs on 8-bit kernels too, within its rounding.
+            let (f32_blur, _, _) = render(&high, &rgba, turn, &chains[1]);
+            let (blur, _, eight_bit) = render(&high, source, turn, &chains[1]);
+            assert_eq!(
+                eight_bit,
+                turn_stages + 4,
+                "{what}: the blur left the 8-bit kernels"
+            );
+            let worst = blur
+                .iter()
+                .zip(&f32_blur)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert!(
+                worst <= Some(1),
+                "{what}: {worst:?} levels from the f32 blur"
+            );
+        }
+    }
 }

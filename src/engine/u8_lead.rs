@@ -10,11 +10,15 @@
 //!   pointwise ops right before an 8-bit step, or ending the plan, as lookup tables
 //!   ([`super::lut`]);
 //! - greyscale conversion and Sobel edges to one channel ([`super::u8_grey`]), after which
-//!   the steps above run on that one channel.
+//!   the steps above run on that one channel;
+//! - crops, flips and quarter turns, the ops' and the EXIF orientation's, as pixel copies
+//!   ([`crate::ops::remap::Remap::remap_u8`]), so a phone photo's turn does not send the rest
+//!   of its chain to the f32 path.
 //!
-//! Every preset but `ultra` allows them. They run only on whole full-resolution renders of
+//! Every preset but `ultra` allows them; tables and pixel copies, whose bytes are the f32
+//! path's, run at `ultra` too. They run only on whole full-resolution renders of
 //! files and in-memory images (`Engine::render_source`, `render_file`; not regions, scaled or
-//! 16-bit outputs), from the plan's first stage on (so not after an EXIF rotation), while the
+//! 16-bit outputs), from the plan's first stage on (the EXIF turn included), while the
 //! image is 8-bit RGB or grey in memory (`render_file` decodes such files whole rather than
 //! row by row when they fit a quarter of the budget, so the pixels do not depend on the output
 //! format). The first stage these kernels cannot run, and everything after it, renders as
@@ -28,11 +32,13 @@ use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, GrayImage, RgbImage};
 
+use super::geom::Size;
 use super::lut::ChannelTables;
 use super::plan::Plan;
 use super::source::Source;
 use super::{u8_box, u8_filter, u8_grey};
 use crate::error::{Error, Result};
+use crate::ops::remap::Remap;
 use crate::ops::{GreyMix, Kernel, PointKernel, U8Area, U8Filter, U8Resize};
 
 /// Profile label of the 8-bit resize.
@@ -41,6 +47,8 @@ pub const RESIZE_LABEL: &str = "resize (8-bit)";
 /// The next leading stage the 8-bit kernels may run.
 enum Step<'p> {
     Resize(U8Resize),
+    /// A crop, flip or turn (an op's or the EXIF orientation's), to this size.
+    Remap(&'p Remap, Size),
     /// These leading per-channel pointwise kernels, followed by another 8-bit step or nothing.
     Tables(Vec<&'p dyn PointKernel>),
     Area(&'p U8Area),
@@ -54,7 +62,8 @@ enum Step<'p> {
 /// samples per pixel.
 fn first_step(plan: &Plan, channels: usize) -> Option<Step<'_>> {
     match &plan.stages.first()?.kernel {
-        Kernel::Geometry { kernel, .. } => kernel.u8_resize().map(Step::Resize),
+        Kernel::Geometry { kernel, output } => (kernel.u8_resize().map(Step::Resize))
+            .or_else(|| kernel.u8_remap().map(|remap| Step::Remap(remap, *output))),
         Kernel::Area(kernel) if kernel.u8_sobel() => Some(Step::Sobel),
         Kernel::Area(kernel) => kernel.u8_area().map(Step::Area),
         Kernel::Pointwise(kernel) if kernel.u8_grey().is_some() => kernel.u8_grey().map(Step::Grey),
@@ -149,7 +158,7 @@ pub fn run_leading(
                 let labels: Vec<&str> = rest.stages[..n].iter().map(|s| s.label).collect();
                 let label = format!("{} (8-bit tables)", labels.join(" + "));
                 puffin::profile_scope!("op", &label);
-                let mut out = vec![0; samples.len()];
+                let mut out = super::buffer::zeroed_u8(samples.len());
                 pool.install(|| {
                     use rayon::prelude::*;
                     const CHUNK: usize = 3 * 16_384;
@@ -159,6 +168,19 @@ pub fn run_leading(
                 });
                 let choice = format!("{} as 8-bit tables", labels.join(", "));
                 (image(size, 3, out)?, n, label, choice)
+            }
+            Step::Remap(remap, out) => {
+                if out.pixels() * channels as u64 > spare || out.is_empty() {
+                    break;
+                }
+                let label = label("8-bit");
+                puffin::profile_scope!("op", &label);
+                let out_samples = pool.install(|| match channels {
+                    1 => remap.remap_u8::<1>(samples, out),
+                    _ => remap.remap_u8::<3>(samples, out),
+                });
+                let choice = format!("{} on 8-bit samples", rest.stages[0].label);
+                (image(out, channels, out_samples)?, 1, label, choice)
             }
             Step::Area(spec) => {
                 let threads = pool.current_num_threads();
@@ -230,7 +252,7 @@ pub fn run_leading(
 }
 
 /// `samples` (`channels` = 1 or 3 per pixel) as an image of `size`.
-fn image(size: super::geom::Size, channels: usize, samples: Vec<u8>) -> Result<DynamicImage> {
+fn image(size: Size, channels: usize, samples: Vec<u8>) -> Result<DynamicImage> {
     let bad = || Error::Internal("8-bit kernel buffer size".to_owned());
     Ok(match channels {
         1 => DynamicImage::ImageLuma8(
@@ -245,7 +267,7 @@ fn image(size: super::geom::Size, channels: usize, samples: Vec<u8>) -> Result<D
 fn resize(
     pool: &rayon::ThreadPool,
     (samples, channels): (&[u8], usize),
-    size: super::geom::Size,
+    size: Size,
     spec: U8Resize,
 ) -> Result<DynamicImage> {
     let out = spec.output;

@@ -25,7 +25,7 @@ pub mod flip;
 pub mod gaussian_blur;
 pub mod gpu;
 pub mod grayscale;
-pub(crate) mod remap;
+pub mod remap;
 pub mod resize;
 pub mod rotate;
 pub mod sharpen;
@@ -271,6 +271,13 @@ pub trait SpatialKernel: Send + Sync {
     /// instead (see [`crate::engine::u8_filter`], [`crate::engine::u8_box`]): what to run.
     /// `None` for every other kernel.
     fn u8_area(&self) -> Option<&U8Area> {
+        None
+    }
+
+    /// For a pure rearrangement of pixels (crop, flip, rotate, EXIF orientation: no fill)
+    /// that an opaque 8-bit image may take on 8-bit samples (see [`crate::engine::u8_lead`]):
+    /// the map. `None` for every other kernel.
+    fn u8_remap(&self) -> Option<&remap::Remap> {
         None
     }
 
