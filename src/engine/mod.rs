@@ -6,7 +6,6 @@
 //! [`render::render`] (tiles) → [`sink::OutputSink`] → `io::encode` (atomic write).
 
 pub mod box_blur;
-pub mod buffer;
 pub mod cached;
 pub mod content;
 pub mod convolve;

@@ -58,7 +58,7 @@ pub fn box_u8(
 ) -> Vec<u8> {
     debug_assert_eq!(src.len(), width * height * channels);
     debug_assert!(radii.iter().all(|&r| 2 * r < MAX_BOX_PX));
-    let mut out = super::buffer::zeroed_u8(src.len());
+    let mut out = vec![0u8; src.len()];
     if src.is_empty() || radii.is_empty() {
         out.copy_from_slice(src);
         return out;

@@ -20,7 +20,7 @@ const BAND_ROWS: usize = 64;
 /// pixel.
 pub fn grey_from_rgb8(src: &[u8], mix: GreyMix) -> Vec<u8> {
     let pixels = src.len() / 3;
-    let mut out = super::buffer::zeroed_u8(pixels);
+    let mut out = vec![0u8; pixels];
     let band = 16_384;
     out.par_chunks_mut(band)
         .zip(src.par_chunks(band * 3))
@@ -63,7 +63,7 @@ pub fn sobel_scratch_bytes(width_px: u32, threads: usize) -> u64 {
 /// `sqrt(gx² + gy²)` on grey input.
 pub fn sobel8(plane: &[u8], width: usize, height: usize) -> Vec<u8> {
     debug_assert_eq!(plane.len(), width * height);
-    let mut out = super::buffer::zeroed_u8(plane.len());
+    let mut out = vec![0u8; plane.len()];
     if plane.is_empty() {
         return out;
     }

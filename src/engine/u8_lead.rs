@@ -158,7 +158,7 @@ pub fn run_leading(
                 let labels: Vec<&str> = rest.stages[..n].iter().map(|s| s.label).collect();
                 let label = format!("{} (8-bit tables)", labels.join(" + "));
                 puffin::profile_scope!("op", &label);
-                let mut out = super::buffer::zeroed_u8(samples.len());
+                let mut out = vec![0; samples.len()];
                 pool.install(|| {
                     use rayon::prelude::*;
                     const CHUNK: usize = 3 * 16_384;

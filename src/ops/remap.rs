@@ -36,7 +36,7 @@ impl Remap {
         debug_assert_eq!(samples.len(), self.input.pixels() as usize * C);
         let out_row = output.width as usize * C;
         let in_row = self.input.width as usize * C;
-        let mut out = crate::engine::buffer::zeroed_u8(out_row * output.height as usize);
+        let mut out = vec![0u8; out_row * output.height as usize];
         if out.is_empty() {
             return out;
         }
