@@ -170,7 +170,9 @@ pub fn run_leading(
                 (image(size, 3, out)?, n, label, choice)
             }
             Step::Remap(remap, out) => {
-                if out.pixels() * channels as u64 > spare || out.is_empty() {
+                // (A map planned for another size than the image's is left to the f32 path,
+                // which clips its reads.)
+                if out.pixels() * channels as u64 > spare || out.is_empty() || remap.input != size {
                     break;
                 }
                 let label = label("8-bit");
