@@ -2,31 +2,46 @@
 //! 8-bit working format of the quality presets for `gaussian_blur` and `sharpen` (see
 //! [`super::u8_lead`]).
 //!
-//! The weights are the f32 path's (`gaussian_weights`, the same truncation and edge
-//! replication) and the sums are f32, so the result is the exact blur within rounding (a level
-//! at most from the f32 path; tests/ops_contract.rs bounds it). What it saves is the f32 RGBA
-//! working image: three channels instead of four, no conversion or quantisation passes, no
-//! alpha premultiplication, and symmetric taps summed in pairs. Fixed-point sums were tried
-//! first and were slower: without `pmaddwd` (which auto-vectorisation does not reach) a 32-bit
-//! integer multiply costs more than an f32 multiply and add. Fusing them (FMA where the CPU has
-//! it) was measured too: no faster here, and it would make results depend on the CPU. Bands of
-//! output rows run in parallel, each keeping the horizontal pass of the rows around its current
-//! row in a small ring (see [`filter_u8`]).
+//! Fixed point, as libvips' 8-bit convolutions: the weights are the f32 path's
+//! (`gaussian_weights`, the same truncation and edge replication) rounded to 1/16384 (their
+//! rounding error moved to the centre weight, so they still sum to one and a flat image stays
+//! flat), the horizontal pass keeps its sums to 1/64 of a level in `i16`, and every sum is an
+//! exact integer: the result is the exact blur within a level, and the same bytes on every CPU
+//! whatever code computes it. On x86-64 the passes run on AVX-512 BW or AVX2 vectors with
+//! `vpmaddwd` (`vpdpwssd` with VNNI), two taps of a vector of samples per instruction
+//! ([`x86`]); elsewhere portable code that the compiler vectorises. The f32 sums this replaced
+//! took 48–53 ms for σ 3 on a 4096² RGB image here (2 threads, AVX-512); these take 24–28
+//! (`opossum bench ops --only blur3`, binaries alternated), 76 dB from `ultra` instead of 97.
+//! Bands of output rows run in parallel, each keeping the horizontal pass of the rows around
+//! its current row in a small ring (see [`filter_u8`]).
 
 use rayon::prelude::*;
 
 /// Output rows per parallel band, at most (fewer on short images, so that every worker gets
 /// bands); each band recomputes the horizontal pass of the `2r` rows around it.
 const BAND_ROWS: usize = 256;
-/// Outputs computed at once in the inner loops: enough independent sums (8 AVX-512 or 16 AVX2
-/// registers) that the adds' latency is hidden.
-const LANES: usize = 128;
-/// Output rows the vertical pass makes per strip of `LANES` columns: the strip's
-/// `2r + ROW_GROUP` input rows are read from L2 once and then from L1 for each output row.
+/// Outputs computed at once in the portable inner loops: enough independent sums that the
+/// adds' latency is hidden. The AVX-512 loops take 32 at a time.
+const LANES: usize = 64;
+/// Columns of a vertical strip: the strip's `2r + ROW_GROUP` input rows are read from L2 once
+/// and then from L1 for each output row.
+const STRIP: usize = 256;
+/// Output rows the vertical pass makes per strip.
 const ROW_GROUP: usize = 8;
-/// Samples of a row the horizontal pass converts and filters at a time (a multiple of
-/// `LANES` and of 3: whole pixels of RGB or grey).
-const CHUNK: usize = 12 * LANES;
+/// Samples of a row the horizontal pass widens and filters at a time (a multiple of `STRIP`
+/// and of 3: whole pixels of RGB or grey).
+const CHUNK: usize = 6 * STRIP;
+/// Weights are multiples of 2^-WEIGHT_BITS.
+const WEIGHT_BITS: u32 = 14;
+/// The horizontal pass keeps levels × 2^H_FRAC (at most 16320: a symmetric pair's sum still
+/// fits an `i16`).
+const H_FRAC: u32 = 6;
+/// Right shift (after rounding) from a horizontal sum to the ring's fixed point.
+const H_SHIFT: u32 = WEIGHT_BITS - H_FRAC;
+/// Right shift from a vertical sum to levels.
+const V_SHIFT: u32 = WEIGHT_BITS + H_FRAC;
+/// Right shift from a vertical sum to levels × 2^H_FRAC (the unsharp mask's blur).
+const V_FRAC_SHIFT: u32 = WEIGHT_BITS;
 
 /// What to do with the blur.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,18 +61,42 @@ pub enum Mode {
 /// Memory [`filter_u8`] allocates besides its output, for `threads` workers, an image
 /// `width_px` wide with `channels` samples per pixel and `taps` weights.
 pub fn scratch_bytes(width_px: u32, channels: usize, taps: usize, threads: usize) -> u64 {
-    // The ring of horizontal rows and a padded chunk of a source row.
+    // The ring of horizontal rows and a padded chunk of a source row, 2 bytes a sample.
     let ring_rows = (taps - 1 + ROW_GROUP) as u64;
-    let ring_floats = ring_rows * ring_stride(width_px as usize * channels) as u64 + 16;
-    let chunk_floats = (CHUNK + (taps - 1) * channels) as u64;
-    threads as u64 * (ring_floats + chunk_floats) * 4
+    let ring_samples = ring_rows * ring_stride(width_px as usize * channels) as u64 + 32;
+    let chunk_samples = (CHUNK + (taps - 1) * channels) as u64;
+    threads as u64 * (ring_samples + chunk_samples) * 2
 }
 
-/// Floats from one ring row to the next for rows of `row_len` floats: whole cache lines, and
+/// Samples from one ring row to the next for rows of `row_len` samples: whole cache lines, and
 /// an odd number of them so that rows fall in different cache sets.
 fn ring_stride(row_len: usize) -> usize {
-    let lines = row_len.div_ceil(16);
-    16 * (lines | 1)
+    let lines = row_len.div_ceil(32);
+    32 * (lines | 1)
+}
+
+/// The symmetric `weights` (odd length, summing to one) as fixed-point terms: the centre's,
+/// then the weight at distance 1, 2, … r (each applied to the sum of the two samples there).
+fn fixed_terms(weights: &[f32]) -> Vec<i16> {
+    let r = weights.len() / 2;
+    let one = 1i32 << WEIGHT_BITS;
+    let mut terms: Vec<i32> = weights[r..]
+        .iter()
+        .map(|&w| (f64::from(w) * f64::from(one)).round() as i32)
+        .collect();
+    terms[0] = one - 2 * terms[1..].iter().sum::<i32>();
+    terms.into_iter().map(|t| t as i16).collect()
+}
+
+/// The terms' weights two by two as `i32`s (the second of an odd count's last pair is 0).
+fn pair_weights(terms: &[i16]) -> Vec<i32> {
+    terms
+        .chunks(2)
+        .map(|p| {
+            let hi = p.get(1).copied().unwrap_or(0);
+            (i32::from(hi) << 16) | i32::from(p[0] as u16)
+        })
+        .collect()
 }
 
 /// Blur (or sharpen, per `mode`) `src`, `width`×`height` px of `channels` interleaved samples
@@ -65,16 +104,26 @@ fn ring_stride(row_len: usize) -> usize {
 /// current rayon pool. Returns the new samples.
 ///
 /// Each band of output rows keeps the horizontal pass of the `2r + ROW_GROUP` rows that its
-/// next `ROW_GROUP` output rows need in a ring (1.2 MB per worker for a 4096-px RGB row and
+/// next `ROW_GROUP` output rows need in a ring (0.6 MB per worker for a 4096-px RGB row and
 /// σ 3, so the vertical pass reads from L2, not L3), computing each row once as the band moves
 /// down. A first version held the whole band's horizontal rows (64 output rows and their
-/// halo, 4 MB): half the speed. (Advising the output for huge pages was tried too: 10% in a
-/// standalone test on the system allocator, nothing measurable under this program's mimalloc.)
+/// halo): half the speed.
 pub fn filter_u8(
+    src: &[u8],
+    layout: (usize, usize, usize),
+    weights: &[f32],
+    mode: Mode,
+) -> Vec<u8> {
+    filter_with(src, layout, weights, mode, Passes::detect())
+}
+
+/// [`filter_u8`] with the inner loops of `passes`.
+fn filter_with(
     src: &[u8],
     (width, height, channels): (usize, usize, usize),
     weights: &[f32],
     mode: Mode,
+    passes: Passes,
 ) -> Vec<u8> {
     let row_len = width * channels;
     debug_assert_eq!(src.len(), row_len * height);
@@ -83,11 +132,13 @@ pub fn filter_u8(
     if src.is_empty() {
         return out;
     }
+    let terms = fixed_terms(weights);
+    let pairs = pair_weights(&terms);
     let taps = weights.len();
     let radius = (taps / 2) as isize;
     let ring_rows = taps - 1 + ROW_GROUP;
-    // Ring rows one cache line apart from a multiple of 4 KiB: at 4096 px RGB a row is 48 KiB
-    // (L1's size), and rows that far apart would all fall in the same L1 set.
+    // Ring rows one cache line apart from a multiple of 4 KiB: at 4096 px RGB a row is 24 KiB,
+    // and rows a multiple of 4 KiB apart would all fall in the same L1 sets.
     let stride = ring_stride(row_len);
     let band_rows = height
         .div_ceil(4 * rayon::current_num_threads())
@@ -103,21 +154,30 @@ pub fn filter_u8(
         .for_each_init(
             || {
                 (
-                    vec![0f32; ring_rows * stride + 16],
-                    vec![0f32; CHUNK.min(row_len) + (taps - 1) * channels],
+                    vec![0i16; ring_rows * stride + 32],
+                    vec![0i16; CHUNK.min(row_len) + (taps - 1) * channels],
                 )
             },
             |(ring, padded), (band, dst)| {
                 // Rows start on cache lines: vector loads that straddle two lines cost more.
-                let skip = ring.as_ptr().align_offset(64).min(16);
+                let skip = ring.as_ptr().align_offset(64).min(32);
                 let ring = &mut ring[skip..];
                 let y0 = (band * band_rows) as isize;
                 // Ring slot of the horizontal pass of source row `y` (y0 - r ..).
                 let slot = |y: isize| (y - y0 + radius) as usize % ring_rows;
-                let mut filter_row = |y: isize, ring: &mut [f32]| {
+                let mut filter_row = |y: isize, ring: &mut [i16]| {
                     let s = slot(y);
                     let row = &mut ring[s * stride..s * stride + row_len];
-                    horizontal(source_row(y), channels, padded, weights, row);
+                    let next = (y + 1 < height as isize).then(|| source_row(y + 1));
+                    horizontal(
+                        source_row(y),
+                        next,
+                        channels,
+                        padded,
+                        (&terms, &pairs),
+                        passes,
+                        row,
+                    );
                 };
                 for y in y0 - radius..y0 + radius {
                     filter_row(y, ring);
@@ -128,34 +188,55 @@ pub fn filter_u8(
                     for yy in y + radius..y + radius + group {
                         filter_row(yy, ring);
                     }
-                    let rows: Vec<&[f32]> = (y - radius..y + radius + group)
+                    let rows: Vec<&[i16]> = (y - radius..y + radius + group)
                         .map(|yy| &ring[slot(yy) * stride..slot(yy) * stride + row_len])
                         .collect();
                     let orig = &src[y as usize * row_len..(y + group) as usize * row_len];
-                    vertical(&rows, weights, orig, mode, dst_rows);
+                    vertical(&rows, (&terms, &pairs), passes, orig, mode, dst_rows);
                 }
             },
         );
     out
 }
 
+/// Which code runs the passes' inner loops (all give the same integers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Passes {
+    /// Portable code (for whatever the compiler vectorises it to).
+    Portable,
+    /// Vectors of an x86-64 instruction set.
+    #[cfg(target_arch = "x86_64")]
+    Vector(x86::Isa),
+}
+
+impl Passes {
+    /// The fastest this CPU runs.
+    fn detect() -> Passes {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(isa) = x86::Isa::detect() {
+            return Passes::Vector(isa);
+        }
+        Passes::Portable
+    }
+}
+
 /// One row: `row` (`channels` samples per pixel) filtered into `out`, `CHUNK` samples at a
-/// time: each chunk and its halo (edge pixels replicated past the row's ends) is converted to
-/// f32 in `padded` (at least `CHUNK + 2r·channels` long), small enough to stay in L1 while its
-/// taps read it. A whole padded 4096-px row (48 KiB) did not, and cost a fifth more. The
-/// weights are symmetric, so each pair of taps costs one multiply.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw",
-    "x86_64+avx2+fma",
-    "x86_64+sse4.1",
-    "aarch64+neon"
-))]
-fn horizontal(row: &[u8], channels: usize, padded: &mut [f32], weights: &[f32], out: &mut [f32]) {
-    let radius = weights.len() / 2;
+/// time: each chunk and its halo (edge pixels replicated past the row's ends) is widened to
+/// `i16` in `padded` (at least `CHUNK + 2r·channels` long), small enough to stay in L1 while
+/// its taps read it.
+fn horizontal(
+    row: &[u8],
+    next: Option<&[u8]>,
+    channels: usize,
+    padded: &mut [i16],
+    (terms, pairs): (&[i16], &[i32]),
+    passes: Passes,
+    out: &mut [i16],
+) {
+    let radius = terms.len() - 1;
     let n = row.len();
     let c = channels;
     let halo = radius * c;
-    let centre = weights[radius];
     for start in (0..n).step_by(CHUNK) {
         let len = CHUNK.min(n - start);
         let padded = &mut padded[..len + 2 * halo];
@@ -168,98 +249,196 @@ fn horizontal(row: &[u8], channels: usize, padded: &mut [f32], weights: &[f32], 
         for (p, v) in left.iter_mut().enumerate() {
             *v = row[(first + p as isize).rem_euclid(c as isize) as usize].into();
         }
-        for (v, &s) in middle
-            .iter_mut()
-            .zip(&row[(first + row_start as isize) as usize..])
-        {
-            *v = s.into();
-        }
+        widen(
+            &row[(first + row_start as isize) as usize..][..middle.len()],
+            middle,
+        );
         for (p, v) in right.iter_mut().enumerate() {
             *v = row[n - c + p % c].into();
         }
-        let padded = &*padded;
+        if let Some(next) = next {
+            prefetch(&next[start..start + len]);
+        }
         let out = &mut out[start..start + len];
-        let mut i = 0;
-        while i + LANES <= len {
-            let mut acc = [0f32; LANES];
-            let mid = &padded[i + halo..i + halo + LANES];
-            for (a, &s) in acc.iter_mut().zip(mid) {
-                *a = centre * s;
-            }
-            for k in 0..radius {
-                let w = weights[k];
-                let lo = &padded[i + c * k..i + c * k + LANES];
-                let hi = &padded[i + c * (2 * radius - k)..i + c * (2 * radius - k) + LANES];
-                for ((a, &l), &h) in acc.iter_mut().zip(lo).zip(hi) {
-                    *a += w * (l + h);
-                }
-            }
-            out[i..i + LANES].copy_from_slice(&acc);
-            i += LANES;
-        }
-        for (j, o) in out.iter_mut().enumerate().skip(i) {
-            *o = weights
-                .iter()
-                .enumerate()
-                .map(|(k, &w)| w * padded[j + c * k])
-                .sum();
-        }
+        let done = match passes {
+            Passes::Portable => 0,
+            #[cfg(target_arch = "x86_64")]
+            Passes::Vector(isa) => isa.horizontal(padded, c, (pairs, terms.len()), out),
+        };
+        horizontal_portable(padded, c, terms, &mut out[done..], done);
     }
 }
 
-/// Output rows (`out`, as many as `orig`'s rows) from the horizontal rows around them
-/// (`rows`, top to bottom: `2r` more than the output rows), combined with the original rows
-/// per `mode`; column strip by column strip, so that a strip's input rows stay in L1.
+/// Ask for `bytes` to be brought into the caches.
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch has no effect on memory.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+}
+
+/// `src` widened to `i16`.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw",
     "x86_64+avx2+fma",
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn vertical(rows: &[&[f32]], weights: &[f32], orig: &[u8], mode: Mode, out: &mut [u8]) {
-    let radius = weights.len() / 2;
-    let centre = weights[radius];
+fn widen(src: &[u8], out: &mut [i16]) {
+    for (v, &s) in out.iter_mut().zip(src) {
+        *v = s.into();
+    }
+}
+
+/// The horizontal pass of `out`'s samples, which start at `first` of `padded`'s outputs.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.1",
+    "aarch64+neon"
+))]
+fn horizontal_portable(padded: &[i16], c: usize, terms: &[i16], out: &mut [i16], first: usize) {
+    let radius = terms.len() - 1;
+    let mut blocks = out.chunks_exact_mut(LANES);
+    let mut i = first;
+    for out in &mut blocks {
+        let mut acc = [0i32; LANES];
+        let mid = &padded[i + c * radius..][..LANES];
+        for (a, &s) in acc.iter_mut().zip(mid) {
+            *a = i32::from(terms[0]) * i32::from(s);
+        }
+        for (k, &t) in terms.iter().enumerate().skip(1) {
+            let lo = &padded[i + c * (radius - k)..][..LANES];
+            let hi = &padded[i + c * (radius + k)..][..LANES];
+            for ((a, &l), &h) in acc.iter_mut().zip(lo).zip(hi) {
+                // At most 510: no overflow, and `i16` lets the compiler use 16-bit multiplies.
+                *a += i32::from(t) * i32::from(l.wrapping_add(h));
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = ((a + (1 << (H_SHIFT - 1))) >> H_SHIFT) as i16;
+        }
+        i += LANES;
+    }
+    for (j, o) in blocks.into_remainder().iter_mut().enumerate() {
+        let j = i + j;
+        let mut a = i32::from(terms[0]) * i32::from(padded[j + c * radius]);
+        for (k, &t) in terms.iter().enumerate().skip(1) {
+            a += i32::from(t)
+                * (i32::from(padded[j + c * (radius - k)])
+                    + i32::from(padded[j + c * (radius + k)]));
+        }
+        *o = ((a + (1 << (H_SHIFT - 1))) >> H_SHIFT) as i16;
+    }
+}
+
+/// Output rows (`out`, as many as `orig`'s rows) from the horizontal rows around them
+/// (`rows`, top to bottom: `2r` more than the output rows), combined with the original rows
+/// per `mode`; column strip by column strip, so that a strip's input rows stay in L1.
+fn vertical(
+    rows: &[&[i16]],
+    (terms, pairs): (&[i16], &[i32]),
+    passes: Passes,
+    orig: &[u8],
+    mode: Mode,
+    out: &mut [u8],
+) {
     let row_len = rows[0].len();
-    let mut i = 0;
-    while i + LANES <= row_len {
+    let done = match passes {
+        Passes::Portable => 0,
+        #[cfg(target_arch = "x86_64")]
+        Passes::Vector(isa) => isa.vertical(rows, (pairs, terms.len()), orig, mode, out),
+    };
+    for start in (done..row_len).step_by(STRIP) {
+        let end = (start + STRIP).min(row_len);
         for (g, (out, orig)) in out
             .chunks_exact_mut(row_len)
             .zip(orig.chunks_exact(row_len))
             .enumerate()
         {
-            let rows = &rows[g..];
-            let mut acc = [0f32; LANES];
-            let m = &rows[radius][i..i + LANES];
-            for (a, &s) in acc.iter_mut().zip(m) {
-                *a = centre * s;
-            }
-            for k in 0..radius {
-                let w = weights[k];
-                let lo = &rows[k][i..i + LANES];
-                let hi = &rows[2 * radius - k][i..i + LANES];
-                for ((a, &l), &h) in acc.iter_mut().zip(lo).zip(hi) {
-                    *a += w * (l + h);
-                }
-            }
-            finish(&acc, &orig[i..i + LANES], mode, &mut out[i..i + LANES]);
-        }
-        i += LANES;
-    }
-    for (g, (out, orig)) in out
-        .chunks_exact_mut(row_len)
-        .zip(orig.chunks_exact(row_len))
-        .enumerate()
-    {
-        for j in i..row_len {
-            let acc: f32 = weights
-                .iter()
-                .zip(&rows[g..])
-                .map(|(&w, row)| w * row[j])
-                .sum();
-            finish(&[acc], &orig[j..=j], mode, &mut out[j..=j]);
+            vertical_portable(
+                &rows[g..],
+                start,
+                terms,
+                &orig[start..end],
+                mode,
+                &mut out[start..end],
+            );
         }
     }
 }
+
+/// One output row's samples `first..first + out.len()` from the `2r + 1` horizontal rows
+/// around it.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.1",
+    "aarch64+neon"
+))]
+fn vertical_portable(
+    rows: &[&[i16]],
+    first: usize,
+    terms: &[i16],
+    orig: &[u8],
+    mode: Mode,
+    out: &mut [u8],
+) {
+    let radius = terms.len() - 1;
+    for (b, (out, orig)) in out.chunks_mut(LANES).zip(orig.chunks(LANES)).enumerate() {
+        let i = first + b * LANES;
+        let n = out.len();
+        let mut acc = [0i32; LANES];
+        let acc = &mut acc[..n];
+        for (a, &s) in acc.iter_mut().zip(&rows[radius][i..i + n]) {
+            *a = i32::from(terms[0]) * i32::from(s);
+        }
+        for (k, &t) in terms.iter().enumerate().skip(1) {
+            let lo = &rows[radius - k][i..i + n];
+            let hi = &rows[radius + k][i..i + n];
+            for ((a, &l), &h) in acc.iter_mut().zip(lo).zip(hi) {
+                // At most 32640: no overflow.
+                *a += i32::from(t) * i32::from(l.wrapping_add(h));
+            }
+        }
+        finish_sums(acc, orig, mode, out);
+    }
+}
+
+/// Output samples from vertical sums.
+#[inline(always)]
+fn finish_sums(acc: &[i32], orig: &[u8], mode: Mode, out: &mut [u8]) {
+    match mode {
+        Mode::Blur => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = ((a + (1 << (V_SHIFT - 1))) >> V_SHIFT) as u8;
+            }
+        }
+        Mode::Unsharp { .. } => {
+            let mut blur = [0f32; LANES];
+            let blur = &mut blur[..acc.len()];
+            for (b, &a) in blur.iter_mut().zip(acc) {
+                *b = blur_levels(((a + (1 << (V_FRAC_SHIFT - 1))) >> V_FRAC_SHIFT) as i16);
+            }
+            finish(blur, orig, mode, out);
+        }
+    }
+}
+
+/// The blur in levels from its fixed point (levels × 2^H_FRAC).
+#[inline(always)]
+fn blur_levels(fixed: i16) -> f32 {
+    f32::from(fixed) * (1.0 / (1 << H_FRAC) as f32)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// Output samples from the blur `acc` (in levels).
 #[inline(always)]
@@ -379,6 +558,40 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_inner_loop_gives_the_same_bytes() {
+        let portable = Passes::Portable;
+        #[cfg(target_arch = "x86_64")]
+        let kinds: Vec<Passes> = x86::Isa::all().into_iter().map(Passes::Vector).collect();
+        #[cfg(not(target_arch = "x86_64"))]
+        let kinds: Vec<Passes> = vec![];
+        let unsharp = Mode::Unsharp {
+            amount: 1.5,
+            threshold_levels: 2.0,
+        };
+        for (w, h, channels, sigma) in [(700, 40, 3, 3.0), (333, 19, 1, 1.2), (31, 9, 3, 7.5)] {
+            let src = noise(w, h, channels);
+            let weights = gaussian_weights(sigma);
+            for mode in [Mode::Blur, unsharp] {
+                let want = filter_with(&src, (w, h, channels), &weights, mode, portable);
+                for &kind in &kinds {
+                    let got = filter_with(&src, (w, h, channels), &weights, mode, kind);
+                    assert!(got == want, "{kind:?} {w}x{h}x{channels} σ{sigma} {mode:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_weights_sum_to_one() {
+        for sigma in [0.5, 1.0, 3.0, 7.9, 40.0] {
+            let terms = fixed_terms(&gaussian_weights(sigma));
+            let sum: i32 = terms[0] as i32 + 2 * terms[1..].iter().map(|&t| t as i32).sum::<i32>();
+            assert_eq!(sum, 1 << WEIGHT_BITS, "σ{sigma}");
+            assert!(terms.iter().all(|&t| t >= 0), "σ{sigma}");
         }
     }
 
