@@ -73,7 +73,10 @@ pub fn box_u8(
     out
 }
 
-/// A worker's buffers, reused from band to band (fresh ones would be page-faulted in).
+/// A worker's buffers, reused from band to band (fresh ones would be page-faulted in). They
+/// are resized, not cleared: every sample is written before it is read but the slack rows,
+/// whose (stale) values only update a running sum after its last mean, and zeroing them was
+/// 7% of a σ 20 blur.
 #[derive(Default)]
 struct Scratch {
     mid: Vec<u16>,
@@ -128,7 +131,6 @@ fn vertical<const C: usize>(
     let Scratch {
         mid, a, b, sums, ..
     } = scratch;
-    mid.clear();
     mid.resize(rows * row_len, 0u16);
     for (s, strip) in mid.chunks_mut(BLOCK_PX * C * rows).enumerate() {
         let x0 = s * BLOCK_PX;
@@ -141,7 +143,6 @@ fn vertical<const C: usize>(
         all_but_last(a, b, sums, lanes, rows + 2 * pad, radii);
         // The last pass, written block-wise column-major.
         let r = radii[radii.len() - 1];
-        b.clear();
         b.resize(rows * lanes, 0u16);
         pass_u16(a, lanes, rows, r, sums, b);
         for (block, block_in) in strip
@@ -185,7 +186,6 @@ fn horizontal<const C: usize>(
         let group_rows = group.len() / row_len;
         let lanes = group_rows * C;
         // Column x of the group is row x of `a`, after `pad` replicated columns.
-        a.clear();
         a.resize((width + 2 * pad + 1) * lanes, 0u16);
         for x0 in (0..width).step_by(BLOCK_PX) {
             let strip_px = (width - x0).min(BLOCK_PX);
@@ -200,7 +200,6 @@ fn horizontal<const C: usize>(
         }
         all_but_last(a, b, sums, lanes, width + 2 * pad, radii);
         let r = radii[radii.len() - 1];
-        means.clear();
         means.resize(width * lanes, 0f32);
         pass_f32(a, lanes, width, r, sums, means);
         // Back to rows, then the output.
@@ -229,7 +228,6 @@ fn all_but_last(
     let mut rows = rows;
     for &r in &radii[..radii.len() - 1] {
         rows -= 2 * r;
-        b.clear();
         b.resize((rows + 1) * lanes, 0u16);
         pass_u16(a, lanes, rows, r, sums, b);
         std::mem::swap(a, b);
@@ -250,7 +248,6 @@ fn finish_rows(blur: &[f32], orig: &[u8], mode: Mode, out: &mut [u8]) {
 /// Fill `buffer` with `rows` rows of `lanes` samples from `row(i)` as 8.8 fixed point, and
 /// one slack row.
 fn load<'s>(buffer: &mut Vec<u16>, rows: usize, lanes: usize, row: impl Fn(usize) -> &'s [u8]) {
-    buffer.clear();
     buffer.resize((rows + 1) * lanes, 0u16);
     for (i, out) in buffer.chunks_exact_mut(lanes).take(rows).enumerate() {
         for (o, &v) in out.iter_mut().zip(row(i)) {
