@@ -501,14 +501,14 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
     // An op after the 8-bit stages renders to RGBA as before.
     let (out, _) = render_upright(&high, &photo, &chain(vec![blur(2.0), border()])).unwrap();
     assert!(matches!(out.pixels, Pixels::U8(_)));
-    // The box cascades `high` runs for large sigmas (and `fast` for small ones) are the f32
-    // path's boxes within a level, at any tile size.
+    // The box cascades the presets run from σ 8 (`high`) or less (`fast`: 1.5) are the f32
+    // path's boxes within a level, at any tile size, from σ 8 on.
     let fast = engine(QualityPreset::Fast, 512);
     for (engine, chain) in [
         (&high, chain(vec![blur(20.0)])),
         (&high, chain(vec![contrast(), sharpen(1.0, 12.0, 0.0)])),
-        (&fast, chain(vec![blur(3.0)])),
-        (&fast, chain(vec![sharpen(2.0, 2.0, 0.0)])),
+        (&fast, chain(vec![blur(9.0)])),
+        (&fast, chain(vec![sharpen(2.0, 8.5, 0.0)])),
     ] {
         let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
         let (boxes, size, labels) = render(engine, &photo, &chain);
@@ -543,6 +543,23 @@ fn leading_blurs_and_sharpens_of_8_bit_rgb_take_8_bit_kernels_within_rounding() 
         render(&high, &photo, &chain(vec![blur(20.0)])).0,
         render(&high_tiny, &photo, &chain(vec![blur(20.0)])).0
     );
+    // Below σ 8 the 8-bit kernels run the exact blur where `fast` chose boxes (faster at 8
+    // bits, and closer): the bytes of `high`'s exact blur, while the f32 path keeps the boxes.
+    for chain in [chain(vec![blur(3.0)]), chain(vec![sharpen(2.0, 2.0, 0.0)])] {
+        let ids: Vec<&str> = chain.ops.iter().map(|o| o.def.id).collect();
+        let (fast_u8, _, labels) = render(&fast, &photo, &chain);
+        assert!(
+            labels.last().is_some_and(|l| l.ends_with("(8-bit)")),
+            "{labels:?}"
+        );
+        assert_eq!(fast_u8, render(&high, &photo, &chain).0, "{ids:?}");
+        let f32_boxes = render(&fast, &rgba, &chain).0;
+        let f32_exact = render(&high, &rgba, &chain).0;
+        assert_ne!(
+            f32_boxes, f32_exact,
+            "{ids:?}: the f32 path at `fast` runs boxes"
+        );
+    }
     // A file gives the same pixels streamed (PNG) or written whole (TIFF).
     let batch = chain(vec![fit(), contrast(), sharpen(1.0, 1.0, 0.0)]);
     let written = file_outputs(&high, &photo, &batch, "sharpen (8-bit)");

@@ -205,7 +205,10 @@ pub fn run_leading(
                         u8_box::box_u8(samples, layout, &spec.boxes, spec.mode)
                     }
                 });
-                let choice = format!("{} on 8-bit samples", rest.stages[0].label);
+                let mut choice = format!("{} on 8-bit samples", rest.stages[0].label);
+                if spec.exact_for_boxes {
+                    choice.push_str(", exact instead of boxes (faster at 8 bits for this sigma)");
+                }
                 (image(size, channels, out)?, 1, label, choice)
             }
             Step::Grey(mix) => {

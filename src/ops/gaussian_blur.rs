@@ -56,7 +56,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let blur = BlurKernel::new(sigma, ctx.blur_algorithm(sigma));
     Ok(Kernel::Area(Box::new(GaussianBlur {
         input: ctx.input,
-        u8: U8Area::for_blur(ctx.quality, &blur, Mode::Blur),
+        u8: U8Area::for_blur(ctx.quality, sigma, &blur, Mode::Blur),
         blur,
     })))
 }

@@ -289,6 +289,13 @@ pub trait SpatialKernel: Send + Sync {
     }
 }
 
+/// Below this sigma (px) the 8-bit kernels run the exact Gaussian where the preset chose
+/// boxes: in 16-bit fixed point ([`crate::engine::u8_filter`]) it is then both faster and
+/// more precise. Measured at 4096² RGB on 2 threads: σ 3 in 24–30 ms exact against 78–87 ms
+/// for the 8-bit boxes (whose cost does not depend on sigma), exact σ 8 about 65 ms, σ 10
+/// about 83.
+pub const U8_EXACT_BELOW_SIGMA_PX: f64 = 8.0;
+
 /// A Gaussian (separable, or the box cascade) an opaque 8-bit RGB or grey image may run from
 /// 8-bit to 8-bit samples: every preset but `ultra` allows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -300,16 +307,30 @@ pub struct U8Area {
     pub boxes: Vec<u32>,
     /// Blur or unsharp mask.
     pub mode: crate::engine::u8_filter::Mode,
+    /// Whether this is the exact blur where the f32 path runs boxes
+    /// ([`U8_EXACT_BELOW_SIGMA_PX`]).
+    pub exact_for_boxes: bool,
 }
 
 impl U8Area {
-    /// The 8-bit form of `blur`, if `quality` allows one (and for a box cascade, its boxes
-    /// are narrow enough for exact 8-bit sums).
+    /// The 8-bit form of `blur` (of `sigma_px`), if `quality` allows one (and for a box
+    /// cascade, its boxes are narrow enough for exact 8-bit sums); the exact blur in place
+    /// of boxes below [`U8_EXACT_BELOW_SIGMA_PX`].
     pub(crate) fn for_blur(
         quality: crate::quality::QualityPreset,
+        sigma_px: f64,
         blur: &crate::engine::box_blur::BlurKernel,
         mode: crate::engine::u8_filter::Mode,
     ) -> Option<U8Area> {
+        use crate::engine::box_blur::{BlurAlgorithm, BlurKernel};
+        let exact_for_boxes = !blur.boxes.is_empty() && sigma_px < U8_EXACT_BELOW_SIGMA_PX;
+        let exact;
+        let blur = if exact_for_boxes {
+            exact = BlurKernel::new(sigma_px, BlurAlgorithm::Exact);
+            &exact
+        } else {
+            blur
+        };
         let boxes_fit = blur
             .boxes
             .iter()
@@ -318,6 +339,7 @@ impl U8Area {
             weights: blur.weights.clone(),
             boxes: blur.boxes.clone(),
             mode,
+            exact_for_boxes,
         })
     }
 }

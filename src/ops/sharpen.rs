@@ -90,7 +90,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     Ok(Kernel::Area(Box::new(Sharpen {
         input: ctx.input,
-        u8: U8Area::for_blur(ctx.quality, &blur, mode),
+        u8: U8Area::for_blur(ctx.quality, p.float("radius"), &blur, mode),
         blur,
         amount,
         threshold: (p.float("threshold") / 255.0) as f32,
