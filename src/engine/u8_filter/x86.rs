@@ -331,9 +331,13 @@ unsafe fn vertical<S: Simd>(
     done
 }
 
-/// The instruction sets with vector passes.
+/// An instruction set with vector passes that this CPU has: only [`Isa::detect`] and
+/// [`Isa::all`] make one (the field is private), which is what makes the passes safe to call.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Isa {
+pub(super) struct Isa(Kind);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
     Avx512Vnni,
     Avx512,
     Avx2,
@@ -342,31 +346,20 @@ pub(super) enum Isa {
 impl Isa {
     /// The best this CPU has.
     pub(super) fn detect() -> Option<Isa> {
-        if is_x86_feature_detected!("avx512bw") {
-            Some(if is_x86_feature_detected!("avx512vnni") {
-                Isa::Avx512Vnni
-            } else {
-                Isa::Avx512
-            })
-        } else if is_x86_feature_detected!("avx2") {
-            Some(Isa::Avx2)
-        } else {
-            None
-        }
+        Self::all().into_iter().next()
     }
 
-    /// Every kind this CPU can run (for tests).
-    #[cfg(test)]
+    /// Every one this CPU has, best first.
     pub(super) fn all() -> Vec<Isa> {
         let mut all = vec![];
         if is_x86_feature_detected!("avx512bw") {
             if is_x86_feature_detected!("avx512vnni") {
-                all.push(Isa::Avx512Vnni);
+                all.push(Isa(Kind::Avx512Vnni));
             }
-            all.push(Isa::Avx512);
+            all.push(Isa(Kind::Avx512));
         }
         if is_x86_feature_detected!("avx2") {
-            all.push(Isa::Avx2);
+            all.push(Isa(Kind::Avx2));
         }
         all
     }
@@ -381,13 +374,13 @@ impl Isa {
         out: &mut [i16],
     ) -> usize {
         assert!(padded.len() >= out.len() + 2 * (weights.1 - 1) * c);
-        // SAFETY: `detect` found the instruction set (`self` comes only from it or `all`),
-        // and the loads stay in `padded` (checked above).
+        // SAFETY: the CPU has the instruction set (`self` comes only from `all`), and the
+        // loads stay in `padded` (checked above).
         unsafe {
-            match self {
-                Isa::Avx512Vnni => horizontal_avx512_vnni(padded, c, weights, out),
-                Isa::Avx512 => horizontal_avx512(padded, c, weights, out),
-                Isa::Avx2 => horizontal_avx2(padded, c, weights, out),
+            match self.0 {
+                Kind::Avx512Vnni => horizontal_avx512_vnni(padded, c, weights, out),
+                Kind::Avx512 => horizontal_avx512(padded, c, weights, out),
+                Kind::Avx2 => horizontal_avx2(padded, c, weights, out),
             }
         }
     }
@@ -410,10 +403,10 @@ impl Isa {
         );
         // SAFETY: as in `horizontal`; every row holds `row_len` samples (checked above).
         unsafe {
-            match self {
-                Isa::Avx512Vnni => vertical_avx512_vnni(rows, weights, orig, mode, out),
-                Isa::Avx512 => vertical_avx512(rows, weights, orig, mode, out),
-                Isa::Avx2 => vertical_avx2(rows, weights, orig, mode, out),
+            match self.0 {
+                Kind::Avx512Vnni => vertical_avx512_vnni(rows, weights, orig, mode, out),
+                Kind::Avx512 => vertical_avx512(rows, weights, orig, mode, out),
+                Kind::Avx2 => vertical_avx2(rows, weights, orig, mode, out),
             }
         }
     }
