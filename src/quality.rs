@@ -153,8 +153,8 @@ impl QualityPreset {
             format!("by image content: {}", by_content.join("; "))
         };
         let working = if self.eight_bit_kernels() {
-            "leading resize, blur, sharpen, greyscale and Sobel of 8-bit images on 8-bit kernels \
-             (there, blurs below sigma 8 px exact: faster than boxes at 8 bits)"
+            "leading resize, blur, sharpen, greyscale and Sobel of 8-bit images on 8-bit kernels; \
+             blurs of opaque 8-bit images exact below sigma 8 px (faster than boxes at 8 bits)"
         } else {
             "f32 working format throughout"
         };

@@ -84,8 +84,10 @@ fn render(
 
 #[test]
 fn smooth_images_get_the_box_blur_within_the_high_presets_tolerance() {
-    let image = smooth(640, 400);
-    assert!(Detail::measure(&image).0 < 0.01);
+    // With alpha, so that the f32 path runs the choice (the 8-bit kernels blur exactly below
+    // sigma 8: next test).
+    let image = DynamicImage::ImageRgba8(smooth(640, 400).to_rgba8());
+    assert!(Detail::measure(&image).gradient < 0.01);
     let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
     let (high, w, h, choices) = render(&engine(QualityPreset::High), &image, &blur);
     assert_eq!(choices.len(), 1, "{choices:?}");
@@ -100,11 +102,93 @@ fn smooth_images_get_the_box_blur_within_the_high_presets_tolerance() {
 }
 
 #[test]
+fn opaque_8_bit_sources_blur_exactly_below_sigma_8_at_every_preset_and_say_so() {
+    // On the 8-bit kernels (which run the leading blur of such sources) the exact blur is the
+    // faster one there; the f32 path (a blur after sepia) and the preview follow.
+    let image = smooth(640, 400);
+    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
+    let mut after_sepia = blur.clone();
+    after_sepia.ops.insert(
+        0,
+        opossum::bench::step(
+            "color_convert",
+            &[("mode", RawValue::String("sepia".into()))],
+        ),
+    );
+    let all = |engine: &Engine, chain: &Chain| {
+        let (out, stats) = engine
+            .render_source(
+                &image,
+                Orientation::NoTransforms,
+                chain,
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        (out.to_rgba8(), stats.choices)
+    };
+    let (high, high_choices) = all(&engine(QualityPreset::High), &blur);
+    // `high` chooses exact at sigma 3: no line, and the content measure does not apply.
+    assert_eq!(high_choices, ["gaussian_blur on 8-bit samples"]);
+    let (high_sepia, _) = all(&engine(QualityPreset::High), &after_sepia);
+    for preset in [
+        QualityPreset::Balanced,
+        QualityPreset::Fast,
+        QualityPreset::Draft,
+    ] {
+        let boxes = if preset == QualityPreset::Draft { 2 } else { 3 };
+        let (out, choices) = all(&engine(preset), &blur);
+        assert!(out == high, "{preset:?}: not the exact blur's pixels");
+        assert_eq!(
+            choices,
+            [
+                format!(
+                    "gaussian_blur: exact blur instead of {boxes} box passes (opaque 8-bit \
+                     source, sigma 3.0 < 8 px)"
+                ),
+                "gaussian_blur on 8-bit samples".to_owned()
+            ],
+            "{preset:?}"
+        );
+        // The f32 path: exact too (the same pixels as `high`), and the same line.
+        let (out, choices) = all(&engine(preset), &after_sepia);
+        assert!(
+            out == high_sepia,
+            "{preset:?}: not the exact blur's pixels (f32)"
+        );
+        assert_eq!(choices.len(), 1, "{choices:?}");
+        assert!(choices[0].starts_with("gaussian_blur: exact blur instead of"));
+    }
+    // With alpha the boxes run at `fast`.
+    let rgba = DynamicImage::ImageRgba8(image.to_rgba8());
+    let (out, stats) = engine(QualityPreset::Fast)
+        .render_source(
+            &rgba,
+            Orientation::NoTransforms,
+            &blur,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    let (exact, _) = engine(QualityPreset::Ultra)
+        .render_source(
+            &rgba,
+            Orientation::NoTransforms,
+            &blur,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(stats.choices.is_empty(), "{:?}", stats.choices);
+    assert!(out.to_rgba8() != exact.to_rgba8(), "the boxes did not run");
+}
+
+#[test]
 fn busy_images_keep_the_exact_blur_and_its_pixels() {
     // With alpha, so that `high` keeps the f32 working format (opaque 8-bit RGB would take
     // the 8-bit blur, within rounding of these pixels: `ops_contract` covers it).
     let image = DynamicImage::ImageRgba8(busy(640, 400).to_rgba8());
-    assert!(Detail::measure(&image).0 > 0.1);
+    assert!(Detail::measure(&image).gradient > 0.1);
     let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
     let (high, .., choices) = render(&engine(QualityPreset::High), &image, &blur);
     assert_eq!(choices.len(), 1);
@@ -181,14 +265,25 @@ fn shrinking_smooth_images_uses_the_cheaper_filter_within_tolerance_and_enlargin
 
 #[test]
 fn previews_at_every_level_choose_what_the_export_chooses() {
-    let image = smooth(1200, 800);
-    let pyramid = Pyramid::build(&image).unwrap();
+    // With alpha at `high`: sigma 8 px gives boxes whatever the content, sigma 3 boxes by
+    // content. Opaque 8-bit at `fast`: boxes from sigma 8, exact below (the source's kind is
+    // part of the measure).
+    let rgba = DynamicImage::ImageRgba8(smooth(1200, 800).to_rgba8());
+    for (image, preset) in [
+        (rgba, QualityPreset::High),
+        (smooth(1200, 800), QualityPreset::Fast),
+    ] {
+        previews_choose_what_the_export_chooses(&image, preset);
+    }
+}
+
+fn previews_choose_what_the_export_chooses(image: &DynamicImage, preset: QualityPreset) {
+    let pyramid = Pyramid::build(image).unwrap();
     assert!(pyramid.levels.len() >= 3);
-    let engine = engine(QualityPreset::High);
-    // Sigma 8 px: boxes at `high` whatever the content; sigma 3: boxes by content.
+    let engine = engine(preset);
     for sigma in [3.0, 8.0] {
         let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
-        let (.., export) = render(&engine, &image, &blur);
+        let (.., export) = render(&engine, image, &blur);
         for level in &pyramid.levels[1..] {
             let (preview, stats) = engine
                 .render_source_scaled(
@@ -203,7 +298,7 @@ fn previews_at_every_level_choose_what_the_export_chooses() {
                 .unwrap();
             assert_eq!(
                 stats.choices, export,
-                "sigma {sigma} at scale {}",
+                "{preset:?}: sigma {sigma} at scale {}",
                 level.scale
             );
             // Without the pyramid's measure a level keeps the preset's choice.
@@ -263,15 +358,17 @@ fn an_export_with_the_previews_measure_chooses_like_the_preview_even_when_decode
     let choices = report.choices().unwrap();
     let expected = format!(
         "resize: bicubic instead of lanczos3 (detail {:.3} < 0.02)",
-        pyramid.detail.0
+        pyramid.detail.gradient
     );
     assert!(choices.contains(&expected), "{choices}");
-    assert!((pyramid.detail.0 - full.0).abs() < 0.01);
+    assert!((pyramid.detail.gradient - full.gradient).abs() < 0.01);
 }
 
 #[test]
 fn previews_and_files_use_the_renders_measure() {
-    let image = smooth(300, 200);
+    // With alpha, so that the measure's choice is the boxes (opaque 8-bit sources blur
+    // exactly below sigma 8).
+    let image = DynamicImage::ImageRgba8(smooth(300, 200).to_rgba8());
     // A file render reports the choice, whether the output is written whole (WebP) or
     // streamed (PNG: the input is then decoded whole so it can be measured).
     let dir = tempfile::tempdir().unwrap();

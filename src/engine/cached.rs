@@ -202,11 +202,9 @@ impl PreviewCaches {
             .num(request.scale.to_bits())
             .text(&format!("{:?}", engine.quality_preset()))
             // The measure picks algorithms; it follows from the content, but is kept explicit.
-            .num(
-                request
-                    .detail
-                    .map_or(u64::MAX, |d| u64::from(d.0.to_bits())),
-            )
+            .num(request.detail.map_or(u64::MAX, |d| {
+                u64::from(d.gradient.to_bits()) | u64::from(d.opaque_8bit) << 32
+            }))
             // Limits never change pixels, but a result refused under lower limits must not be
             // served from a cache.
             .text(&format!("{:?}", engine.output_limits()));
@@ -286,7 +284,7 @@ impl PreviewCaches {
                 served,
                 stage_times: Vec::new(),
                 rect,
-                choices: plan.choices.clone(),
+                choices: plan.choice_lines(),
             })
     }
 
@@ -329,7 +327,7 @@ impl PreviewCaches {
     ) -> Result<Preview> {
         puffin::profile_function!();
         let stages = plan.stages.len();
-        let choices = plan.choices.clone();
+        let choices = plan.choice_lines();
         let (frame, stage_times, reused) =
             if request.region.is_none() && self.intermediates.enabled() {
                 self.render_with_prefixes(engine, request.image, plan, &prefixes, control)?

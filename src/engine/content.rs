@@ -22,19 +22,32 @@ use super::source::{Source, u8_to_unit};
 /// Points on the long side of the sampling grid.
 pub const GRID_POINTS: u32 = 256;
 
-/// How much detail an image has: mean absolute difference of luma (0..1 units) between
-/// neighbouring points of the sampling grid. Smooth skies and soft-focus photos measure
-/// below 0.02, typical photos 0.02–0.08, text, line art and noise above 0.1.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct Detail(pub f32);
+/// What the content measure found about a full-resolution source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Detail {
+    /// How much detail the image has: mean absolute difference of luma (0..1 units) between
+    /// neighbouring points of the sampling grid. Smooth skies and soft-focus photos measure
+    /// below 0.02, typical photos 0.02–0.08, text, line art and noise above 0.1.
+    pub gradient: f32,
+    /// The source is stored as opaque 8-bit RGB or grey, so an export may run its leading ops
+    /// on the 8-bit kernels, where the exact blur is faster than boxes below sigma 8 px: every
+    /// render of it (previews too) then blurs exactly there
+    /// ([`crate::ops::U8_EXACT_BELOW_SIGMA_PX`]).
+    pub opaque_8bit: bool,
+}
 
 impl Detail {
     /// Measure `source` (at full resolution): reads one row every `stride` rows.
     pub fn measure(source: &dyn Source) -> Detail {
         puffin::profile_function!();
         let size = source.size();
+        let samples = source.as_u8();
+        let opaque_8bit = matches!(samples, Some((_, 1 | 3)));
         if size.is_empty() {
-            return Detail(0.0);
+            return Detail {
+                gradient: 0.0,
+                opaque_8bit,
+            };
         }
         let stride = size.width.max(size.height).div_ceil(GRID_POINTS).max(1);
         let columns: Vec<usize> = (0..size.width)
@@ -44,7 +57,6 @@ impl Detail {
         let luma = |r: f32, g: f32, b: f32| {
             0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b)
         };
-        let samples = source.as_u8();
         let luma_row = |y: u32| -> Vec<f64> {
             match samples {
                 // 8-bit images in memory: only the sampled pixels are read, converted exactly
@@ -90,11 +102,33 @@ impl Detail {
             }
             above = Some(row);
         }
-        Detail(if pairs == 0 {
-            0.0
-        } else {
-            (sum / pairs as f64) as f32
-        })
+        Detail {
+            gradient: if pairs == 0 {
+                0.0
+            } else {
+                (sum / pairs as f64) as f32
+            },
+            opaque_8bit,
+        }
+    }
+}
+
+/// One algorithm choice, as a line for reports, and the chain op it concerns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// Index of the op in the chain (`None`: the whole render).
+    pub op_index: Option<usize>,
+    /// What was chosen and why, e.g. `resize: bicubic instead of lanczos3 (detail …)`.
+    pub line: String,
+}
+
+impl Choice {
+    /// A choice that concerns the whole render rather than one op.
+    pub fn general(line: impl Into<String>) -> Choice {
+        Choice {
+            op_index: None,
+            line: line.into(),
+        }
     }
 }
 
@@ -103,8 +137,13 @@ impl Detail {
 pub struct ContentLog {
     /// Some op would pick another algorithm on other content: measuring the image may pay.
     sensitive: Cell<bool>,
+    /// Some op's algorithm depends only on whether the source is opaque 8-bit
+    /// ([`Detail::opaque_8bit`]).
+    kind_sensitive: Cell<bool>,
+    /// The chain op being built (its index), to which recorded choices belong.
+    op_index: Cell<Option<usize>>,
     /// The choices the measure made, e.g. `gaussian_blur: 3 box passes (detail 0.012 < 0.02)`.
-    choices: RefCell<Vec<String>>,
+    choices: RefCell<Vec<Choice>>,
 }
 
 impl ContentLog {
@@ -113,9 +152,21 @@ impl ContentLog {
         self.sensitive.set(true);
     }
 
-    /// Record a choice the measure made.
-    pub fn record(&self, choice: String) {
-        self.choices.borrow_mut().push(choice);
+    /// Note that an op's algorithm depends on whether the source is opaque 8-bit (and not on
+    /// its detail).
+    pub fn mark_kind_sensitive(&self) {
+        self.kind_sensitive.set(true);
+    }
+
+    /// Choices recorded from now on concern the chain op at `op_index`.
+    pub fn building(&self, op_index: Option<usize>) {
+        self.op_index.set(op_index);
+    }
+
+    /// Record a choice the measure made (for the op being built).
+    pub fn record(&self, line: String) {
+        let op_index = self.op_index.get();
+        self.choices.borrow_mut().push(Choice { op_index, line });
     }
 
     /// Whether some op's algorithm depends on the content.
@@ -123,8 +174,13 @@ impl ContentLog {
         self.sensitive.get()
     }
 
+    /// Whether some op's algorithm depends on the source being opaque 8-bit.
+    pub fn is_kind_sensitive(&self) -> bool {
+        self.kind_sensitive.get()
+    }
+
     /// The recorded choices.
-    pub fn into_choices(self) -> Vec<String> {
+    pub fn into_choices(self) -> Vec<Choice> {
         self.choices.into_inner()
     }
 }
@@ -138,15 +194,16 @@ mod tests {
     fn flat_images_measure_zero_and_detail_grows_with_contrast() {
         let flat =
             DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 200, image::Rgb([90, 90, 90])));
-        assert_eq!(Detail::measure(&flat), Detail(0.0));
+        assert_eq!(Detail::measure(&flat).gradient, 0.0);
+        assert!(Detail::measure(&flat).opaque_8bit);
         let stripes = |contrast: u8| {
             DynamicImage::ImageRgb8(RgbImage::from_fn(512, 512, |x, _| {
                 image::Rgb([if (x / 2) % 2 == 0 { contrast } else { 0 }; 3])
             }))
         };
         // Grid stride 2 on 512 px: every sampled pair differs by the full contrast horizontally.
-        let low = Detail::measure(&stripes(51)).0;
-        let high = Detail::measure(&stripes(255)).0;
+        let low = Detail::measure(&stripes(51)).gradient;
+        let high = Detail::measure(&stripes(255)).gradient;
         assert!((high - 0.5).abs() < 1e-3, "{high}");
         assert!((low - 0.1).abs() < 1e-3, "{low}");
     }
@@ -162,17 +219,22 @@ mod tests {
             photo.read(Rect::new(0, 0, 700, 300)),
         ));
         assert!(photo.as_u8().is_some() && working.as_u8().is_none());
-        assert_eq!(Detail::measure(&photo), Detail::measure(&working));
-        assert!(Detail::measure(&photo).0 > 0.01);
+        let (eight_bit, f32) = (Detail::measure(&photo), Detail::measure(&working));
+        assert_eq!(eight_bit.gradient, f32.gradient);
+        assert!(eight_bit.gradient > 0.01);
+        // Only the 8-bit storage is (opaque) 8-bit.
+        assert!(eight_bit.opaque_8bit && !f32.opaque_8bit);
+        let rgba = DynamicImage::ImageRgba8(photo.to_rgba8());
+        assert!(!Detail::measure(&rgba).opaque_8bit);
     }
 
     #[test]
     fn tiny_and_one_pixel_images_are_measured() {
         let one = DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0])));
-        assert_eq!(Detail::measure(&one), Detail(0.0));
+        assert_eq!(Detail::measure(&one).gradient, 0.0);
         let strip = DynamicImage::ImageRgb8(RgbImage::from_fn(1, 40, |_, y| {
             image::Rgb([if y % 2 == 0 { 255 } else { 0 }; 3])
         }));
-        assert!((Detail::measure(&strip).0 - 1.0).abs() < 1e-6);
+        assert!((Detail::measure(&strip).gradient - 1.0).abs() < 1e-6);
     }
 }

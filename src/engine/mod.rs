@@ -286,9 +286,12 @@ impl Engine {
             )
         };
         let mut plan = build(detail)?;
-        // A full-resolution source is measured when some op's algorithm depends on content;
-        // a pyramid level is not (previews pass the full image's measure).
-        if plan.content_sensitive && detail.is_none() && scale == 1.0 {
+        // A full-resolution source is measured when some op's algorithm depends on content
+        // (or on the source being opaque 8-bit, and it is); a pyramid level is not (previews
+        // pass the full image's measure).
+        let opaque_8bit = matches!(source.as_u8(), Some((_, 1 | 3)));
+        let sensitive = plan.content_sensitive || plan.kind_sensitive && opaque_8bit;
+        if sensitive && detail.is_none() && scale == 1.0 {
             plan = build(Some(content::Detail::measure(source)))?;
         }
         let spare = self
@@ -662,7 +665,9 @@ impl Engine {
         // that starts with stages the 8-bit kernels may run (opaque 8-bit sources) reads it
         // whole, so that the pixels do not depend on how the file is read: such images are
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
-        let measure = plan.content_sensitive && detail.is_none();
+        let opaque_8bit = !probe.has_alpha && !probe.high_bit_depth;
+        let measure =
+            (plan.content_sensitive || plan.kind_sensitive && opaque_8bit) && detail.is_none();
         let u8_candidate = u8_lead::leading(&plan) && !probe.has_alpha && !probe.high_bit_depth;
         let stream = render::reads_in_order(&plan, &bands)
             && !((measure || u8_candidate) && whole_bytes <= self.budget_bytes() / 4);
@@ -701,9 +706,9 @@ impl Engine {
                         Some(content::Detail::measure(image)),
                     )?;
                 }
-                None => plan
-                    .choices
-                    .push("content not measured (input streamed row by row)".to_owned()),
+                None => plan.choices.push(content::Choice::general(
+                    "content not measured (input streamed row by row)",
+                )),
             }
         }
         // The leading stages of a whole 8-bit image may run on 8-bit kernels (`u8_lead`); the
@@ -861,7 +866,7 @@ impl Engine {
 fn lead_stats(plan: &Plan, times: Vec<(String, Duration)>) -> RenderStats {
     RenderStats {
         stage_times: times,
-        choices: plan.choices.clone(),
+        choices: plan.choice_lines(),
         ..RenderStats::default()
     }
 }

@@ -2,7 +2,7 @@
 //! with the size of every stage. EXIF orientation is planned as leading rotate/flip stages, so
 //! it is tiled like any op and never costs a full-image copy.
 
-use super::content::{ContentLog, Detail};
+use super::content::{Choice, ContentLog, Detail};
 use super::geom::Size;
 use crate::chain::{Chain, OutputLimits};
 use crate::error::{Error, Result};
@@ -37,8 +37,13 @@ pub struct Plan {
     /// Some op's algorithm depends on the image's content ([`super::content`]): a plan built
     /// without a measured [`Detail`] may change once the image is measured.
     pub content_sensitive: bool,
-    /// What the content measure chose, one line per op it applied to.
-    pub choices: Vec<String>,
+    /// Some op's algorithm depends on whether the source is opaque 8-bit
+    /// ([`Detail::opaque_8bit`]): a plan built without a measure may change once an opaque
+    /// 8-bit source is measured.
+    pub kind_sensitive: bool,
+    /// What the content measure chose, one line per op it applied to (later steps, such as
+    /// the 8-bit leading stages, add or replace lines).
+    pub choices: Vec<Choice>,
 }
 
 fn orientation_kernels(input: Size, orientation: Orientation) -> Vec<(Kernel, Size)> {
@@ -105,6 +110,7 @@ impl Plan {
             if !op.enabled {
                 continue;
             }
+            log.building(Some(index));
             let ctx = BuildCtx {
                 input: size,
                 scale,
@@ -141,8 +147,14 @@ impl Plan {
             output: size,
             scale,
             content_sensitive: log.is_sensitive(),
+            kind_sensitive: log.is_kind_sensitive(),
             choices: log.into_choices(),
         })
+    }
+
+    /// The choices as lines for reports.
+    pub fn choice_lines(&self) -> Vec<String> {
+        self.choices.iter().map(|c| c.line.clone()).collect()
     }
 
     /// Cut the plan before stage `at`: `self` keeps stages `..at` (its output becomes that
@@ -158,6 +170,7 @@ impl Plan {
             output: self.output,
             scale: self.scale,
             content_sensitive: self.content_sensitive,
+            kind_sensitive: self.kind_sensitive,
             choices: self.choices.clone(),
         };
         self.output = middle;

@@ -472,7 +472,7 @@ pub fn render(
         tile_px: last.tile_px,
         peak_tile_bytes: last.peak_tile_bytes.max(stats.peak_tile_bytes),
         stage_times: all_times.into_inner().unwrap_or_else(|e| e.into_inner()),
-        choices: plan.choices.clone(),
+        choices: plan.choice_lines(),
     })
 }
 
@@ -636,6 +636,6 @@ pub fn render_banded(
         tile_px: settings.tile_px,
         peak_tile_bytes: per_tile * in_flight as u64,
         stage_times: times.into_inner().unwrap_or_else(|e| e.into_inner()),
-        choices: plan.choices.clone(),
+        choices: plan.choice_lines(),
     })
 }

@@ -23,8 +23,9 @@ use crate::io::decode::{self, Orientation};
 
 /// Longest side of the pyramid levels kept on disk.
 pub const DISK_SIDE_PX: u32 = 2048;
-/// 2: the content measure follows the full size (bump again when `Detail::measure` changes).
-const PAYLOAD_VERSION: u8 = 2;
+/// 2: the content measure follows the full size; 3: it says whether the source is opaque
+/// 8-bit (bump again when `Detail::measure` changes).
+const PAYLOAD_VERSION: u8 = 3;
 
 /// A decoded source ready for previews.
 pub struct LoadedSource {
@@ -71,7 +72,8 @@ impl LoadedSource {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&self.pyramid.detail.0.to_le_bytes());
+        out.extend_from_slice(&self.pyramid.detail.gradient.to_le_bytes());
+        out.push(u8::from(self.pyramid.detail.opaque_8bit));
         for level in levels {
             out.extend_from_slice(&level.image.width().to_le_bytes());
             out.extend_from_slice(&level.image.height().to_le_bytes());
@@ -97,8 +99,13 @@ impl LoadedSource {
         let format = String::from_utf8(take(usize::from(head[3]))?.to_vec()).ok()?;
         let mut u32_at = || Some(u32::from_le_bytes(take(4)?.try_into().ok()?));
         let (fw, fh, n) = (u32_at()?, u32_at()?, u32_at()?);
-        let detail = f32::from_le_bytes(take(4)?.try_into().ok()?);
-        if !detail.is_finite() {
+        let gradient = f32::from_le_bytes(take(4)?.try_into().ok()?);
+        let opaque_8bit = match take(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        if !gradient.is_finite() {
             return None;
         }
         let mut levels = Vec::new();
@@ -118,7 +125,10 @@ impl LoadedSource {
             pyramid: Arc::new(Pyramid {
                 full: Size::new(fw, fh),
                 levels,
-                detail: Detail(detail),
+                detail: Detail {
+                    gradient,
+                    opaque_8bit,
+                },
             }),
             orientation,
             format,
@@ -287,7 +297,13 @@ mod tests {
         let engine = Engine::new(Config::default()).unwrap();
         let (big, small) = (dir.path().join("big.png"), dir.path().join("small.png"));
         write_png(&big, 3000, 900);
-        write_png(&small, 300, 200);
+        // The small one opaque RGB: its measure says so, also from disk.
+        image::DynamicImage::ImageRgba8(RgbaImage::from_fn(300, 200, |x, y| {
+            image::Rgba([(x % 251) as u8, (y % 241) as u8, 9, 255])
+        }))
+        .to_rgb8()
+        .save(&small)
+        .unwrap();
         let disk = || {
             Some(Arc::new(
                 DiskCache::open(&dir.path().join("cache"), 1 << 30, Duration::from_secs(60))
@@ -316,7 +332,7 @@ mod tests {
         assert_eq!(levels(&early)[..], levels(&big_1)[1..]);
         assert_eq!(levels(&big_2), levels(&big_1));
         // The content measure comes back with the levels (the full image is not on disk).
-        assert!(big_1.pyramid.detail.0 > 0.0);
+        assert!(big_1.pyramid.detail.gradient > 0.0);
         assert_eq!(early.pyramid.detail, big_1.pyramid.detail);
         // The small one is all on disk: no decode, no partial step.
         let small_2 = second.load(&engine, &small, no_early).unwrap();
@@ -326,6 +342,8 @@ mod tests {
             (small_2.orientation, &small_2.format),
             (small_1.orientation, &small_1.format)
         );
+        assert!(small_1.pyramid.detail.opaque_8bit && !big_1.pyramid.detail.opaque_8bit);
+        assert_eq!(small_2.pyramid.detail, small_1.pyramid.detail);
 
         // An edited file is another key: decoded afresh.
         write_png(&small, 301, 200);

@@ -32,6 +32,7 @@ use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, GrayImage, RgbImage};
 
+use super::content::Choice;
 use super::geom::Size;
 use super::lut::ChannelTables;
 use super::plan::Plan;
@@ -205,10 +206,7 @@ pub fn run_leading(
                         u8_box::box_u8(samples, layout, &spec.boxes, spec.mode)
                     }
                 });
-                let mut choice = format!("{} on 8-bit samples", rest.stages[0].label);
-                if spec.exact_for_boxes {
-                    choice.push_str(", exact instead of boxes (faster at 8 bits for this sigma)");
-                }
+                let choice = format!("{} on 8-bit samples", rest.stages[0].label);
                 (image(size, channels, out)?, 1, label, choice)
             }
             Step::Grey(mix) => {
@@ -244,8 +242,15 @@ pub fn run_leading(
                 (image(size, 1, out)?, 1, label, choice)
             }
         };
+        let op_index = rest.stages[0].op_index;
         let mut next = rest.split_off(stages);
-        next.choices.push(choice);
+        next.choices.push(Choice {
+            op_index,
+            line: choice,
+        });
+        // In chain order (lines for the whole render last).
+        next.choices
+            .sort_by_key(|c| c.op_index.unwrap_or(usize::MAX));
         times.push((label, t.elapsed()));
         current = Some(image);
         tail = Some(next);

@@ -497,7 +497,7 @@ impl GpuRenderer {
             stages: timings,
             cache_hits: hits,
             stage_count: count,
-            choices: plan.choices,
+            choices: plan.choice_lines(),
         })
     }
 

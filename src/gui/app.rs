@@ -2068,9 +2068,15 @@ impl OpossumApp {
         let Some(img) = &self.image else {
             return;
         };
+        let detail = img.pyramid.detail;
         ui.label(format!(
-            "Image detail {:.3} (measured at full resolution)",
-            img.pyramid.detail.0
+            "Image detail {:.3} (measured at full resolution){}",
+            detail.gradient,
+            if detail.opaque_8bit {
+                "; opaque 8-bit source"
+            } else {
+                ""
+            }
         ));
         if self.preview.choices.is_empty() {
             ui.label(format!(

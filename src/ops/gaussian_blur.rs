@@ -50,13 +50,14 @@ struct GaussianBlur {
 
 /// The quality preset picks the algorithm: exact, or a box cascade for large sigmas
 /// (`QualityPreset::blur_algorithm`), or for smaller ones on images with little detail
-/// (`QualityPreset::smooth_blur`).
+/// (`QualityPreset::smooth_blur`); exact below sigma 8 on opaque 8-bit sources
+/// ([`BuildCtx::blur_algorithm`]).
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let sigma = p.scaled(PARAMS, ctx.scale).float("sigma");
     let blur = BlurKernel::new(sigma, ctx.blur_algorithm(sigma));
     Ok(Kernel::Area(Box::new(GaussianBlur {
         input: ctx.input,
-        u8: U8Area::for_blur(ctx.quality, sigma, &blur, Mode::Blur),
+        u8: U8Area::for_blur(ctx.quality, &blur, Mode::Blur),
         blur,
     })))
 }

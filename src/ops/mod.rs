@@ -72,23 +72,59 @@ pub struct BuildCtx<'a> {
 
 impl BuildCtx<'_> {
     /// The blur algorithm for `sigma_px` at this scale (the `gaussian_blur` op): the preset's,
-    /// or the cheaper one it allows on images with little detail. Decided on the
-    /// full-resolution sigma, so that a preview level picks what the export does.
+    /// or the cheaper one it allows on images with little detail, or the exact blur below
+    /// [`U8_EXACT_BELOW_SIGMA_PX`] on opaque 8-bit sources. Decided on the full-resolution
+    /// sigma, so that a preview level picks what the export does.
     pub fn blur_algorithm(&self, sigma_px: f64) -> BlurAlgorithm {
+        self.blur_algorithm_for("gaussian_blur", sigma_px, true)
+    }
+
+    /// The algorithm of `sharpen`'s blur: as [`Self::blur_algorithm`], without the content
+    /// choice.
+    pub fn sharpen_blur_algorithm(&self, sigma_px: f64) -> BlurAlgorithm {
+        self.blur_algorithm_for("sharpen", sigma_px, false)
+    }
+
+    fn blur_algorithm_for(&self, op: &str, sigma_px: f64, by_content: bool) -> BlurAlgorithm {
         let full_px = if self.scale > 0.0 {
             sigma_px / self.scale
         } else {
             sigma_px
         };
         let default = self.quality.blur_algorithm(full_px);
-        match self.quality.smooth_blur(full_px) {
-            Some((cheaper, max_detail)) if cheaper != default => self.choose(
-                "gaussian_blur",
+        let cheaper = by_content
+            .then(|| self.quality.smooth_blur(full_px))
+            .flatten()
+            .filter(|&(cheaper, _)| cheaper != default);
+        // An opaque 8-bit source's export runs its leading blurs on the 8-bit kernels, where
+        // the exact blur is the faster one below this sigma: every render of such a source
+        // (previews, blurs after other ops) blurs exactly there, so that all agree.
+        if self.quality.eight_bit_kernels()
+            && full_px < U8_EXACT_BELOW_SIGMA_PX
+            && (default != BlurAlgorithm::Exact || cheaper.is_some())
+        {
+            if let Some(log) = self.content {
+                log.mark_kind_sensitive();
+            }
+            if self.detail.is_some_and(|d| d.opaque_8bit) {
+                if let (Some(log), BlurAlgorithm::Boxes(_)) = (self.content, default) {
+                    log.record(format!(
+                        "{op}: exact blur instead of {} (opaque 8-bit source, sigma {full_px:.1} \
+                         < {U8_EXACT_BELOW_SIGMA_PX} px)",
+                        blur_name(default)
+                    ));
+                }
+                return BlurAlgorithm::Exact;
+            }
+        }
+        match cheaper {
+            Some((cheaper, max_detail)) => self.choose(
+                op,
                 (default, blur_name(default)),
                 (cheaper, blur_name(cheaper)),
                 max_detail,
             ),
-            _ => default,
+            None => default,
         }
     }
 
@@ -122,17 +158,17 @@ impl BuildCtx<'_> {
         let Some(detail) = self.detail else {
             return default;
         };
-        let smooth = detail.0 < max_detail;
+        let smooth = detail.gradient < max_detail;
         if let Some(log) = self.content {
             log.record(if smooth {
                 format!(
                     "{op}: {cheaper_name} instead of {default_name} (detail {:.3} < {max_detail})",
-                    detail.0
+                    detail.gradient
                 )
             } else {
                 format!(
                     "{op}: {default_name} kept (detail {:.3} >= {max_detail})",
-                    detail.0
+                    detail.gradient
                 )
             });
         }
@@ -289,11 +325,13 @@ pub trait SpatialKernel: Send + Sync {
     }
 }
 
-/// Below this sigma (px) the 8-bit kernels run the exact Gaussian where the preset chose
-/// boxes: in 16-bit fixed point ([`crate::engine::u8_filter`]) it is then both faster and
-/// more precise. Measured at 4096² RGB on 2 threads: σ 3 in 24–30 ms exact against 78–87 ms
-/// for the 8-bit boxes (whose cost does not depend on sigma), exact σ 8 about 65 ms, σ 10
-/// about 83.
+/// Below this sigma (px, at full resolution) renders of opaque 8-bit sources blur exactly
+/// where the preset (or the content measure) would choose boxes ([`BuildCtx::blur_algorithm`]):
+/// on the 8-bit kernels, which run such sources' leading blurs, the exact Gaussian in 16-bit
+/// fixed point ([`crate::engine::u8_filter`]) is then both faster and more precise. Measured at
+/// 4096² RGB on 2 threads: σ 3 in 24–30 ms exact against 78–87 ms for the 8-bit boxes (whose
+/// cost does not depend on sigma), exact σ 8 about 65 ms, σ 10 about 83. Previews and blurs
+/// the f32 path runs on such sources follow, so that every render of one image agrees.
 pub const U8_EXACT_BELOW_SIGMA_PX: f64 = 8.0;
 
 /// A Gaussian (separable, or the box cascade) an opaque 8-bit RGB or grey image may run from
@@ -307,30 +345,16 @@ pub struct U8Area {
     pub boxes: Vec<u32>,
     /// Blur or unsharp mask.
     pub mode: crate::engine::u8_filter::Mode,
-    /// Whether this is the exact blur where the f32 path runs boxes
-    /// ([`U8_EXACT_BELOW_SIGMA_PX`]).
-    pub exact_for_boxes: bool,
 }
 
 impl U8Area {
-    /// The 8-bit form of `blur` (of `sigma_px`), if `quality` allows one (and for a box
-    /// cascade, its boxes are narrow enough for exact 8-bit sums); the exact blur in place
-    /// of boxes below [`U8_EXACT_BELOW_SIGMA_PX`].
+    /// The 8-bit form of `blur`, if `quality` allows one (and for a box cascade, its boxes are
+    /// narrow enough for exact 8-bit sums).
     pub(crate) fn for_blur(
         quality: crate::quality::QualityPreset,
-        sigma_px: f64,
         blur: &crate::engine::box_blur::BlurKernel,
         mode: crate::engine::u8_filter::Mode,
     ) -> Option<U8Area> {
-        use crate::engine::box_blur::{BlurAlgorithm, BlurKernel};
-        let exact_for_boxes = !blur.boxes.is_empty() && sigma_px < U8_EXACT_BELOW_SIGMA_PX;
-        let exact;
-        let blur = if exact_for_boxes {
-            exact = BlurKernel::new(sigma_px, BlurAlgorithm::Exact);
-            &exact
-        } else {
-            blur
-        };
         let boxes_fit = blur
             .boxes
             .iter()
@@ -339,7 +363,6 @@ impl U8Area {
             weights: blur.weights.clone(),
             boxes: blur.boxes.clone(),
             mode,
-            exact_for_boxes,
         })
     }
 }

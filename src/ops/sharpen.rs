@@ -80,7 +80,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     let p = p.scaled(PARAMS, ctx.scale);
     let blur = BlurKernel::new(
         p.float("radius"),
-        ctx.quality.blur_algorithm(p.float("radius")),
+        ctx.sharpen_blur_algorithm(p.float("radius")),
     );
     let amount = p.float("amount") as f32;
     let threshold_levels = p.float("threshold") as f32;
@@ -90,7 +90,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Kernel, BuildError> {
     };
     Ok(Kernel::Area(Box::new(Sharpen {
         input: ctx.input,
-        u8: U8Area::for_blur(ctx.quality, p.float("radius"), &blur, mode),
+        u8: U8Area::for_blur(ctx.quality, &blur, mode),
         blur,
         amount,
         threshold: (p.float("threshold") / 255.0) as f32,
