@@ -129,6 +129,9 @@ impl Plan {
                 path: None,
             })?;
             let output = match &kernel {
+                Kernel::Geometry { output, kernel } if *output == size && kernel.is_identity() => {
+                    continue;
+                }
                 Kernel::Geometry { output, .. } => *output,
                 _ => size,
             };

@@ -297,6 +297,13 @@ pub trait SpatialKernel: Send + Sync {
         false
     }
 
+    /// Whether the kernel (a geometry of the same size) leaves every pixel as it is: such a
+    /// stage is left out of the plan (a `fit` resize with `upscale = false` of an image that
+    /// already fits).
+    fn is_identity(&self) -> bool {
+        false
+    }
+
     /// For a resize that an opaque 8-bit image may take on integer kernels instead (see
     /// [`crate::engine::u8_lead`]): what to run. `None` for every other kernel.
     fn u8_resize(&self) -> Option<U8Resize> {

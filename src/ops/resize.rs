@@ -214,6 +214,19 @@ impl Axis {
         axis
     }
 
+    /// Whether every output sample is its own input sample (a resize to the same size
+    /// without a crop: Lanczos, Catmull-Rom and the triangle are 1 at 0 and 0 at the other
+    /// integers, up to rounding far below an 8-bit or 16-bit level).
+    fn is_identity(&self) -> bool {
+        (0..self.len.len()).all(|i| {
+            let (start, weights) = self.taps(i);
+            weights.iter().enumerate().all(|(k, &w)| {
+                let target = if start + k == i { 1.0 } else { 0.0 };
+                (w - target).abs() <= 1e-6
+            })
+        })
+    }
+
     /// The input range needed for outputs `from..to`.
     fn span(&self, from: u32, to: u32) -> (u32, u32) {
         let lo = (from..to)
@@ -510,6 +523,10 @@ impl SpatialKernel for Resize {
         true
     }
 
+    fn is_identity(&self) -> bool {
+        self.horizontal.is_identity() && self.vertical.is_identity()
+    }
+
     fn u8_resize(&self) -> Option<U8Resize> {
         self.u8
     }
@@ -617,6 +634,53 @@ mod tests {
             }
         }
         res
+    }
+
+    #[test]
+    fn a_resize_to_the_same_size_changes_nothing_and_is_left_out_of_the_plan() {
+        use crate::engine::plan::Plan;
+        let img = pattern(23, 17);
+        let fit = |width: i64, upscale: bool, filter: &str| {
+            p(&[
+                ("width", RawValue::Int(width)),
+                ("height", RawValue::Int(100)),
+                ("mode", RawValue::String("fit".into())),
+                ("upscale", RawValue::Bool(upscale)),
+                ("filter", RawValue::String(filter.into())),
+            ])
+        };
+        for filter in ["lanczos3", "bicubic", "bilinear", "nearest"] {
+            // The kernel the plan leaves out gives back its input.
+            let same = fit(80, false, filter);
+            let out = run_whole(&super::DEF, &same, &img);
+            assert_eq!(out.rect, img.rect);
+            for (a, b) in out.data.iter().zip(&img.data) {
+                assert!((a - b).abs() < 1e-6, "{filter}: {a} vs {b}");
+            }
+            let plan = |params: crate::params::Params| {
+                let chain = crate::chain::Chain {
+                    name: None,
+                    vectorize: None,
+                    ops: vec![crate::chain::ChainOp {
+                        def: &super::DEF,
+                        params,
+                        enabled: true,
+                    }],
+                };
+                Plan::new(
+                    &chain,
+                    Size::new(23, 17),
+                    crate::io::decode::Orientation::NoTransforms,
+                    1.0,
+                    Default::default(),
+                    crate::quality::QualityPreset::High,
+                )
+                .unwrap()
+            };
+            assert!(plan(same).stages.is_empty(), "{filter}");
+            // One pixel more is a resize.
+            assert_eq!(plan(fit(24, true, filter)).stages.len(), 1, "{filter}");
+        }
     }
 
     #[test]
