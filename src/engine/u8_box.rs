@@ -150,11 +150,10 @@ fn vertical<const C: usize>(
             .zip(b.chunks(BLOCK_PX * lanes))
         {
             let block_rows = block_in.len() / lanes;
-            // Column by column, so that each 4-sample move's 4th sample is overwritten by
-            // the next move.
-            for x in 0..lanes / C {
-                for j in 0..block_rows {
-                    move_px::<_, C>(block, (x * block_rows + j) * C, block_in, j * lanes + x * C);
+            for (j, row) in block_in.chunks_exact(lanes).enumerate() {
+                for (x, px) in row.chunks_exact(C).enumerate() {
+                    let at = (x * block_rows + j) * C;
+                    block[at..at + C].copy_from_slice(px);
                 }
             }
         }
@@ -206,24 +205,13 @@ fn horizontal<const C: usize>(
         // Back to rows, then the output.
         row.resize(row_len, 0f32);
         for (j, out_row) in group.chunks_exact_mut(row_len).enumerate() {
-            for x in 0..width {
-                move_px::<_, C>(row, x * C, means, x * lanes + j * C);
+            for (x, px) in row.chunks_exact_mut(C).enumerate() {
+                let at = x * lanes + j * C;
+                px.copy_from_slice(&means[at..at + C]);
             }
             let y = g * BLOCK_PX + j;
             finish_rows(row, &orig[y * row_len..(y + 1) * row_len], mode, out_row);
         }
-    }
-}
-
-/// Pixel `src[from..from + C]` to `dst[to..]`: for RGB one move of 4 samples (8 or 16 bytes)
-/// where both slices have a 4th, which the caller must overwrite later (a pixel at a time,
-/// the moves of a 16×16-pixel transpose were a third of a σ 20 blur).
-#[inline(always)]
-fn move_px<T: Copy, const C: usize>(dst: &mut [T], to: usize, src: &[T], from: usize) {
-    if C == 3 && to + 4 <= dst.len() && from + 4 <= src.len() {
-        dst[to..to + 4].copy_from_slice(&src[from..from + 4]);
-    } else {
-        dst[to..to + C].copy_from_slice(&src[from..from + C]);
     }
 }
 
