@@ -115,10 +115,10 @@ fn opaque_8_bit_sources_blur_exactly_below_sigma_8_at_every_preset_and_say_so() 
             &[("mode", RawValue::String("sepia".into()))],
         ),
     );
-    let all = |engine: &Engine, chain: &Chain| {
+    let render_from = |engine: &Engine, source: &DynamicImage, chain: &Chain| {
         let (out, stats) = engine
             .render_source(
-                &image,
+                source,
                 Orientation::NoTransforms,
                 chain,
                 false,
@@ -127,6 +127,7 @@ fn opaque_8_bit_sources_blur_exactly_below_sigma_8_at_every_preset_and_say_so() 
             .unwrap();
         (out.to_rgba8(), stats.choices)
     };
+    let all = |engine: &Engine, chain: &Chain| render_from(engine, &image, chain);
     let (high, high_choices) = all(&engine(QualityPreset::High), &blur);
     // `high` chooses exact at sigma 3: no line, and the content measure does not apply.
     assert_eq!(high_choices, ["gaussian_blur on 8-bit samples"]);
@@ -161,26 +162,10 @@ fn opaque_8_bit_sources_blur_exactly_below_sigma_8_at_every_preset_and_say_so() 
     }
     // With alpha the boxes run at `fast`.
     let rgba = DynamicImage::ImageRgba8(image.to_rgba8());
-    let (out, stats) = engine(QualityPreset::Fast)
-        .render_source(
-            &rgba,
-            Orientation::NoTransforms,
-            &blur,
-            false,
-            &Default::default(),
-        )
-        .unwrap();
-    let (exact, _) = engine(QualityPreset::Ultra)
-        .render_source(
-            &rgba,
-            Orientation::NoTransforms,
-            &blur,
-            false,
-            &Default::default(),
-        )
-        .unwrap();
-    assert!(stats.choices.is_empty(), "{:?}", stats.choices);
-    assert!(out.to_rgba8() != exact.to_rgba8(), "the boxes did not run");
+    let (out, choices) = render_from(&engine(QualityPreset::Fast), &rgba, &blur);
+    let (exact, _) = render_from(&engine(QualityPreset::Ultra), &rgba, &blur);
+    assert!(choices.is_empty(), "{choices:?}");
+    assert!(out != exact, "the boxes did not run");
 }
 
 #[test]
