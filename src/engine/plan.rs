@@ -41,8 +41,8 @@ pub struct Plan {
     /// ([`Detail::opaque_8bit`]): a plan built without a measure may change once an opaque
     /// 8-bit source is measured.
     pub kind_sensitive: bool,
-    /// What the content measure chose, one line per op it applied to (later steps, such as
-    /// the 8-bit leading stages, add or replace lines).
+    /// What the content measure (and the opaque 8-bit rule) chose, one line per op it applied
+    /// to; the 8-bit leading stages add a line for each op they run, in chain order.
     pub choices: Vec<Choice>,
 }
 
