@@ -87,7 +87,7 @@ fn smooth_images_get_the_box_blur_within_the_high_presets_tolerance() {
     // With alpha, so that the f32 path runs the choice (the 8-bit kernels blur exactly below
     // sigma 8: next test).
     let image = DynamicImage::ImageRgba8(smooth(640, 400).to_rgba8());
-    assert!(Detail::measure(&image).gradient < 0.01);
+    assert!(Detail::measure(&image).gradient.unwrap() < 0.01);
     let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
     let (high, w, h, choices) = render(&engine(QualityPreset::High), &image, &blur);
     assert_eq!(choices.len(), 1, "{choices:?}");
@@ -173,7 +173,7 @@ fn busy_images_keep_the_exact_blur_and_its_pixels() {
     // With alpha, so that `high` keeps the f32 working format (opaque 8-bit RGB would take
     // the 8-bit blur, within rounding of these pixels: `ops_contract` covers it).
     let image = DynamicImage::ImageRgba8(busy(640, 400).to_rgba8());
-    assert!(Detail::measure(&image).gradient > 0.1);
+    assert!(Detail::measure(&image).gradient.unwrap() > 0.1);
     let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(3.0))]);
     let (high, .., choices) = render(&engine(QualityPreset::High), &image, &blur);
     assert_eq!(choices.len(), 1);
@@ -343,10 +343,10 @@ fn an_export_with_the_previews_measure_chooses_like_the_preview_even_when_decode
     let choices = report.choices().unwrap();
     let expected = format!(
         "resize: bicubic instead of lanczos3 (detail {:.3} < 0.02)",
-        pyramid.detail.gradient
+        pyramid.detail.gradient.unwrap()
     );
     assert!(choices.contains(&expected), "{choices}");
-    assert!((pyramid.detail.gradient - full.gradient).abs() < 0.01);
+    assert!((pyramid.detail.gradient.unwrap() - full.gradient.unwrap()).abs() < 0.01);
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn previews_and_files_use_the_renders_measure() {
 }
 
 #[test]
-fn inputs_too_large_to_decode_whole_are_streamed_with_the_presets_choice_and_say_so() {
+fn inputs_too_large_to_decode_whole_are_streamed_unmeasured_but_blur_as_their_previews_do() {
     let image = smooth(1500, 1000);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sky.png");
@@ -404,35 +404,62 @@ fn inputs_too_large_to_decode_whole_are_streamed_with_the_presets_choice_and_say
     // 1500×1000 RGB is 4.5 MB: over a quarter of this budget, so it is streamed row by row.
     config.performance.max_memory_usage = opossum::config::ByteSize(16 << 20);
     config.performance.tile_size = 64;
-    let engine = Engine::new(config)
-        .unwrap()
-        .with_quality(QualityPreset::High);
-    let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(2.0))]);
     let options = EncodeOptions {
         format: OutputFormat::Png,
         quality: 90,
         lossless: false,
     };
-    let report = engine
-        .render_file(
-            &input,
-            &blur,
-            &dir.path().join("out.png"),
-            &options,
-            false,
-            &Default::default(),
-        )
-        .unwrap();
-    assert!(report.streamed_input);
-    assert_eq!(
-        report.choices().as_deref(),
-        Some("content not measured (input streamed row by row)")
-    );
-    let written = image::open(dir.path().join("out.png")).unwrap().to_rgba8();
-    let (exact, ..) = render(&engine.with_quality(QualityPreset::Ultra), &image, &blur);
-    assert_eq!(
-        written.into_raw(),
-        exact,
-        "the preset's own choice (exact) was not used"
-    );
+    // (preset, sigma, the opaque-8-bit line, the unmeasured-detail line): at `high` σ 2 is
+    // exact by the table, and boxes on smooth content, which is not measured; at `balanced`
+    // and `fast` the table's boxes become the exact blur, as in the previews (whose measure
+    // knows the source is opaque 8-bit), with no choice by detail to make.
+    for (preset, sigma, kind_line, detail_line) in [
+        (QualityPreset::High, 2.0, false, true),
+        (QualityPreset::Balanced, 4.0, true, false),
+        (QualityPreset::Fast, 6.0, true, false),
+    ] {
+        let engine = Engine::new(config.clone()).unwrap().with_quality(preset);
+        let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
+        let output = dir.path().join("out.png");
+        let report = engine
+            .render_file(&input, &blur, &output, &options, false, &Default::default())
+            .unwrap();
+        assert!(report.streamed_input, "{preset:?}");
+        let choices = report.choices().unwrap_or_default();
+        assert_eq!(
+            choices.contains("detail not measured (input streamed row by row)"),
+            detail_line,
+            "{preset:?}: {choices}"
+        );
+        assert_eq!(
+            choices.contains(&format!(
+                "gaussian_blur: exact blur instead of 3 box passes (opaque 8-bit source, sigma \
+                 {sigma:.1} < 8 px)"
+            )),
+            kind_line,
+            "{preset:?}: {choices}"
+        );
+        let written = image::open(&output).unwrap().to_rgba8();
+        let (exact, ..) = render(&engine.with_quality(QualityPreset::Ultra), &image, &blur);
+        assert_eq!(written.into_raw(), exact, "{preset:?}: not the exact blur");
+        // The preview (a pyramid level with the full image's measure) chose the same.
+        let pyramid = Pyramid::build(&image).unwrap();
+        let level = &pyramid.levels[1];
+        let (_, stats) = engine
+            .render_source_scaled(
+                &level.image,
+                Orientation::NoTransforms,
+                &blur,
+                level.scale,
+                Some(pyramid.detail),
+                false,
+                &Default::default(),
+            )
+            .unwrap();
+        let exact = stats
+            .choices
+            .iter()
+            .any(|c| c.contains("exact blur instead"));
+        assert_eq!(exact, kind_line, "{preset:?}: {:?}", stats.choices);
+    }
 }

@@ -203,7 +203,9 @@ impl PreviewCaches {
             .text(&format!("{:?}", engine.quality_preset()))
             // The measure picks algorithms; it follows from the content, but is kept explicit.
             .num(request.detail.map_or(u64::MAX, |d| {
-                u64::from(d.gradient.to_bits()) | u64::from(d.opaque_8bit) << 32
+                // No measured gradient: bits no finite gradient has.
+                let gradient = d.gradient.map_or(u32::MAX, f32::to_bits);
+                u64::from(gradient) | u64::from(d.opaque_8bit) << 32
             }))
             // Limits never change pixels, but a result refused under lower limits must not be
             // served from a cache.

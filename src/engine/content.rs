@@ -27,8 +27,9 @@ pub const GRID_POINTS: u32 = 256;
 pub struct Detail {
     /// How much detail the image has: mean absolute difference of luma (0..1 units) between
     /// neighbouring points of the sampling grid. Smooth skies and soft-focus photos measure
-    /// below 0.02, typical photos 0.02–0.08, text, line art and noise above 0.1.
-    pub gradient: f32,
+    /// below 0.02, typical photos 0.02–0.08, text, line art and noise above 0.1. `None` when
+    /// only the file's header was read ([`Detail::kind_only`]).
+    pub gradient: Option<f32>,
     /// The source is stored as opaque 8-bit RGB or grey, so an export may run its leading ops
     /// on the 8-bit kernels, where the exact blur is faster than boxes below sigma 8 px: every
     /// render of it (previews too) then blurs exactly there
@@ -37,15 +38,25 @@ pub struct Detail {
 }
 
 impl Detail {
+    /// What a file's header tells without its pixels: whether the source is opaque 8-bit, not
+    /// its detail (an input too large to decode whole, streamed row by row). Ops that choose by
+    /// detail keep the preset's choice.
+    pub fn kind_only(opaque_8bit: bool) -> Detail {
+        Detail {
+            gradient: None,
+            opaque_8bit,
+        }
+    }
+
     /// Measure `source` (at full resolution): reads one row every `stride` rows.
     pub fn measure(source: &dyn Source) -> Detail {
         puffin::profile_function!();
         let size = source.size();
         let samples = source.as_u8();
-        let opaque_8bit = matches!(samples, Some((_, 1 | 3)));
+        let opaque_8bit = source.is_opaque_8bit();
         if size.is_empty() {
             return Detail {
-                gradient: 0.0,
+                gradient: Some(0.0),
                 opaque_8bit,
             };
         }
@@ -103,11 +114,11 @@ impl Detail {
             above = Some(row);
         }
         Detail {
-            gradient: if pairs == 0 {
+            gradient: Some(if pairs == 0 {
                 0.0
             } else {
                 (sum / pairs as f64) as f32
-            },
+            }),
             opaque_8bit,
         }
     }
@@ -194,7 +205,7 @@ mod tests {
     fn flat_images_measure_zero_and_detail_grows_with_contrast() {
         let flat =
             DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 200, image::Rgb([90, 90, 90])));
-        assert_eq!(Detail::measure(&flat).gradient, 0.0);
+        assert_eq!(Detail::measure(&flat).gradient.unwrap(), 0.0);
         assert!(Detail::measure(&flat).opaque_8bit);
         let stripes = |contrast: u8| {
             DynamicImage::ImageRgb8(RgbImage::from_fn(512, 512, |x, _| {
@@ -202,8 +213,8 @@ mod tests {
             }))
         };
         // Grid stride 2 on 512 px: every sampled pair differs by the full contrast horizontally.
-        let low = Detail::measure(&stripes(51)).gradient;
-        let high = Detail::measure(&stripes(255)).gradient;
+        let low = Detail::measure(&stripes(51)).gradient.unwrap();
+        let high = Detail::measure(&stripes(255)).gradient.unwrap();
         assert!((high - 0.5).abs() < 1e-3, "{high}");
         assert!((low - 0.1).abs() < 1e-3, "{low}");
     }
@@ -221,7 +232,7 @@ mod tests {
         assert!(photo.as_u8().is_some() && working.as_u8().is_none());
         let (eight_bit, f32) = (Detail::measure(&photo), Detail::measure(&working));
         assert_eq!(eight_bit.gradient, f32.gradient);
-        assert!(eight_bit.gradient > 0.01);
+        assert!(eight_bit.gradient.unwrap() > 0.01);
         // Only the 8-bit storage is (opaque) 8-bit.
         assert!(eight_bit.opaque_8bit && !f32.opaque_8bit);
         let rgba = DynamicImage::ImageRgba8(photo.to_rgba8());
@@ -231,10 +242,10 @@ mod tests {
     #[test]
     fn tiny_and_one_pixel_images_are_measured() {
         let one = DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0])));
-        assert_eq!(Detail::measure(&one).gradient, 0.0);
+        assert_eq!(Detail::measure(&one).gradient.unwrap(), 0.0);
         let strip = DynamicImage::ImageRgb8(RgbImage::from_fn(1, 40, |_, y| {
             image::Rgb([if y % 2 == 0 { 255 } else { 0 }; 3])
         }));
-        assert!((Detail::measure(&strip).gradient - 1.0).abs() < 1e-6);
+        assert!((Detail::measure(&strip).gradient.unwrap() - 1.0).abs() < 1e-6);
     }
 }

@@ -289,8 +289,7 @@ impl Engine {
         // A full-resolution source is measured when some op's algorithm depends on content
         // (or on the source being opaque 8-bit, and it is); a pyramid level is not (previews
         // pass the full image's measure).
-        let opaque_8bit = matches!(source.as_u8(), Some((_, 1 | 3)));
-        let sensitive = plan.content_sensitive || plan.kind_sensitive && opaque_8bit;
+        let sensitive = plan.content_sensitive || plan.kind_sensitive && source.is_opaque_8bit();
         if sensitive && detail.is_none() && scale == 1.0 {
             plan = build(Some(content::Detail::measure(source)))?;
         }
@@ -665,10 +664,10 @@ impl Engine {
         // that starts with stages the 8-bit kernels may run (opaque 8-bit sources) reads it
         // whole, so that the pixels do not depend on how the file is read: such images are
         // decoded whole when that takes no more memory than a JPEG small enough to decode whole.
-        let opaque_8bit = !probe.has_alpha && !probe.high_bit_depth;
+        let opaque_8bit = probe.is_opaque_8bit();
         let measure =
             (plan.content_sensitive || plan.kind_sensitive && opaque_8bit) && detail.is_none();
-        let u8_candidate = u8_lead::leading(&plan) && !probe.has_alpha && !probe.high_bit_depth;
+        let u8_candidate = u8_lead::leading(&plan) && opaque_8bit;
         let stream = render::reads_in_order(&plan, &bands)
             && !((measure || u8_candidate) && whole_bytes <= self.budget_bytes() / 4);
         let mut rows: Option<Box<dyn RowDecoder>> = None;
@@ -694,21 +693,26 @@ impl Engine {
             whole = Some(decode::decode_file(input, &self.decode_limits())?.image);
         }
         if measure {
-            match &whole {
-                Some(image) => {
-                    plan = Plan::for_content(
-                        chain,
-                        plan.input,
-                        probe.orientation,
-                        1.0,
-                        self.output_limits(),
-                        self.quality_preset(),
-                        Some(content::Detail::measure(image)),
-                    )?;
-                }
-                None => plan.choices.push(content::Choice::general(
-                    "content not measured (input streamed row by row)",
-                )),
+            // A streamed image is not measured; its header still says whether it is opaque
+            // 8-bit, which is what the previews (measured) agree on below sigma 8.
+            let found = match &whole {
+                Some(image) => content::Detail::measure(image),
+                None => content::Detail::kind_only(opaque_8bit),
+            };
+            let streamed_sensitive = whole.is_none() && plan.content_sensitive;
+            plan = Plan::for_content(
+                chain,
+                plan.input,
+                probe.orientation,
+                1.0,
+                self.output_limits(),
+                self.quality_preset(),
+                Some(found),
+            )?;
+            if streamed_sensitive {
+                plan.choices.push(content::Choice::general(
+                    "detail not measured (input streamed row by row): the preset's choices kept",
+                ));
             }
         }
         // The leading stages of a whole 8-bit image may run on 8-bit kernels (`u8_lead`); the

@@ -20,6 +20,10 @@ pub trait Source: Sync {
     fn as_u8(&self) -> Option<(&[u8], usize)> {
         None
     }
+    /// Whether it is opaque 8-bit grey or RGB in memory (what the 8-bit kernels read).
+    fn is_opaque_8bit(&self) -> bool {
+        matches!(self.as_u8(), Some((_, 1 | 3)))
+    }
 }
 
 /// Convert `rect` of an interleaved buffer with `channels` samples per pixel into a tile.

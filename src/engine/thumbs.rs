@@ -72,7 +72,9 @@ impl LoadedSource {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&self.pyramid.detail.gradient.to_le_bytes());
+        // A pyramid is built from the decoded image, so its measure always has the gradient.
+        let gradient = self.pyramid.detail.gradient?;
+        out.extend_from_slice(&gradient.to_le_bytes());
         out.push(u8::from(self.pyramid.detail.opaque_8bit));
         for level in levels {
             out.extend_from_slice(&level.image.width().to_le_bytes());
@@ -126,7 +128,7 @@ impl LoadedSource {
                 full: Size::new(fw, fh),
                 levels,
                 detail: Detail {
-                    gradient,
+                    gradient: Some(gradient),
                     opaque_8bit,
                 },
             }),
@@ -332,7 +334,7 @@ mod tests {
         assert_eq!(levels(&early)[..], levels(&big_1)[1..]);
         assert_eq!(levels(&big_2), levels(&big_1));
         // The content measure comes back with the levels (the full image is not on disk).
-        assert!(big_1.pyramid.detail.gradient > 0.0);
+        assert!(big_1.pyramid.detail.gradient.unwrap() > 0.0);
         assert_eq!(early.pyramid.detail, big_1.pyramid.detail);
         // The small one is all on disk: no decode, no partial step.
         let small_2 = second.load(&engine, &small, no_early).unwrap();

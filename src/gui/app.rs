@@ -2069,9 +2069,12 @@ impl OpossumApp {
             return;
         };
         let detail = img.pyramid.detail;
+        let measured = detail.gradient.map_or_else(
+            || "Image detail not measured".to_owned(),
+            |g| format!("Image detail {g:.3} (measured at full resolution)"),
+        );
         ui.label(format!(
-            "Image detail {:.3} (measured at full resolution){}",
-            detail.gradient,
+            "{measured}{}",
             if detail.opaque_8bit {
                 "; opaque 8-bit source"
             } else {

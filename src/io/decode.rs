@@ -80,6 +80,13 @@ pub struct Probe {
     pub bytes_per_pixel: u64,
 }
 
+impl Probe {
+    /// Whether a whole decode gives opaque 8-bit grey or RGB samples (no alpha, 8 bits).
+    pub fn is_opaque_8bit(&self) -> bool {
+        !self.has_alpha && !self.high_bit_depth
+    }
+}
+
 /// Read the header of `path` and check its size against the pixel caps (not the memory
 /// budget: a streaming render may not need the whole image in memory).
 pub fn probe_details(path: &Path, limits: &DecodeLimits) -> Result<Probe> {

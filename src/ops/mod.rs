@@ -155,21 +155,18 @@ impl BuildCtx<'_> {
         if let Some(log) = self.content {
             log.mark_sensitive();
         }
-        let Some(detail) = self.detail else {
+        let Some(gradient) = self.detail.and_then(|d| d.gradient) else {
             return default;
         };
-        let smooth = detail.gradient < max_detail;
+        let smooth = gradient < max_detail;
         if let Some(log) = self.content {
             log.record(if smooth {
                 format!(
-                    "{op}: {cheaper_name} instead of {default_name} (detail {:.3} < {max_detail})",
-                    detail.gradient
+                    "{op}: {cheaper_name} instead of {default_name} (detail {gradient:.3} < \
+                     {max_detail})"
                 )
             } else {
-                format!(
-                    "{op}: {default_name} kept (detail {:.3} >= {max_detail})",
-                    detail.gradient
-                )
+                format!("{op}: {default_name} kept (detail {gradient:.3} >= {max_detail})")
             });
         }
         if smooth { cheaper } else { default }
