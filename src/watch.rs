@@ -274,6 +274,10 @@ impl Shared<'_> {
         let wanted = crate::batch::inputs::output_name(&input, &self.options.name_template, format);
         let output = {
             let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            // What a render wrote (into the watched tree, with any settings) is not an input.
+            if journal.is_output(path) {
+                return None;
+            }
             if let Some(prev) = journal.get(&stamp.key) {
                 let same = prev.stamp == stamp
                     || (prev.stamp.size == stamp.size && prev.crc32 == Some(crc));
@@ -349,19 +353,13 @@ impl Shared<'_> {
         Some(result)
     }
 
-    /// `wanted`, or the first `-2`, `-3`… variant that is neither an input file nor another
-    /// input's output.
+    /// `wanted`, or the first `-2`, `-3`… variant that is neither the input, nor a file this
+    /// input's earlier renders did not write (another input's output, a file of the user's).
     fn free_output(&self, journal: &Journal, wanted: &Path, input: &Path) -> PathBuf {
         let mut candidate = wanted.to_path_buf();
         let mut n = 2;
         loop {
-            let taken_by_other = candidate.exists()
-                && (journal.get(&path_key(input)).map(|r| r.output_key.as_str())
-                    != Some(path_key(&candidate).as_str()))
-                && (journal.is_output(&candidate)
-                    || !candidate.starts_with(&self.options.output_dir)
-                    || is_candidate(&candidate, self.options, Path::new("")));
-            if candidate != input && !taken_by_other {
+            if candidate != input && journal.may_write(&candidate, input) {
                 return candidate;
             }
             let stem = wanted.file_stem().unwrap_or_default().to_string_lossy();

@@ -263,9 +263,25 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(files_in(&folder).len(), 8, "{:?}", files_in(&folder));
     assert_clean(&folder);
+    // Another chain into the same folder: the first chain's outputs are not inputs either,
+    // and each input's earlier output is replaced by its new render (a journal more).
+    let first_output = std::fs::read(folder.join("a-2.png")).unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, CHAIN.replace("sigma = 2.0", "sigma = 4.0")).unwrap();
+    let out = batch_io(dir.path(), &other, &folder, &folder, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(files_in(&folder).len(), 9, "{:?}", files_in(&folder));
+    assert_ne!(std::fs::read(folder.join("a-2.png")).unwrap(), first_output);
+    for (name, bytes) in &before {
+        assert_eq!(&std::fs::read(folder.join(name)).unwrap(), bytes, "{name}");
+    }
+    assert_clean(&folder);
 
-    // Two inputs mapping to one output name in another folder both get written.
+    // Two inputs mapping to one output name in another folder both get written, and a file
+    // Opossum did not write there keeps its name and bytes.
     let out_dir = dir.path().join("webp");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("a_web.webp"), b"the user's own file").unwrap();
     let out = batch(
         dir.path(),
         &[
@@ -287,7 +303,30 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
         .into_iter()
         .filter(|n| !n.starts_with(".opossum-batch"))
         .collect();
-    assert_eq!(names, ["a_web-2.webp", "a_web.webp"]);
+    assert_eq!(names, ["a_web-2.webp", "a_web-3.webp", "a_web.webp"]);
+    assert_eq!(
+        std::fs::read(out_dir.join("a_web.webp")).unwrap(),
+        b"the user's own file"
+    );
+
+    // An output folder inside a recursively read input folder is not read as input, whatever
+    // wrote what is there.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    test_image(30, 20, 4, false)
+        .save(tree.join("c.png"))
+        .unwrap();
+    let nested = tree.join("web");
+    for chain in [&chain, &other] {
+        let out = batch_io(dir.path(), chain, &tree, &nested, &["--recursive"]);
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let mut images: Vec<PathBuf> = walk(&tree)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    images.sort();
+    assert_eq!(images, [tree.join("c.png"), nested.join("c.png")]);
 }
 
 fn many_inputs(dir: &Path, n: usize, side: u32) -> PathBuf {

@@ -202,6 +202,51 @@ fn bad_inputs_exit_1_with_file_category_and_hint() {
 }
 
 #[test]
+fn outputs_that_are_not_regular_files_are_refused_and_kept() {
+    let dir = setup();
+    let d = dir.path();
+    let mut targets = vec![("out", "a directory")];
+    #[cfg(unix)]
+    {
+        let made = Command::new("mkfifo").arg(d.join("pipe")).status().unwrap();
+        assert!(made.success());
+        targets.push(("pipe", "a FIFO"));
+    }
+    for (target, kind) in targets {
+        for args in [
+            vec![
+                "render",
+                "in.jpg",
+                "-c",
+                "chain.toml",
+                "--format",
+                "png",
+                "-o",
+                target,
+            ],
+            vec!["vectorize", "in.jpg", "-o", target],
+        ] {
+            let out = run(d, &args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("the output path is {kind}")) && err.contains(target),
+                "{args:?}: {err}"
+            );
+            let meta = std::fs::metadata(d.join(target)).unwrap();
+            assert!(!meta.is_file(), "{target} was replaced by a file");
+        }
+    }
+    assert!(
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".opossum-tmp")),
+        "a temporary file was left"
+    );
+}
+
+#[test]
 fn usage_and_config_errors_exit_2() {
     let dir = setup();
     let d = dir.path();

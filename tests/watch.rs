@@ -383,6 +383,30 @@ fn a_restart_processes_only_what_arrived_or_changed_meanwhile() {
 }
 
 #[test]
+fn the_same_folder_for_input_and_output_renders_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.png"), png_bytes(8, 20)).unwrap();
+    let w = Watch::start(dir.path(), &folder, &folder, &[]);
+    w.wait_for("the backlog", |l| l.iter().any(|x| x.contains(" ok ")));
+    std::fs::write(folder.join("b.png"), png_bytes(9, 20)).unwrap();
+    w.wait_for("the new file", |l| {
+        l.iter().filter(|x| x.contains(" ok ")).count() >= 2
+    });
+    // Time for the outputs' own events to settle: they must not be taken as inputs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines = w.stop();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" ok ")).count(),
+        2,
+        "{lines:#?}"
+    );
+    assert_eq!(outputs(&folder), ["a-2.png", "a.png", "b-2.png", "b.png"]);
+    assert_no_temp_files(&folder);
+}
+
+#[test]
 fn deleted_while_settling_and_symlink_loops_are_harmless() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");

@@ -201,10 +201,32 @@ pub fn output_name(input: &Input, template: &str, format: OutputFormat) -> PathB
     }
 }
 
+/// Whether `input` lies in the output folder `out_real` (canonical) that is nested inside the
+/// folder the input was found in (`-i photos --recursive -o photos/web`): what is there is
+/// output, not input. An output folder that is the input folder itself is not nested.
+pub fn inside_nested_output(input: &Input, out_real: &Path) -> bool {
+    let depth = input.rel.components().count();
+    let Some(root) = input.path.ancestors().nth(depth) else {
+        return false;
+    };
+    let (Ok(root), Ok(path)) = (
+        std::fs::canonicalize(root),
+        std::fs::canonicalize(&input.path),
+    ) else {
+        return false;
+    };
+    out_real != root && out_real.starts_with(&root) && path.starts_with(out_real)
+}
+
 /// Output paths under `out_dir` for `(input, wanted relative name)` pairs, in input order: the
 /// first input keeps a name, later ones that would collide get `-2`, `-3`… before the
-/// extension; no output is ever an input file.
-pub fn assign_outputs(out_dir: &Path, wanted: &[(&Input, PathBuf)]) -> Vec<PathBuf> {
+/// extension; no output is ever an input file, nor an existing file that `may_write(output,
+/// input)` refuses.
+pub fn assign_outputs(
+    out_dir: &Path,
+    wanted: &[(&Input, PathBuf)],
+    may_write: impl Fn(&Path, &Path) -> bool,
+) -> Vec<PathBuf> {
     let inputs: HashSet<PathBuf> = wanted
         .iter()
         .map(|(i, _)| std::fs::canonicalize(&i.path).unwrap_or(i.path.clone()))
@@ -214,10 +236,13 @@ pub fn assign_outputs(out_dir: &Path, wanted: &[(&Input, PathBuf)]) -> Vec<PathB
     };
     let mut taken: BTreeMap<PathBuf, ()> = BTreeMap::new();
     let mut out = Vec::with_capacity(wanted.len());
-    for (_, rel) in wanted {
+    for (input, rel) in wanted {
         let mut candidate = out_dir.join(rel);
         let mut n = 2;
-        while taken.contains_key(&candidate) || is_input(&candidate) {
+        while taken.contains_key(&candidate)
+            || is_input(&candidate)
+            || !may_write(&candidate, &input.path)
+        {
             let stem = rel.file_stem().unwrap_or_default().to_string_lossy();
             let file = match rel.extension() {
                 Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
@@ -269,7 +294,7 @@ mod tests {
             .into_iter()
             .map(|i| (i, output_name(i, "{stem}.{ext}", OutputFormat::Webp)))
             .collect();
-        let out = assign_outputs(Path::new("/out"), &names);
+        let out = assign_outputs(Path::new("/out"), &names, |_, _| true);
         assert_eq!(
             out,
             vec![

@@ -13,6 +13,9 @@
 //! quality, name template, Opossum version), so another chain or format writing to the same
 //! folder starts its own. While a run appends to a journal it holds an exclusive lock on it; a
 //! concurrent run with the same settings appends to a numbered sibling and reads them all.
+//! Every journal in the folder (other settings, batch or watch) says which outputs Opossum wrote
+//! there and from which input: those are never taken as inputs, and an existing file is
+//! replaced only by a new render of the input it came from.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -23,6 +26,9 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// Names of every journal start with this (batch and watch ledgers alike).
+pub const JOURNAL_PREFIX: &str = ".opossum-";
 
 /// What identifies an input's content well enough to skip it: its path, size and mtime.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,7 +94,8 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     done: HashMap<String, Record>,
-    outputs: std::collections::HashSet<String>,
+    /// Output key → input key, from every journal in the folder.
+    owners: HashMap<String, String>,
 }
 
 impl Journal {
@@ -98,12 +105,14 @@ impl Journal {
     /// settings (say, on different files into one folder) each keep their own.
     pub fn open(dir: &Path, stem: &str) -> Result<Journal> {
         let mut done = HashMap::new();
-        let mut outputs = std::collections::HashSet::new();
+        let mut owners = HashMap::new();
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .map_err(|e| Error::io("reading the output folder", dir, e))?
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.starts_with(stem) && n.ends_with(".journal"))
+            .filter(|n| {
+                (n.starts_with(stem) || n.starts_with(JOURNAL_PREFIX)) && n.ends_with(".journal")
+            })
             .collect();
         names.sort();
         for name in &names {
@@ -111,15 +120,18 @@ impl Journal {
             let Ok(text) = std::fs::read(&path) else {
                 continue;
             };
+            let ours = name.starts_with(stem);
             for line in BufReader::new(text.as_slice())
                 .split(b'\n')
                 .map_while(std::result::Result::ok)
             {
                 if let Some(record) = parse_line(&line) {
-                    if !record.failed {
-                        outputs.insert(record.output_key.clone());
+                    if !record.failed && !record.output_key.is_empty() {
+                        owners.insert(record.output_key.clone(), record.stamp.key.clone());
                     }
-                    done.insert(record.stamp.key.clone(), record);
+                    if ours {
+                        done.insert(record.stamp.key.clone(), record);
+                    }
                 }
             }
         }
@@ -153,7 +165,7 @@ impl Journal {
                 path,
                 file,
                 done,
-                outputs,
+                owners,
             });
         }
         Err(Error::Config {
@@ -172,10 +184,19 @@ impl Journal {
         })
     }
 
-    /// Whether `path` is an output some earlier run of this journal wrote (so it is not taken
-    /// as an input when input and output folders are the same).
+    /// Whether `path` is an output some run recorded in this folder's journals wrote, with
+    /// any settings (so it is not taken as an input when input and output folders are the
+    /// same).
     pub fn is_output(&self, path: &Path) -> bool {
-        self.outputs.contains(&path_key(path))
+        self.owners.contains_key(&path_key(path))
+    }
+
+    /// Whether rendering `input` may write `output`: nothing is there, or what is there is an
+    /// earlier render of the same input (with any settings). Files Opossum did not write, and
+    /// other inputs' outputs, are never replaced.
+    pub fn may_write(&self, output: &Path, input: &Path) -> bool {
+        std::fs::symlink_metadata(output).is_err()
+            || self.owners.get(&path_key(output)) == Some(&path_key(input))
     }
 
     /// Finished records.
@@ -212,8 +233,9 @@ impl Journal {
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io("writing the batch journal", &self.path, e))?;
-        if !record.failed {
-            self.outputs.insert(record.output_key.clone());
+        if !record.failed && !record.output_key.is_empty() {
+            self.owners
+                .insert(record.output_key.clone(), record.stamp.key.clone());
         }
         self.done.insert(record.stamp.key.clone(), record);
         Ok(())

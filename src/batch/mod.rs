@@ -214,9 +214,10 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     let journal = Journal::open(out_dir, &journal_name(chain, options))?;
     let (folder_lock, stale_temp_files_removed) = lock_folder(out_dir)?;
     let found = inputs::gather(&options.inputs, options.recursive)?;
+    let out_real = std::fs::canonicalize(out_dir).unwrap_or_else(|_| out_dir.clone());
     let found: Vec<Input> = found
         .into_iter()
-        .filter(|i| !journal.is_output(&i.path))
+        .filter(|i| !journal.is_output(&i.path) && !inputs::inside_nested_output(i, &out_real))
         .collect();
     let wanted: Vec<(&Input, PathBuf)> = found
         .iter()
@@ -230,7 +231,9 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
         .collect();
     // Names are assigned over all inputs before sharding, so shards writing to one folder
     // agree on every name.
-    let outputs = inputs::assign_outputs(out_dir, &wanted);
+    let outputs = inputs::assign_outputs(out_dir, &wanted, |output, input| {
+        journal.may_write(output, input)
+    });
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     for ((input, rel), output) in wanted.into_iter().zip(outputs) {

@@ -101,6 +101,19 @@ impl AtomicFile {
     /// Start writing `path`. Temporary files of interrupted earlier runs in the same folder
     /// (untouched for ten minutes) are removed first.
     pub fn create(path: &Path) -> Result<Self> {
+        // The rename would replace a FIFO, a device (`/dev/null` when run as root) or a socket
+        // with a regular file; a folder would fail only after all the work.
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            return Err(Error::Encode {
+                reason: format!(
+                    "the output path is {}; Opossum writes regular files only",
+                    file_kind(&meta)
+                ),
+                path: path.to_path_buf(),
+            });
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
