@@ -109,6 +109,27 @@ fn a_one_pixel_image_and_a_fully_transparent_one() {
     assert_eq!(out.stats.paths, 0);
 }
 
+#[test]
+fn colour_presets_keep_the_colours_of_a_smooth_gradient() {
+    // 400 × 300 px, blue to red across and green down: no 15-bit colour bin holds many
+    // pixels (the photo preset once traced this as one grey rectangle, 11 dB).
+    let (w, h) = (400u32, 300u32);
+    let pixels: Vec<[u8; 4]> = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                let (r, g) = ((x * 255 / (w - 1)) as u8, (y * 255 / (h - 1)) as u8);
+                [r, g, 255 - r, 255]
+            })
+        })
+        .collect();
+    for preset in [Preset::Logo, Preset::Poster, Preset::Photo] {
+        let out = trace(&pixels, w, h, preset);
+        let fidelity = out.stats.fidelity.clone().unwrap();
+        assert!(out.stats.colors >= 8, "{preset:?}: {:?}", out.stats);
+        assert!(fidelity.psnr_db > 20.0, "{preset:?}: {:?}", out.stats);
+    }
+}
+
 /// A drawing with transparency around and inside: shapes touching each other, a ring with a
 /// transparent hole holding an island. Nothing sits under the shared edges.
 fn transparent_drawing() -> (Vec<[u8; 4]>, u32, u32) {

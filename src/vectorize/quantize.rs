@@ -174,7 +174,12 @@ fn lloyd(
     assign
 }
 
-/// The next centre to add under the automatic rule, if any colour still needs one.
+/// The next centre to add under the automatic rule, if any colour still needs one: the
+/// far colour the palette explains worst among bins covering `min_area_px` alone, else the
+/// heaviest bin of the coarse cell (8 levels per channel) whose far colours together cover
+/// it (continuous-tone palettes, which do not ignore blends). A smooth gradient or a noisy
+/// photo spreads each colour over many bins, none of which covers the area alone; without the
+/// cells such an image would get a single colour.
 fn next_centre(
     points: &[Point],
     centres: &[[f32; 3]],
@@ -182,28 +187,56 @@ fn next_centre(
     config: &QuantizeConfig,
 ) -> Option<usize> {
     let min_d2 = config.max_delta_e * config.max_delta_e;
+    let far = |p: &Point| -> Option<f32> {
+        let (_, d2) = nearest(centres, p.lab);
+        let blend = || {
+            config.ignore_blends
+                && rgb.len() >= 2
+                && (0..rgb.len())
+                    .any(|a| (a + 1..rgb.len()).any(|b| is_blend(p, rgb[a], rgb[b], min_d2 * 0.25)))
+        };
+        (d2 > min_d2 && !blend()).then_some(d2)
+    };
     let mut best: Option<(usize, f32)> = None;
     for (i, p) in points.iter().enumerate() {
         if (p.weight as u64) < config.min_area_px {
             continue;
         }
-        let (_, d2) = nearest(centres, p.lab);
-        if d2 <= min_d2 {
-            continue;
-        }
-        if config.ignore_blends
-            && rgb.len() >= 2
-            && (0..rgb.len())
-                .any(|a| (a + 1..rgb.len()).any(|b| is_blend(p, rgb[a], rgb[b], min_d2 * 0.25)))
-        {
-            continue;
-        }
+        let Some(d2) = far(p) else { continue };
         let score = p.weight * d2;
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((i, score));
         }
     }
-    best.map(|(i, _)| i)
+    if let Some((i, _)) = best {
+        return Some(i);
+    }
+    // Flat-colour presets (which ignore blends) stop here: their far colours are mostly
+    // edge blends and shading, and the cells would only add slow, barely visible entries.
+    if config.ignore_blends {
+        return None;
+    }
+    // Per coarse cell: far pixels, and the heaviest far bin (index, weight).
+    let mut cells = vec![(0u64, 0usize, 0f32); 512];
+    for (i, p) in points.iter().enumerate() {
+        if far(p).is_none() {
+            continue;
+        }
+        let cell = &mut cells[coarse_key(p.key)];
+        cell.0 += p.weight as u64;
+        if p.weight > cell.2 {
+            (cell.1, cell.2) = (i, p.weight);
+        }
+    }
+    let (far_px, heaviest, _) = cells
+        .iter()
+        .fold((0, 0, 0.0), |a, &c| if c.0 > a.0 { c } else { a });
+    (far_px >= config.min_area_px).then_some(heaviest)
+}
+
+/// The cell of a 15-bit bin key in a grid of 8 levels per channel.
+fn coarse_key(key: usize) -> usize {
+    ((key >> 12) << 6) | (((key >> 7) & 7) << 3) | ((key >> 2) & 7)
 }
 
 /// Chooses the palette and labels every pixel (row-major, `TRANSPARENT` for transparent ones).
@@ -534,6 +567,34 @@ mod tests {
         }
         let (palette, _) = quantize(&pixels, &config());
         assert_eq!(palette.srgb.len(), 2);
+    }
+
+    #[test]
+    fn smooth_gradients_get_a_palette_although_no_bin_covers_the_minimum_area() {
+        // 400 × 300 px from blue to red and green: every 15-bit bin holds under 256 pixels.
+        let pixels: Vec<[u8; 4]> = (0..300u32)
+            .flat_map(|y| {
+                (0..400u32).map(move |x| {
+                    let (r, g) = ((x * 255 / 399) as u8, (y * 255 / 299) as u8);
+                    [r, g, 255 - r, 255]
+                })
+            })
+            .collect();
+        let config = QuantizeConfig {
+            max_colors: 20,
+            max_delta_e: 0.07,
+            min_area_px: 256,
+            ignore_blends: false,
+            ..config()
+        };
+        let (palette, _) = quantize(&pixels, &config);
+        assert!(palette.srgb.len() >= 8, "{:?}", palette.srgb);
+        // A speck of a distinct colour smaller than the minimum area still gets none.
+        let mut pixels = vec![[255, 255, 255, 255]; 4000];
+        for p in &mut pixels[..100] {
+            *p = [0, 160, 0, 255];
+        }
+        assert_eq!(quantize(&pixels, &config).0.srgb.len(), 1);
     }
 
     #[test]
