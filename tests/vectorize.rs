@@ -124,7 +124,7 @@ fn colour_presets_keep_the_colours_of_a_smooth_gradient() {
         .collect();
     for preset in [Preset::Logo, Preset::Poster, Preset::Photo] {
         let out = trace(&pixels, w, h, preset);
-        let fidelity = out.stats.fidelity.clone().unwrap();
+        let fidelity = out.stats.fidelity.unwrap();
         assert!(out.stats.colors >= 8, "{preset:?}: {:?}", out.stats);
         assert!(fidelity.psnr_db > 20.0, "{preset:?}: {:?}", out.stats);
     }
