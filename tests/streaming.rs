@@ -326,3 +326,46 @@ fn peak_memory_stays_within_the_budget_on_a_large_png() {
     eprintln!("peak RSS {peak_kib} KiB for a 6000x4000 render with a 48 MiB budget");
     assert!(peak_kib < (48 + 100) * 1024, "peak RSS {peak_kib} KiB");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_icc_profile_that_inflates_to_hundreds_of_megabytes_is_ignored_in_bounded_memory() {
+    // A 64×64 PNG whose iCCP chunk inflates to 256 MiB (zeros: about 256 KB in the file).
+    let dir = tempfile::tempdir().unwrap();
+    let mut info = png::Info::with_size(64, 64);
+    info.color_type = png::ColorType::Rgb;
+    info.bit_depth = png::BitDepth::Eight;
+    info.icc_profile = Some(std::borrow::Cow::Owned(vec![0u8; 256 << 20]));
+    let mut bytes = Vec::new();
+    let mut writer = png::Encoder::with_info(&mut bytes, info)
+        .unwrap()
+        .write_header()
+        .unwrap();
+    writer.write_image_data(&[90u8; 64 * 64 * 3]).unwrap();
+    writer.finish().unwrap();
+    assert!(bytes.len() < 4 << 20, "{} bytes", bytes.len());
+    std::fs::write(dir.path().join("bomb.png"), &bytes).unwrap();
+    drop(bytes);
+    for args in [
+        &["render", "bomb.png", "-c", "chain.toml", "-o", "out.png"][..],
+        &["vectorize", "bomb.png", "-o", "out.svg"][..],
+    ] {
+        std::fs::write(
+            dir.path().join("chain.toml"),
+            "version = 1\n[[ops]]\nop = \"adjust_colors\"\nbrightness = 1.1\n",
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.current_dir(dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .args(args)
+            .args(["--max-memory", "64MiB"]);
+        let (status, peak_kib) = run_and_measure_peak_kib(&mut cmd);
+        assert!(status.success(), "{args:?}");
+        // The profile is over the 4 MiB ICC cap, so it is not kept either.
+        eprintln!("{args:?}: peak RSS {peak_kib} KiB");
+        assert!(peak_kib < 128 * 1024, "{args:?}: peak RSS {peak_kib} KiB");
+    }
+    let out = image::open(dir.path().join("out.png")).unwrap();
+    assert_eq!((out.width(), out.height()), (64, 64));
+}

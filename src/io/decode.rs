@@ -9,6 +9,9 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 use crate::engine::geom::Size;
 use crate::error::{Error, Result};
 
+/// Everything an image's metadata (ICC profile, text chunks) may inflate to.
+pub const METADATA_CAP_BYTES: u64 = 16 << 20;
+
 /// Limits applied while decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -97,10 +100,20 @@ pub fn probe_details(path: &Path, limits: &DecodeLimits) -> Result<Probe> {
 
 /// Open `path` and pick its decoder by content.
 fn open_decoder(path: &Path) -> Result<(ImageFormat, impl ImageDecoder)> {
-    let reader = open(path)?;
+    let mut reader = open(path)?;
     let Some(format) = reader.format() else {
         return Err(unknown_format(path));
     };
+    if format == ImageFormat::Png {
+        // The PNG decoder inflates the ICC profile and text chunks while it reads the header,
+        // bounded only by its allocation limit (and a profile over it is dropped silently):
+        // the metadata cap, not the pixel budget, so a small file cannot inflate gigabytes.
+        // Pixels are allocated under `decode_file`'s own limits; the PNG decoder itself
+        // reserves one row from this one.
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(METADATA_CAP_BYTES);
+        reader.limits(limits);
+    }
     let decoder = reader.into_decoder().map_err(|e| decode_error(e, path))?;
     Ok((format, decoder))
 }

@@ -76,8 +76,10 @@ impl PngRows {
         let file = File::open(path).map_err(|e| Error::io("reading the image", path, e))?;
         let mut decoder = png::Decoder::new(BufReader::new(file));
         decoder.set_transformations(png::Transformations::EXPAND);
-        // Text chunks are never used; skipping them also skips inflating compressed ones.
+        // Text chunks and the ICC profile (the probe read it, under the metadata cap) are not
+        // used here; skipping them also skips inflating them.
         decoder.set_ignore_text_chunk(true);
+        decoder.set_ignore_iccp_chunk(true);
         decoder.set_limits(png::Limits {
             bytes: usize::try_from(max_alloc_bytes).unwrap_or(usize::MAX),
         });
