@@ -329,6 +329,40 @@ fn collisions_and_the_same_folder_never_overwrite_anything() {
     assert_eq!(images, [tree.join("c.png"), nested.join("c.png")]);
 }
 
+#[test]
+fn a_closed_stdout_and_stderr_neither_stop_nor_crash_a_batch() {
+    // `opossum batch … 2>&1 | head -2`: the reader goes away before the batch ends.
+    let dir = tempfile::tempdir().unwrap();
+    let input = many_inputs(dir.path(), 12, 40);
+    std::fs::write(input.join("broken.png"), b"not an image").unwrap();
+    let chain = write_chain(dir.path());
+    let out_dir = dir.path().join("out");
+    let report_path = dir.path().join("report.json");
+    let mut child = Command::new(bin())
+        .args(["batch", "-c"])
+        .arg(&chain)
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out_dir)
+        .arg("--report")
+        .arg(&report_path)
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    // One file failed: exit 1, not a crash (101) or a signal.
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(outputs(&out_dir).len(), 12);
+    let report = report(&report_path);
+    assert_eq!(report["succeeded"], 12, "{report}");
+    assert_clean(&out_dir);
+}
+
 fn many_inputs(dir: &Path, n: usize, side: u32) -> PathBuf {
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();

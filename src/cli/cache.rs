@@ -27,12 +27,12 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
             if *json {
                 let text = serde_json::to_string_pretty(&stats)
                     .map_err(|e| Error::Internal(format!("cache stats as JSON: {e}")))?;
-                println!("{text}");
+                outln!("{text}");
                 return Ok(());
             }
             let lookups = stats.lookups.hits + stats.lookups.misses;
-            println!("cache folder   {}", stats.dir.display());
-            println!(
+            outln!("cache folder   {}", stats.dir.display());
+            outln!(
                 "entries        {} ({} pyramids, {}; {} previews, {})",
                 stats.entries,
                 stats.thumbnails.0,
@@ -41,12 +41,12 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
                 human_bytes(stats.results.1)
             );
             if stats.cap_bytes == 0 {
-                println!(
+                outln!(
                     "size           {} (disk cache off: persistent_cache_size = 0)",
                     human_bytes(stats.bytes)
                 );
             } else {
-                println!(
+                outln!(
                     "size           {} of {} ({:.1} %)",
                     human_bytes(stats.bytes),
                     human_bytes(stats.cap_bytes),
@@ -58,29 +58,29 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
             } else {
                 format!("{} s since last use", stats.ttl_s)
             };
-            println!(
+            outln!(
                 "time to live   {ttl}{}",
                 stats.oldest_use_s.map_or(String::new(), |s| format!(
                     "; least recently used {s} s ago"
                 ))
             );
             if lookups == 0 {
-                println!("lookups        none yet");
+                outln!("lookups        none yet");
             } else {
-                println!(
+                outln!(
                     "lookups        {} hits, {} misses: {:.1} % hit rate (all app runs)",
                     stats.lookups.hits,
                     stats.lookups.misses,
                     stats.lookups.hits as f64 * 100.0 / lookups as f64
                 );
             }
-            println!(
+            outln!(
                 "The in-memory levels (result, intermediate, thumbnail) live in the app: see its profiler panel."
             );
         }
         CacheCommand::Clear => {
             let (files, bytes) = cache.clear();
-            println!(
+            outln!(
                 "removed {files} cache entries ({}) from {}",
                 human_bytes(bytes),
                 dir.display()
@@ -113,14 +113,14 @@ pub fn bench(global: &GlobalArgs, args: &BenchCacheArgs) -> Result<()> {
             path
         }
     };
-    println!(
+    outln!(
         "opossum bench cache: {} with {} ops, {} runs per figure",
         path.display(),
         chain.ops.len(),
         args.runs
     );
     let report = cache::run(&engine, &path, &chain, args.view, args.runs)?;
-    print!("{}", report.text());
+    out!("{}", report.text());
     if let Some(json) = &args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::Internal(format!("report as JSON: {e}")))?;

@@ -2,6 +2,31 @@
 //! and maps errors to exit codes (0 success, 1 an input failed, 2 usage or config error).
 //! `anyhow`-style context lives only here; the engine returns typed errors.
 
+/// Print to stdout, ignoring write errors: a closed pipe (`opossum batch … | head`) must not
+/// stop a batch or turn into a panic; the files and the `--report` are what matter.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Print a line to stderr, ignoring write errors (as [`out!`]).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod args;
 mod cache;
 mod vectorize;
@@ -60,9 +85,9 @@ pub fn exit_code(e: &Error) -> u8 {
 }
 
 fn report_error(e: &Error) {
-    eprintln!("error: {e}");
-    eprintln!("  category: {}", e.category().name());
-    eprintln!("  hint: {}", e.hint());
+    errln!("error: {e}");
+    errln!("  category: {}", e.category().name());
+    errln!("  hint: {}", e.hint());
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -71,7 +96,7 @@ fn run(cli: Cli) -> Result<u8> {
         Some(Command::Cache { what }) => cache::run(&cli.global, &what).map(|()| 0),
         Some(Command::Tune { quick, dry_run }) => tune(&cli.global, quick, dry_run).map(|()| 0),
         Some(Command::Ops { json }) => {
-            print!("{}", if json { ops_json() } else { ops_text() });
+            out!("{}", if json { ops_json() } else { ops_text() });
             Ok(0)
         }
         Some(Command::Render(args)) => render(&cli.global, &args).map(|()| 0),
@@ -150,8 +175,8 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     let on_event = |event: WatchEvent| {
         let now = std::time::SystemTime::now();
         match event {
-            WatchEvent::Status(message) => println!("{} {message}", watch::clock(now)),
-            WatchEvent::File(r) => println!("{}", watch::log_line(&r, now)),
+            WatchEvent::Status(message) => outln!("{} {message}", watch::clock(now)),
+            WatchEvent::File(r) => outln!("{}", watch::log_line(&r, now)),
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -160,7 +185,7 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
         Ok(report) => report,
         Err(e) => return Ok(setup_failed(&e)),
     };
-    println!("stopped: {}", report.summary());
+    outln!("stopped: {}", report.summary());
     if let Some(path) = &args.report {
         report.write_json(path)?;
     }
@@ -206,11 +231,11 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
             if cancel.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupted: finishing nothing new, cleaning up (again to quit now)");
+            errln!("\ninterrupted: finishing nothing new, cleaning up (again to quit now)");
         });
     }
     let total = prepared.jobs.len();
-    eprintln!(
+    errln!(
         "opossum batch: {total} to render, {} already done or skipped, {} in parallel{}",
         prepared.skipped.len(),
         batch::workers(&engine, &options, total),
@@ -236,13 +261,13 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
             hint,
         } = &result.outcome
         {
-            bar.suspend(|| eprintln!("error: {message}\n  category: {category}\n  hint: {hint}"));
+            bar.suspend(|| errln!("error: {message}\n  category: {category}\n  hint: {hint}"));
         }
         bar.inc(1);
     };
     let report = batch::run(&engine, &chain, prepared, &options, &cancel, &on_file);
     bar.finish_and_clear();
-    println!("{}", report.summary());
+    outln!("{}", report.summary());
     if let Some(path) = &args.report {
         report.write_json(path)?;
     }
@@ -285,7 +310,7 @@ fn open_app(cli: &Cli) -> Result<()> {
             path: None,
         });
     }
-    println!(
+    outln!(
         "Opossum {} (built without the desktop app)\nRun `opossum --help` for the commands, e.g. `opossum render photo.jpg --chain chain.toml -o out.webp`.",
         env!("CARGO_PKG_VERSION")
     );
@@ -361,7 +386,7 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         0 => "whole image".to_owned(),
         n => format!("{n} tiles"),
     };
-    println!(
+    outln!(
         "wrote {} ({}x{} px, {}{streamed}) in {:.0} ms: decode {:.0}, render {:.0} ({tiles}), encode {:.0}",
         args.output.display(),
         report.output_size.width,
@@ -373,10 +398,10 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         ms(report.encode),
     );
     if let Some(profiler) = profiler {
-        print!("\n{}", profiler.finish());
+        out!("\n{}", profiler.finish());
         if let Some(path) = &args.profile_out {
             profiler.save(path)?;
-            println!(
+            outln!(
                 "profile saved to {} (open with puffin_viewer)",
                 path.display()
             );
@@ -467,15 +492,15 @@ fn tune(global: &GlobalArgs, quick: bool, dry_run: bool) -> Result<()> {
     } else {
         Workload::FULL
     };
-    println!(
+    outln!(
         "opossum tune: {} calibration on {} threads",
         if quick { "quick" } else { "full" },
         measured.threads()
     );
-    let tuning = calibrate(&measured, workload, |step| println!("  measuring {step}…"))?;
-    println!("operation cost, ms per megapixel:");
+    let tuning = calibrate(&measured, workload, |step| outln!("  measuring {step}…"))?;
+    outln!("operation cost, ms per megapixel:");
     for (op, ms) in &tuning.op_ms_per_mpx {
-        println!("  {op:<10} {ms:>8.2}");
+        outln!("  {op:<10} {ms:>8.2}");
     }
     let mut tiles: Vec<(u32, f64)> = tuning
         .tile_ms
@@ -487,20 +512,20 @@ fn tune(global: &GlobalArgs, quick: bool, dry_run: bool) -> Result<()> {
         .iter()
         .map(|(edge, ms)| format!("{edge} px {ms:.1} ms"))
         .collect();
-    println!("tile edge: {}", tiles.join(", "));
+    outln!("tile edge: {}", tiles.join(", "));
     let rates: Vec<String> = tuning
         .images_per_s
         .iter()
         .map(|(n, r)| format!("{n} at once {r:.1}/s"))
         .collect();
-    println!("images: {}", rates.join(", "));
-    println!("{}", tuning.summary());
+    outln!("images: {}", rates.join(", "));
+    outln!("{}", tuning.summary());
     tuning.apply(&mut config);
     config.validate()?;
     match (&path, dry_run) {
-        (_, true) => println!("not saved (--dry-run)"),
+        (_, true) => outln!("not saved (--dry-run)"),
         (None, false) => {
-            println!("not saved: this platform has no config folder; use --config FILE")
+            outln!("not saved: this platform has no config folder; use --config FILE")
         }
         (Some(path), false) => {
             if let Some(dir) = path.parent() {
@@ -510,7 +535,7 @@ fn tune(global: &GlobalArgs, quick: bool, dry_run: bool) -> Result<()> {
             let text = toml::to_string_pretty(&config)
                 .map_err(|e| Error::Internal(format!("config to TOML: {e}")))?;
             crate::io::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
-            println!(
+            outln!(
                 "saved to {} (min_tile_size, parallel_images{}, [tuning]); change them in Settings or the file",
                 path.display(),
                 if tuning.gpu_previews.is_some() {
@@ -585,7 +610,7 @@ fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
         quality: args.quality,
         lossless: false,
     };
-    println!(
+    outln!(
         "opossum bench quality: {} image(s) ({}), {} threads, median of {} runs, output {} q{}",
         images.len(),
         names.join(", "),
@@ -595,11 +620,11 @@ fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
         args.quality
     );
     for preset in crate::quality::QualityPreset::ALL {
-        println!("  {:<9} {}", preset.name(), preset.changes().join("; "));
+        outln!("  {:<9} {}", preset.name(), preset.changes().join("; "));
     }
     let figures = quality::measure(&engine, &images, &chain, &options, args.runs, |_| {})?;
-    println!("quality against ultra: of the rendered pixels, and of the encoded file");
-    println!(
+    outln!("quality against ultra: of the rendered pixels, and of the encoded file");
+    outln!(
         "{:<9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>9} {:>14} {:>10}",
         "preset",
         "render ms",
@@ -612,7 +637,7 @@ fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
         "KiB"
     );
     for f in &figures {
-        println!(
+        outln!(
             "{:<9} {:>10.1} {:>10.1} {:>8.2}x {:>8.1} dB {:>9.1} dB {:>9.4} {:>11.1} dB {:>10.1}",
             f.preset,
             f.render_ms,
@@ -639,7 +664,7 @@ fn bench_preview(global: &GlobalArgs, args: &BenchPreviewArgs) -> Result<()> {
         None => None,
     };
     let setup = bench::PreviewBench::new(photo.as_ref(), args.source, args.viewport)?;
-    println!(
+    outln!(
         "opossum bench preview: {}x{} px source ({:.1} Mpx), {}x{} viewport -> pyramid level {} ({}x{} px)",
         args.source.0,
         args.source.1,
@@ -650,23 +675,23 @@ fn bench_preview(global: &GlobalArgs, args: &BenchPreviewArgs) -> Result<()> {
         setup.level_size.width,
         setup.level_size.height,
     );
-    println!("chain: {}", setup.describe());
-    println!(
+    outln!("chain: {}", setup.describe());
+    outln!(
         "each run changes adjust_colors.brightness (op 2 of 5) and waits for the finished frame"
     );
     let mut report = Vec::new();
     let cpu = setup.run_cpu(&engine, args.runs)?;
-    println!("{}", cpu.line());
+    outln!("{}", cpu.line());
     report.push(cpu.json());
     match setup.run_gpu(&engine, args.runs) {
         Ok(gpu) => {
-            println!("{}", gpu.line());
+            outln!("{}", gpu.line());
             for (label, ms) in &gpu.stages {
-                println!("    {label:<28} {ms:>8.2} ms (last frame)");
+                outln!("    {label:<28} {ms:>8.2} ms (last frame)");
             }
             report.push(gpu.json());
         }
-        Err(reason) => println!("gpu   not measured: {reason}"),
+        Err(reason) => outln!("gpu   not measured: {reason}"),
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -692,7 +717,7 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
             path: None,
         });
     }
-    println!(
+    outln!(
         "opossum bench ops: median of {} runs, ms, {} threads, source {}, quality preset {}",
         args.runs,
         engine.pool().current_num_threads(),
@@ -701,11 +726,11 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
             .map_or("synthetic".to_owned(), |p: &Path| p.display().to_string()),
         engine.quality_preset().name()
     );
-    print!("{:<10}", "op");
+    out!("{:<10}", "op");
     for s in &args.sizes {
-        print!(" {:>9}", format!("{s}px"));
+        out!(" {:>9}", format!("{s}px"));
     }
-    println!(" {:>13}  description", "PSNR v ultra");
+    outln!(" {:>13}  description", "PSNR v ultra");
     let mut results = Vec::new();
     let sources: Vec<_> = args
         .sizes
@@ -713,12 +738,12 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
         .map(|&s| bench::source_for(&engine, photo.as_ref(), s))
         .collect::<Result<_>>()?;
     for case in &cases {
-        print!("{:<10}", case.name);
+        out!("{:<10}", case.name);
         let mut worst_psnr_db = 100f64;
         for (side, source) in args.sizes.iter().zip(&sources) {
             let chain = (case.chain)(*side);
             let (median, min) = bench::time_chain(&engine, source, &chain, args.runs)?;
-            print!(" {:>9.1}", median.as_secs_f64() * 1000.0);
+            out!(" {:>9.1}", median.as_secs_f64() * 1000.0);
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
             let psnr_db = bench::psnr_vs_ultra(&engine, source, &chain)?;
@@ -731,7 +756,7 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
                 "psnr_vs_ultra_db": psnr_db,
             }));
         }
-        println!(" {:>10.1} dB  {}", worst_psnr_db, case.description);
+        outln!(" {:>10.1} dB  {}", worst_psnr_db, case.description);
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).unwrap_or_default();

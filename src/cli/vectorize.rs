@@ -53,12 +53,12 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
             "decode_ms": decode_ms,
             "stats": s,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );
     } else {
-        println!(
+        outln!(
             "wrote {} ({w}x{h} px traced in {:.0} ms): {} paths, {} nodes, {} colours, {}",
             args.output.display(),
             s.time_ms,
@@ -68,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
             human(s.svg_bytes),
         );
         if let Some(f) = s.fidelity {
-            println!(
+            outln!(
                 "rendered back: PSNR {:.2} dB, SSIM {:.4}, uncovered {:.3}% (on white, against the input)",
                 f.psnr_db,
                 f.ssim,
@@ -121,7 +121,7 @@ pub fn bench(global: &GlobalArgs, args: &BenchVectorizeArgs) -> Result<()> {
         None => None,
     };
     let options = VectorizeOptions::preset(args.preset);
-    println!(
+    outln!(
         "vectorize, preset {}, {} ({} runs per size, median; threads {})",
         args.preset.name(),
         args.image
@@ -132,8 +132,8 @@ pub fn bench(global: &GlobalArgs, args: &BenchVectorizeArgs) -> Result<()> {
         args.runs.max(1),
         engine.pool().current_num_threads()
     );
-    println!("| size px | time ms | Mpx/s | paths | nodes | colours | SVG KiB | PSNR dB | SSIM |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    outln!("| size px | time ms | Mpx/s | paths | nodes | colours | SVG KiB | PSNR dB | SSIM |");
+    outln!("|---|---|---|---|---|---|---|---|---|");
     for &side in &args.sizes {
         let (pixels, w, h) = match &source {
             Some((px, sw, sh)) => resized(px, *sw, *sh, side)?,
@@ -157,7 +157,7 @@ pub fn bench(global: &GlobalArgs, args: &BenchVectorizeArgs) -> Result<()> {
             Ok::<_, Error>(r.stats.fidelity)
         })?;
         let (psnr, ssim) = f.map_or((f64::NAN, f64::NAN), |f| (f.psnr_db, f.ssim));
-        println!(
+        outln!(
             "| {w}x{h} | {median:.1} | {:.1} | {} | {} | {} | {:.1} | {psnr:.2} | {ssim:.4} |",
             f64::from(w) * f64::from(h) / 1e6 / (median / 1000.0),
             s.paths,
