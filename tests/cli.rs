@@ -246,6 +246,60 @@ fn outputs_that_are_not_regular_files_are_refused_and_kept() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_render_quickly_and_leaves_no_temp_file() {
+    let dir = setup();
+    let d = dir.path();
+    // 5000×4000 and three wide blurs: seconds of work, written band by band.
+    let big = image::RgbImage::from_fn(5000, 4000, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 256) as u8])
+    });
+    big.save(d.join("big.png")).unwrap();
+    std::fs::write(
+        d.join("slow.toml"),
+        "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 40\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 40\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 40\n",
+    )
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["render", "big.png", "-c", "slow.toml", "-o", "out/big.png"])
+        .current_dir(d)
+        .env("XDG_CONFIG_HOME", d.join("xdg-config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once the output is being written (its temp file exists).
+    let waiting = std::time::Instant::now();
+    while files_in(&d.join("out")).is_empty() {
+        assert!(waiting.elapsed().as_secs() < 60, "no temp file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let sent = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed().as_secs_f64() < 2.0,
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        files_in(&d.join("out")).is_empty(),
+        "{:?}",
+        files_in(&d.join("out"))
+    );
+}
+
 #[test]
 fn usage_and_config_errors_exit_2() {
     let dir = setup();

@@ -33,6 +33,8 @@ mod vectorize;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser as _;
 
@@ -55,6 +57,8 @@ use args::{
 const EXIT_INPUT: u8 = 1;
 /// Exit code for a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Run the CLI with the process arguments.
 pub fn main() -> ExitCode {
@@ -80,8 +84,22 @@ pub fn main() -> ExitCode {
 pub fn exit_code(e: &Error) -> u8 {
     match e.category() {
         Category::Config | Category::Chain => EXIT_USAGE,
+        Category::Cancelled => EXIT_INTERRUPTED,
         _ => EXIT_INPUT,
     }
+}
+
+/// Ctrl-C / SIGTERM during a single render or tracing: the first sets the returned flag (the
+/// work stops within a tile and its temp file is removed), a second exits at once.
+pub(crate) fn cancel_on_signal() -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    cancel
 }
 
 fn report_error(e: &Error) {
@@ -145,8 +163,6 @@ fn setup_failed(e: &Error) -> u8 {
 /// clean stop, 2 for usage and config errors and a watch that cannot start.
 fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     use crate::watch::{self, WatchEvent, WatchOptions};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     let engine = Engine::new(load_config(global)?)?;
@@ -196,8 +212,6 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
 /// interrupted (Ctrl-C, SIGTERM), 2 for usage and config errors and a batch that cannot start.
 fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     use crate::batch::{self, BatchOptions, OnError, Outcome};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     let engine = Engine::new(load_config(global)?)?;
     let chain = Chain::load(&args.chain, engine.output_limits())?;
@@ -363,13 +377,17 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         quality: args.quality,
         lossless: args.lossless,
     };
+    let cancel = cancel_on_signal();
     let report = engine.render_file(
         &args.input,
         &chain,
         &args.output,
         &options,
         args.overwrite,
-        &Default::default(),
+        &crate::engine::render::RenderControl {
+            cancel: Some(&cancel),
+            progress: None,
+        },
     )?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let mut streamed = match (report.streamed_input, report.streamed_output) {

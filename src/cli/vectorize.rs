@@ -37,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
     let (pixels, w, h) = vectorize::load_rgba(&args.input, &engine.decode_limits())?;
     let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
     let measure = args.stats || args.json;
-    let cancel = AtomicBool::new(false);
+    let cancel = super::cancel_on_signal();
     let result = engine
         .pool()
         .install(|| vectorize::vectorize(&pixels, w, h, &options, measure, &cancel))?;
