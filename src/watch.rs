@@ -2,8 +2,8 @@
 //! chain, exactly once, also across restarts.
 //!
 //! - Events come from `notify` through `notify-debouncer-full` (recursive, rename-aware); they
-//!   only nominate paths. A file is taken when it is complete: its size and mtime unchanged for
-//!   the settle window, checked here, never trusting a "created" event. Hidden and partial names
+//!   only nominate paths. A file is taken when it is complete: not empty, and its size and mtime
+//!   unchanged for the settle window, checked here, never trusting a "created" event. Hidden and partial names
 //!   (`.*`, `*.tmp`, `*.part`, `*.crdownload`, `*~`) are never taken; a temp-then-rename writer
 //!   is seen at the rename.
 //! - The ledger is the batch journal (`.opossum-watch-<settings>.journal` in the output folder):
@@ -549,7 +549,9 @@ fn watch_loop(shared: &Shared<'_>, out_dir: &Path, ready: SyncSender<PathBuf>, s
                 p.stable_since = now;
                 return true;
             }
-            if now.duration_since(p.stable_since) >= options.settle {
+            // An empty file is a writer that has created it and not written yet (a copy that
+            // pre-creates its target): it waits, however long, until it has bytes.
+            if now.duration_since(p.stable_since) >= options.settle && meta.len() > 0 {
                 ready_now.push(path.clone());
                 return false;
             }

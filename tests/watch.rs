@@ -131,6 +131,9 @@ fn slow_and_renaming_writers_are_taken_once_and_only_when_complete() {
     let output = dir.path().join("out");
     std::fs::create_dir_all(&input).unwrap();
     let w = Watch::start(dir.path(), &input, &output, &[]);
+    // A copy that creates its target first and writes it later: empty for well over the
+    // settle window (the slow writer below takes about a second).
+    std::fs::File::create(input.join("late.png")).unwrap();
     // A slow writer: 4 KiB every 60 ms (well past the settle window in total).
     let bytes = png_bytes(1, 96);
     let mut file = std::fs::File::create(input.join("slow.png")).unwrap();
@@ -144,8 +147,9 @@ fn slow_and_renaming_writers_are_taken_once_and_only_when_complete() {
     std::fs::write(input.join("fast.png.part"), png_bytes(2, 40)).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     std::fs::rename(input.join("fast.png.part"), input.join("fast.png")).unwrap();
-    w.wait_for("both files", |l| {
-        l.iter().filter(|x| x.contains(" ok ")).count() >= 2
+    std::fs::write(input.join("late.png"), png_bytes(3, 30)).unwrap();
+    w.wait_for("the three files", |l| {
+        l.iter().filter(|x| x.contains(" ok ")).count() >= 3
     });
     std::thread::sleep(Duration::from_millis(800));
     let lines = w.stop();
@@ -155,10 +159,10 @@ fn slow_and_renaming_writers_are_taken_once_and_only_when_complete() {
     );
     assert_eq!(
         lines.iter().filter(|l| l.contains(" ok ")).count(),
-        2,
+        3,
         "{lines:#?}"
     );
-    assert_eq!(outputs(&output), ["fast.png", "slow.png"]);
+    assert_eq!(outputs(&output), ["fast.png", "late.png", "slow.png"]);
     let slow = image::open(output.join("slow.png")).unwrap();
     assert_eq!((slow.width(), slow.height()), (96, 96));
     assert_no_temp_files(&output);
