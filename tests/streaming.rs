@@ -369,3 +369,76 @@ fn an_icc_profile_that_inflates_to_hundreds_of_megabytes_is_ignored_in_bounded_m
     let out = image::open(dir.path().join("out.png")).unwrap();
     assert_eq!((out.width(), out.height()), (64, 64));
 }
+
+#[test]
+fn a_strong_reduction_narrows_its_bands_to_fit_the_budget_and_errors_name_the_file() {
+    // 6000×6000 RGB (108 MB decoded: streamed under a 96 MiB budget) resized to 100 px wide:
+    // every output row reads 60 source rows, so 256-row bands would need a 1.4 GB tile.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("wide.png");
+    let img = image::RgbImage::from_fn(6000, 6000, |x, y| {
+        image::Rgb([(x / 24) as u8, (y / 24) as u8, 128])
+    });
+    let file = std::fs::File::create(&input).unwrap();
+    image::codecs::png::PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Sub,
+    )
+    .write_image(img.as_raw(), 6000, 6000, image::ExtendedColorType::Rgb8)
+    .unwrap();
+    drop(img);
+    let chain = Chain {
+        name: None,
+        vectorize: None,
+        ops: vec![opossum::bench::step(
+            "resize",
+            &[("width", RawValue::Int(100))],
+        )],
+    };
+    let output = dir.path().join("small.png");
+    let report = engine(96 << 20, 256)
+        .render_file(
+            &input,
+            &chain,
+            &output,
+            &options(OutputFormat::Png),
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(report.streamed_input);
+    let small = read(&output);
+    assert_eq!(small.dimensions(), (100, 100));
+    // The gradient survives: left to right and top to bottom, 0 to 250.
+    let (left, right) = (small.get_pixel(0, 50)[0], small.get_pixel(99, 50)[0]);
+    let (top, bottom) = (small.get_pixel(50, 0)[1], small.get_pixel(50, 99)[1]);
+    assert!(
+        left < 5 && right > 245 && top < 5 && bottom > 245,
+        "{left} {right} {top} {bottom}"
+    );
+    // One output pixel reads every source row: no band fits; the error names the file, and
+    // nothing is left behind.
+    std::fs::remove_file(&output).unwrap();
+    let dot = Chain {
+        name: None,
+        vectorize: None,
+        ops: vec![opossum::bench::step(
+            "resize",
+            &[("width", RawValue::Int(1)), ("height", RawValue::Int(1))],
+        )],
+    };
+    let err = engine(16 << 20, 256)
+        .render_file(
+            &input,
+            &dot,
+            &output,
+            &options(OutputFormat::Png),
+            false,
+            &Default::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.category(), Category::Limits);
+    assert!(err.to_string().contains("wide.png"), "{err}");
+    assert_eq!(common::files_in(dir.path()), vec!["wide.png"]);
+}

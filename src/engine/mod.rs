@@ -548,6 +548,19 @@ impl Engine {
                 self.render_whole(input, (chain, detail), output, options, control, t0, None)
             }
         })
+        .map_err(|e| match e {
+            // Say which file: a batch prints the message alone.
+            Error::Budget {
+                what,
+                needed_bytes,
+                limit_bytes,
+            } => Error::Budget {
+                what: format!("{}: {what}", input.display()),
+                needed_bytes,
+                limit_bytes,
+            },
+            e => e,
+        })
     }
 
     /// Traces a finished render into SVG on this engine's pool (the vectorize sink, the app's
@@ -733,9 +746,47 @@ impl Engine {
             );
         }
         let plan = &plan;
-        let settings = self.tile_settings_for(plan);
-        let bands = render::bands(plan, settings.tile_px, self.pool.current_num_threads());
         let high = probe.high_bit_depth && options.format.supports_16_bit();
+        let threads = self.pool.current_num_threads();
+        let mut settings = self.tile_settings_for(plan);
+        let mut bands = render::bands(plan, settings.tile_px, threads);
+        // What the bands hold besides their tiles: two output bands, and the decoded image or
+        // the streamed source's window of rows.
+        let band_bytes = |tile_px: u32| {
+            2 * OutputSink::bytes_for(
+                Size::new(plan.output.width, tile_px.min(plan.output.height)),
+                high,
+            )
+        };
+        let reserved = |bands: &[render::Band], tile_px: u32| {
+            band_bytes(tile_px)
+                + match (&rows, &whole) {
+                    (Some(decoder), _) => {
+                        let window_rows = bands
+                            .iter()
+                            .map(|b| b.source_rows.1 - b.source_rows.0)
+                            .max()
+                            .unwrap_or(0);
+                        StreamSource::window_bytes(probe.size, decoder.layout(), window_rows)
+                    }
+                    (None, Some(image)) => image.bytes(),
+                    (None, None) => 0,
+                }
+        };
+        // A strong reduction (a 12000-px PNG resized to 200 px) reads many source rows per
+        // output row: narrower bands until a tile fits the budget, before giving up.
+        while settings.tile_px > render::MIN_BAND_ROWS
+            && !render::fits(
+                plan,
+                &bands,
+                settings.budget_bytes,
+                reserved(&bands, settings.tile_px),
+            )
+        {
+            settings.tile_px = (settings.tile_px / 2).max(render::MIN_BAND_ROWS);
+            bands = render::bands(plan, settings.tile_px, threads);
+        }
+        let reserved_bytes = reserved(&bands, settings.tile_px);
         let alpha = probe.has_alpha || render::may_add_transparency(plan);
         // What the 8-bit kernels finished (or an empty plan over an opaque 8-bit image) is
         // written from its grey or RGB samples as they are; grey as one channel, unless an
@@ -753,10 +804,6 @@ impl Engine {
             (None, true) => encode::Layout::Rgba,
             (None, false) => encode::Layout::Rgb,
         };
-        let band_bytes = 2 * OutputSink::bytes_for(
-            Size::new(plan.output.width, settings.tile_px.min(plan.output.height)),
-            high,
-        );
         let encode_err = |reason: String| Error::Encode {
             reason,
             path: output.to_path_buf(),
@@ -802,13 +849,6 @@ impl Engine {
             }
             (Some(decoder), _) => {
                 let layout = decoder.layout();
-                let window_rows = bands
-                    .iter()
-                    .map(|b| b.source_rows.1 - b.source_rows.0)
-                    .max()
-                    .unwrap_or(0);
-                let reserved =
-                    StreamSource::window_bytes(probe.size, layout, window_rows) + band_bytes;
                 let source = StreamSource::new(probe.size, layout);
                 t1 = Instant::now();
                 render::render_banded(
@@ -817,7 +857,7 @@ impl Engine {
                     plan,
                     &bands,
                     settings,
-                    reserved,
+                    reserved_bytes,
                     high,
                     control,
                     &mut |lo, hi| source.advance(decoder.as_mut(), lo, hi),
@@ -830,14 +870,13 @@ impl Engine {
                 })?;
                 // The 8-bit leading stages, if they ran, are render time.
                 t1 = decoded_at;
-                let reserved = image.bytes() + band_bytes;
                 render::render_banded(
                     &self.pool,
                     &image,
                     plan,
                     &bands,
                     settings,
-                    reserved,
+                    reserved_bytes,
                     high,
                     control,
                     &mut |_, _| Ok(()),

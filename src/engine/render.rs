@@ -553,6 +553,21 @@ pub fn may_add_transparency(plan: &Plan) -> bool {
     })
 }
 
+/// The narrowest bands a render shrinks its tile size to when a tile does not fit the budget.
+pub const MIN_BAND_ROWS: u32 = 8;
+
+/// Whether the largest tile of `bands` fits in `budget_bytes` beside `reserved_bytes`.
+pub fn fits(plan: &Plan, bands: &[Band], budget_bytes: u64, reserved_bytes: u64) -> bool {
+    let per_tile = bands
+        .iter()
+        .flat_map(|b| b.tiles.iter())
+        .map(|t| tile_bytes(&plan.stages, *t))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    reserved_bytes.saturating_add(per_tile) <= budget_bytes
+}
+
 /// Render `plan` band by band, top to bottom: `before_band(lo, hi)` makes source rows `lo..hi`
 /// readable (a streaming source decodes them), the band's tiles render in parallel, and
 /// `after_band` receives the band's finished rows (a streaming encoder writes them). Only the
