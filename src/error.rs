@@ -28,6 +28,8 @@ pub enum Category {
     Cancelled,
     /// A bug in Opossum.
     Internal,
+    /// A command-line option or argument is wrong.
+    Usage,
 }
 
 impl Category {
@@ -43,6 +45,7 @@ impl Category {
             Category::Encode => "encode",
             Category::Cancelled => "cancelled",
             Category::Internal => "internal",
+            Category::Usage => "usage",
         }
     }
 }
@@ -119,6 +122,14 @@ pub enum Error {
         /// The chain file, when loading one.
         path: Option<PathBuf>,
     },
+    /// A command-line option or argument is wrong (the config file is fine).
+    #[error("{reason}{}", path.as_ref().map(|p| format!(": {}", p.display())).unwrap_or_default())]
+    Usage {
+        /// What is wrong, starting with the option (`--format "gif": …`).
+        reason: String,
+        /// The path the option named, if one.
+        path: Option<PathBuf>,
+    },
     /// The configuration is invalid.
     #[error("{reason}{}", path.as_ref().map(|p| format!(": {}", p.display())).unwrap_or_default())]
     Config {
@@ -136,7 +147,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The output path is the input (and overwriting was not asked for).
-    #[error("the output would overwrite the input; choose another output or pass --overwrite: {}", path.display())]
+    #[error("the output would overwrite the input; choose another output (`render` replaces its input only with --overwrite): {}", path.display())]
     WouldOverwriteInput {
         /// The path.
         path: PathBuf,
@@ -159,6 +170,7 @@ impl Error {
             Error::TooLarge { .. } | Error::Budget { .. } => Category::Limits,
             Error::Chain { .. } => Category::Chain,
             Error::Config { .. } => Category::Config,
+            Error::Usage { .. } => Category::Usage,
             Error::Encode { .. } | Error::WouldOverwriteInput { .. } => Category::Encode,
             Error::Cancelled => Category::Cancelled,
             Error::Internal(_) => Category::Internal,
@@ -190,6 +202,9 @@ impl Error {
             }
             Error::Config { .. } => {
                 "fix the config file; the README lists every key and its allowed values"
+            }
+            Error::Usage { .. } => {
+                "check the command line; `opossum <command> --help` lists the options"
             }
             Error::Encode { .. } => "check the output folder exists, is writable and has space",
             Error::WouldOverwriteInput { .. } => "write to another file or folder",

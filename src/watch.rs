@@ -383,7 +383,7 @@ pub fn run(
 ) -> Result<BatchReport> {
     crate::batch::inputs::check_template(&options.name_template)?;
     if !options.input_dir.is_dir() {
-        return Err(Error::Config {
+        return Err(Error::Usage {
             reason: "--input must be an existing folder".to_owned(),
             path: Some(options.input_dir.clone()),
         });

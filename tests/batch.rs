@@ -592,6 +592,7 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
     std::fs::write(input.join("aaa_bad.png"), b"junk").unwrap();
     let chain = write_chain(dir.path());
     let out_dir = dir.path().join("out");
+    let glob_nothing = format!("{}/*.xyz", input.display());
     let base = [
         "-c",
         chain.to_str().unwrap(),
@@ -617,6 +618,7 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
             vec!["-i", input.to_str().unwrap(), "--shard", "4/3"],
             "K <= N",
         ),
+        (vec!["-i", &glob_nothing], "no file matches"),
     ] {
         let out = batch(dir.path(), &[&base[..], &extra[..]].concat());
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
@@ -625,7 +627,27 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
             "{extra:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Nothing is created for a batch that cannot start.
+        assert!(!out_dir.exists(), "{extra:?} created the output folder");
     }
+    // A chain file that is not there is a usage error too, and says where to look.
+    let out = batch(
+        dir.path(),
+        &[
+            "-c",
+            "/no/such/chain.toml",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chain.toml") && stderr.contains("category: usage"),
+        "{stderr}"
+    );
     // --on-error stop with one worker: the bad file comes first, nothing after it starts.
     let report_path = dir.path().join("r.json");
     let out = batch(

@@ -326,8 +326,13 @@ fn usage_and_config_errors_exit_2() {
         &["render", "in.jpg", "-c", "chain.toml", "-o", "out/x.bmpx"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let out = run(
-        d,
+    // A command-line mistake says so, and where to look (not "fix the config file").
+    assert!(
+        stderr(&out).contains("category: usage") && stderr(&out).contains("--help"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
         &[
             "render",
             "in.jpg",
@@ -337,11 +342,29 @@ fn usage_and_config_errors_exit_2() {
             "out/x.png",
             "--quality",
             "0",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
+        ][..],
+        &["render", "in.jpg", "-c", "missing.toml", "-o", "out/x.png"][..],
+        &["bench", "ops", "--sizes", "0"][..],
+        &["bench", "ops", "--runs", "0"][..],
+        &[
+            "watch",
+            "-c",
+            "chain.toml",
+            "-i",
+            ".",
+            "-o",
+            "out",
+            "--poll-ms",
+            "0",
+        ][..],
+    ] {
+        let out = run(d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    // A mistyped command is not opened as an image.
     let out = run(d, &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a command"), "{}", stderr(&out));
 
     std::fs::write(d.join("cfg.toml"), "[performance]\ntile_size = 3\n").unwrap();
     let out = run(

@@ -56,7 +56,7 @@ pub fn gather(args: &[PathBuf], recursive: bool) -> Result<Vec<Input>> {
                 rel: PathBuf::from(arg.file_name().unwrap_or_default()),
             });
         } else if text.contains(['*', '?', '[']) {
-            let paths = glob::glob(&text).map_err(|e| Error::Config {
+            let paths = glob::glob(&text).map_err(|e| Error::Usage {
                 reason: format!("--input {text}: not a valid pattern: {e}"),
                 path: None,
             })?;
@@ -70,13 +70,13 @@ pub fn gather(args: &[PathBuf], recursive: bool) -> Result<Vec<Input>> {
                 }
             }
             if found.len() == before {
-                return Err(Error::Config {
+                return Err(Error::Usage {
                     reason: format!("--input {text}: no file matches this pattern"),
                     path: None,
                 });
             }
         } else {
-            return Err(Error::Config {
+            return Err(Error::Usage {
                 reason: "--input: no such file or folder".to_owned(),
                 path: Some(arg.clone()),
             });
@@ -163,7 +163,7 @@ pub fn parse_shard(text: &str) -> std::result::Result<(u32, u32), String> {
 /// folder.
 pub fn check_template(template: &str) -> Result<()> {
     let bad = |reason: &str| {
-        Err(Error::Config {
+        Err(Error::Usage {
             reason: format!("--name-template {template:?}: {reason}"),
             path: None,
         })

@@ -208,12 +208,13 @@ fn lock_folder(out_dir: &Path) -> Result<(std::fs::File, usize)> {
 /// Gather inputs, name outputs, open the journal and set aside finished files.
 pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     inputs::check_template(&options.name_template)?;
+    // Inputs first: a mistyped --input leaves no output folder behind.
+    let found = inputs::gather(&options.inputs, options.recursive)?;
     let out_dir = &options.output_dir;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io("creating the output folder", out_dir, e))?;
     let journal = Journal::open(out_dir, &journal_name(chain, options))?;
     let (folder_lock, stale_temp_files_removed) = lock_folder(out_dir)?;
-    let found = inputs::gather(&options.inputs, options.recursive)?;
     let out_real = std::fs::canonicalize(out_dir).unwrap_or_else(|_| out_dir.clone());
     let found: Vec<Input> = found
         .into_iter()

@@ -143,7 +143,7 @@ pub fn measure(
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<PresetFigures>> {
     if options.format == OutputFormat::Svg {
-        return Err(Error::Config {
+        return Err(Error::Usage {
             reason: "bench quality encodes raster formats; choose webp, jpeg, png or tiff".into(),
             path: None,
         });

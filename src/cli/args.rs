@@ -103,7 +103,7 @@ pub struct RenderArgs {
     /// Where to write the result.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
-    /// Output format: png, jpeg, webp or tiff (default: from the output's extension).
+    /// Output format: png, jpeg, webp, tiff or svg (default: from the output's extension).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// Quality for JPEG and lossy WebP, 1..=100.
@@ -200,7 +200,7 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub settle_ms: u64,
     /// Poll the folder every MS instead of using inotify (network or FUSE file systems).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub poll_ms: Option<u64>,
     /// Move inputs that fail into this folder (else they stay; failures are logged either way).
     #[arg(long, value_name = "DIR")]
@@ -251,7 +251,7 @@ pub struct BenchCacheArgs {
     #[arg(long, default_value_t = 1600)]
     pub view: u32,
     /// Timed runs per figure (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub runs: usize,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
@@ -274,7 +274,7 @@ pub struct BenchQualityArgs {
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
     /// Timed runs per image and preset (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub runs: usize,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
@@ -332,13 +332,13 @@ pub struct BenchVectorizeArgs {
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Sizes (longest side, px).
-    #[arg(long, num_args = 1.., default_values_t = [512, 1024, 2048, 4096])]
+    #[arg(long, num_args = 1.., default_values_t = [512, 1024, 2048, 4096], value_parser = clap::value_parser!(u32).range(1..=16384))]
     pub sizes: Vec<u32>,
     /// Preset.
     #[arg(long, value_enum, default_value = "logo")]
     pub preset: crate::vectorize::Preset,
     /// Runs per size (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub runs: usize,
 }
 
@@ -352,7 +352,7 @@ pub struct BenchPreviewArgs {
     #[arg(long, default_value = "1600x1000", value_parser = parse_size)]
     pub viewport: (u32, u32),
     /// Parameter changes timed per path (after one warm-up frame).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = at_least_one)]
     pub runs: usize,
     /// Source photo (resized to --source); default: a synthetic image.
     #[arg(long, value_name = "FILE")]
@@ -360,6 +360,16 @@ pub struct BenchPreviewArgs {
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// A count of runs: at least one (a median of none is no figure).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text}: expected a whole number of runs, at least 1"
+        )),
+    }
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -380,10 +390,10 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 #[derive(Debug, Args)]
 pub struct BenchOpsArgs {
     /// Square image sides to test, in px.
-    #[arg(long, value_delimiter = ',', default_values_t = [512u32, 1024, 2048, 4096])]
+    #[arg(long, value_delimiter = ',', default_values_t = [512u32, 1024, 2048, 4096], value_parser = clap::value_parser!(u32).range(1..=16384))]
     pub sizes: Vec<u32>,
     /// Timed runs per cell (after one warm-up); the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub runs: usize,
     /// Source photo (cropped square and resized to each size); default: a synthetic image.
     #[arg(long, value_name = "FILE")]

@@ -95,7 +95,7 @@ pub fn bench(global: &GlobalArgs, args: &BenchCacheArgs) -> Result<()> {
     use crate::bench::cache;
     let engine = crate::engine::Engine::new(load_config(global)?)?;
     let chain = match &args.chain {
-        Some(path) => crate::chain::Chain::load(path, engine.output_limits())?,
+        Some(path) => super::load_chain(path, &engine)?,
         None => cache::default_chain(),
     };
     let folder = tempfile::tempdir()

@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
 /// Which exit code an error maps to.
 pub fn exit_code(e: &Error) -> u8 {
     match e.category() {
-        Category::Config | Category::Chain => EXIT_USAGE,
+        Category::Config | Category::Chain | Category::Usage => EXIT_USAGE,
         Category::Cancelled => EXIT_INTERRUPTED,
         _ => EXIT_INPUT,
     }
@@ -110,7 +110,9 @@ fn report_error(e: &Error) {
 
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        None => open_app(&cli).map(|()| 0),
+        None => check_app_image(&cli)
+            .and_then(|()| open_app(&cli))
+            .map(|()| 0),
         Some(Command::Cache { what }) => cache::run(&cli.global, &what).map(|()| 0),
         Some(Command::Tune { quick, dry_run }) => tune(&cli.global, quick, dry_run).map(|()| 0),
         Some(Command::Ops { json }) => {
@@ -145,7 +147,7 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
         "same" => Ok(FormatChoice::Same),
         name => OutputFormat::from_name(name)
             .map(FormatChoice::Fixed)
-            .ok_or_else(|| Error::Config {
+            .ok_or_else(|| Error::Usage {
                 reason: format!("--format {name:?} is not one of webp, jpeg, png, tiff, svg, same"),
                 path: None,
             }),
@@ -166,7 +168,7 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     use std::time::Duration;
 
     let engine = Engine::new(load_config(global)?)?;
-    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let chain = load_chain(&args.chain, &engine)?;
     let options = WatchOptions {
         input_dir: args.input.clone(),
         output_dir: args.output.clone(),
@@ -214,7 +216,7 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     use crate::batch::{self, BatchOptions, OnError, Outcome};
 
     let engine = Engine::new(load_config(global)?)?;
-    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let chain = load_chain(&args.chain, &engine)?;
     let format = format_choice(&args.out.format)?;
     let options = BatchOptions {
         inputs: args.input.clone(),
@@ -331,6 +333,35 @@ fn open_app(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// The chain file `--chain` names: a path that cannot be read (missing, a folder, no
+/// permission) is a command-line mistake (exit 2), like an invalid chain.
+pub(crate) fn load_chain(path: &Path, engine: &Engine) -> Result<Chain> {
+    Chain::load(path, engine.output_limits()).map_err(|e| match e {
+        Error::Io { source, .. } => Error::Usage {
+            reason: format!("-c/--chain: cannot read the chain file ({source})"),
+            path: Some(path.to_path_buf()),
+        },
+        Error::NotAFile { kind, .. } => Error::Usage {
+            reason: format!("-c/--chain: the chain file is {kind}"),
+            path: Some(path.to_path_buf()),
+        },
+        e => e,
+    })
+}
+
+/// `opossum bach …`: a mistyped command arrives as the image to open in the app.
+fn check_app_image(cli: &Cli) -> Result<()> {
+    match &cli.image {
+        Some(image) if std::fs::metadata(image).is_err() => Err(Error::Usage {
+            reason: "no such image, and not a command (render, batch, watch, vectorize, bench, \
+                     cache, tune, ops)"
+                .to_owned(),
+            path: Some(image.clone()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Config from file plus command-line overrides.
 fn load_config(global: &GlobalArgs) -> Result<Config> {
     let (mut config, _) = Config::load(global.config.as_deref())?;
@@ -339,7 +370,7 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
     }
     if let Some(text) = &global.max_memory {
         config.performance.max_memory_usage =
-            ByteSize::parse(text).ok_or_else(|| Error::Config {
+            ByteSize::parse(text).ok_or_else(|| Error::Usage {
                 reason: format!("--max-memory {text:?} is not a size; write e.g. 512MiB or 4GB"),
                 path: None,
             })?;
@@ -361,14 +392,14 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
 fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     let profiler = (args.profile || args.profile_out.is_some()).then(Profiler::start);
     let engine = Engine::new(load_config(global)?)?;
-    let chain = Chain::load(&args.chain, engine.output_limits())?;
+    let chain = load_chain(&args.chain, &engine)?;
     let format = match &args.format {
-        Some(name) => OutputFormat::from_name(name).ok_or_else(|| Error::Config {
+        Some(name) => OutputFormat::from_name(name).ok_or_else(|| Error::Usage {
             reason: format!("--format {name:?} is not one of png, jpeg, webp, tiff, svg"),
             path: None,
         })?,
-        None => OutputFormat::from_path(&args.output).ok_or_else(|| Error::Config {
-            reason: "cannot tell the output format from the file name; add --format png|jpeg|webp|tiff|svg or a known extension".to_owned(),
+        None => OutputFormat::from_path(&args.output).ok_or_else(|| Error::Usage {
+            reason: "-o/--output: cannot tell the output format from the file name; add --format png|jpeg|webp|tiff|svg or a known extension".to_owned(),
             path: Some(args.output.clone()),
         })?,
     };
@@ -570,7 +601,7 @@ fn tune(global: &GlobalArgs, quick: bool, dry_run: bool) -> Result<()> {
 fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
     use bench::quality;
     let engine = Engine::new(load_config(global)?)?;
-    let format = OutputFormat::from_name(&args.format).ok_or_else(|| Error::Config {
+    let format = OutputFormat::from_name(&args.format).ok_or_else(|| Error::Usage {
         reason: format!(
             "--format {:?} is not a format; use webp, jpeg, png or tiff",
             args.format
@@ -578,7 +609,7 @@ fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
         path: None,
     })?;
     let chain = match &args.chain {
-        Some(path) => Chain::load(path, engine.output_limits())?,
+        Some(path) => load_chain(path, &engine)?,
         None => quality::default_chain(),
     };
     let mut names = Vec::new();
@@ -618,7 +649,7 @@ fn bench_quality(global: &GlobalArgs, args: &BenchQualityArgs) -> Result<()> {
         }
     }
     if images.is_empty() {
-        return Err(Error::Config {
+        return Err(Error::Usage {
             reason: "no images to measure (give files or folders of JPEG/PNG/WebP/TIFF)".into(),
             path: None,
         });
@@ -729,7 +760,7 @@ fn bench_ops(global: &GlobalArgs, args: &BenchOpsArgs) -> Result<()> {
         .filter(|c| args.only.is_empty() || args.only.iter().any(|o| o == c.name))
         .collect();
     if cases.is_empty() {
-        return Err(Error::Config {
+        return Err(Error::Usage {
             reason: "--only names no known case (blur3, blur20, bc, sobel, grey, resize, unsharp)"
                 .to_owned(),
             path: None,
