@@ -273,7 +273,7 @@ impl Shared<'_> {
         };
         let wanted = crate::batch::inputs::output_name(&input, &self.options.name_template, format);
         let output = {
-            let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
             // What a render wrote (into the watched tree, with any settings) is not an input.
             if journal.is_output(path) {
                 return None;
@@ -285,7 +285,10 @@ impl Shared<'_> {
                     return None;
                 }
             }
-            self.free_output(&journal, &self.options.output_dir.join(&wanted), path)
+            let output = self.free_output(&journal, &self.options.output_dir.join(&wanted), path);
+            // Failing to note it only means a kill before the record leaves a `-2` next time.
+            let _ = journal.claim(path, &output);
+            output
         };
         let encode = EncodeOptions {
             format,
@@ -300,6 +303,7 @@ impl Shared<'_> {
             &output,
             &encode,
             self.cancel,
+            || Ok(()),
             || {
                 self.journal
                     .lock()
@@ -309,6 +313,7 @@ impl Shared<'_> {
                         output_key: path_key(&output),
                         crc32: Some(crc),
                         failed: false,
+                        claim: false,
                     })
             },
         );
@@ -322,6 +327,7 @@ impl Shared<'_> {
                     output_key: String::new(),
                     crc32: Some(crc),
                     failed: true,
+                    claim: false,
                 });
             if let Outcome::Failed {
                 category,

@@ -87,6 +87,11 @@ pub struct Record {
     /// The file failed (watch folders do not retry it until it changes).
     #[serde(default)]
     pub failed: bool,
+    /// Written before the render: the output is about to be this input's, so a run killed
+    /// between the output's rename and its record may replace it on resume (it is not a
+    /// file Opossum did not write). Not a finished file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claim: bool,
 }
 
 /// An open journal (locked for this process).
@@ -129,7 +134,7 @@ impl Journal {
                     if !record.failed && !record.output_key.is_empty() {
                         owners.insert(record.output_key.clone(), record.stamp.key.clone());
                     }
-                    if ours {
+                    if ours && !record.claim {
                         done.insert(record.stamp.key.clone(), record);
                     }
                 }
@@ -221,24 +226,61 @@ impl Journal {
             output_key: path_key(output),
             crc32: None,
             failed: false,
+            claim: false,
         })
+    }
+
+    /// Note, before rendering `input` into `output`, that the output will be this input's
+    /// (see [`Record::claim`]). Not fsynced: it only has to outlive a killed process, which
+    /// the page cache does; the finished record that follows is durable.
+    pub fn claim(&mut self, input: &Path, output: &Path) -> Result<()> {
+        let key = path_key(input);
+        let output_key = path_key(output);
+        if self.owners.get(&output_key) == Some(&key) {
+            return Ok(());
+        }
+        let record = Record {
+            stamp: Stamp {
+                input: input.to_string_lossy().into_owned(),
+                key,
+                size: 0,
+                mtime_ns: 0,
+            },
+            output_key,
+            crc32: None,
+            failed: false,
+            claim: true,
+        };
+        self.write(&record, false)?;
+        self.owners.insert(record.output_key, record.stamp.key);
+        Ok(())
     }
 
     /// Append `record` durably (fsync) and index it.
     pub fn append(&mut self, record: Record) -> Result<()> {
-        let json = serde_json::to_string(&record)
-            .map_err(|e| Error::Internal(format!("journal record: {e}")))?;
-        let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("writing the batch journal", &self.path, e))?;
+        self.write(&record, true)?;
         if !record.failed && !record.output_key.is_empty() {
             self.owners
                 .insert(record.output_key.clone(), record.stamp.key.clone());
         }
         self.done.insert(record.stamp.key.clone(), record);
         Ok(())
+    }
+
+    fn write(&mut self, record: &Record, durable: bool) -> Result<()> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| Error::Internal(format!("journal record: {e}")))?;
+        let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| {
+                if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| Error::io("writing the batch journal", &self.path, e))
     }
 }
 
@@ -294,5 +336,30 @@ mod tests {
         // A changed input is not done.
         std::fs::write(&input, b"changed").unwrap();
         assert!(!j.is_done(&Stamp::of(&input).unwrap(), &output));
+    }
+
+    #[test]
+    fn outputs_are_replaced_only_by_renders_of_their_own_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jpg"), dir.path().join("b.jpg"));
+        let (out_a, mine) = (dir.path().join("a.png"), dir.path().join("mine.png"));
+        for p in [&a, &b, &out_a, &mine] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        // Killed after the output's rename, before its record: only the claim is there.
+        Journal::open(dir.path(), ".opossum-batch-1")
+            .unwrap()
+            .claim(&a, &out_a)
+            .unwrap();
+        // Another run (other settings) reads every journal in the folder.
+        let other = Journal::open(dir.path(), ".opossum-batch-2").unwrap();
+        assert!(other.may_write(&out_a, &a));
+        assert!(!other.may_write(&out_a, &b), "another input's output");
+        assert!(!other.may_write(&mine, &a), "a file Opossum did not write");
+        assert!(other.may_write(&dir.path().join("new.png"), &b));
+        assert!(other.is_output(&out_a) && !other.is_output(&mine));
+        // A claim is not a finished file.
+        let same = Journal::open(dir.path(), ".opossum-batch-1").unwrap();
+        assert!(same.is_empty());
     }
 }

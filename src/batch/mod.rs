@@ -404,13 +404,21 @@ fn render_one(
             journal
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .claim(&job.input.path, &job.output)
+        },
+        || {
+            journal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .record(job.stamp.clone(), &job.output)
         },
     )
 }
 
-/// Render `input` into `output` (creating its folder), then run `commit` (journal the file);
-/// every error becomes the file's outcome. Shared by batches and watch folders.
+/// Render `input` into `output` (creating its folder) between `claim` (note the output as the
+/// input's) and `commit` (journal the file); every error becomes the file's outcome. Shared by
+/// batches and watch folders.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render_to(
     engine: &Engine,
     chain: &Chain,
@@ -418,6 +426,7 @@ pub(crate) fn render_to(
     output: &Path,
     encode: &EncodeOptions,
     cancel: &AtomicBool,
+    claim: impl FnOnce() -> Result<()>,
     commit: impl FnOnce() -> Result<()>,
 ) -> FileResult {
     puffin::profile_function!();
@@ -427,6 +436,7 @@ pub(crate) fn render_to(
         progress: None,
     };
     let outcome = (|| {
+        claim()?;
         if let Some(dir) = output.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("creating the output folder", dir, e))?;
