@@ -262,6 +262,30 @@ fn previews_at_every_level_choose_what_the_export_chooses() {
     }
 }
 
+/// Render `chain` on a pyramid level as the app's preview does: level-scaled, with the full
+/// image's measure.
+fn preview(
+    engine: &Engine,
+    pyramid: &Pyramid,
+    level: &opossum::engine::pyramid::Level,
+    chain: &Chain,
+) -> (
+    opossum::io::encode::OutputImage,
+    opossum::engine::render::RenderStats,
+) {
+    engine
+        .render_source_scaled(
+            &level.image,
+            Orientation::NoTransforms,
+            chain,
+            level.scale,
+            Some(pyramid.detail),
+            false,
+            &Default::default(),
+        )
+        .unwrap()
+}
+
 fn previews_choose_what_the_export_chooses(image: &DynamicImage, preset: QualityPreset) {
     let pyramid = Pyramid::build(image).unwrap();
     assert!(pyramid.levels.len() >= 3);
@@ -270,17 +294,7 @@ fn previews_choose_what_the_export_chooses(image: &DynamicImage, preset: Quality
         let blur = chain("gaussian_blur", &[("sigma", RawValue::Float(sigma))]);
         let (.., export) = render(&engine, image, &blur);
         for level in &pyramid.levels[1..] {
-            let (preview, stats) = engine
-                .render_source_scaled(
-                    &level.image,
-                    Orientation::NoTransforms,
-                    &blur,
-                    level.scale,
-                    Some(pyramid.detail),
-                    false,
-                    &Default::default(),
-                )
-                .unwrap();
+            let (preview, stats) = preview(&engine, &pyramid, level, &blur);
             assert_eq!(
                 stats.choices, export,
                 "{preset:?}: sigma {sigma} at scale {}",
@@ -444,18 +458,7 @@ fn inputs_too_large_to_decode_whole_are_streamed_unmeasured_but_blur_as_their_pr
         assert_eq!(written.into_raw(), exact, "{preset:?}: not the exact blur");
         // The preview (a pyramid level with the full image's measure) chose the same.
         let pyramid = Pyramid::build(&image).unwrap();
-        let level = &pyramid.levels[1];
-        let (_, stats) = engine
-            .render_source_scaled(
-                &level.image,
-                Orientation::NoTransforms,
-                &blur,
-                level.scale,
-                Some(pyramid.detail),
-                false,
-                &Default::default(),
-            )
-            .unwrap();
+        let (_, stats) = preview(&engine, &pyramid, &pyramid.levels[1], &blur);
         let exact = stats
             .choices
             .iter()

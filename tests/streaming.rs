@@ -254,6 +254,23 @@ fn cancelling_leaves_no_output() {
     assert_eq!(common::files_in(dir.path()), vec!["in.png"]);
 }
 
+/// Write a large RGB image as PNG quickly (fast deflate): the big-input tests' sources.
+fn write_fast_png(path: &Path, img: &image::RgbImage) {
+    let file = std::fs::File::create(path).unwrap();
+    image::codecs::png::PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Sub,
+    )
+    .write_image(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .unwrap();
+}
+
 /// Peak resident memory of a child process, polled from /proc while it runs.
 #[cfg(target_os = "linux")]
 fn run_and_measure_peak_kib(cmd: &mut std::process::Command) -> (std::process::ExitStatus, u64) {
@@ -286,19 +303,12 @@ fn peak_memory_stays_within_the_budget_on_a_large_png() {
     // whole-image render is refused, so finishing proves the streamed path ran, and the child's
     // peak RSS must stay under budget + baseline.
     let dir = tempfile::tempdir().unwrap();
-    let img = image::RgbImage::from_fn(6000, 4000, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 256) as u8])
-    });
-    let input = dir.path().join("large.png");
-    let file = std::fs::File::create(&input).unwrap();
-    image::codecs::png::PngEncoder::new_with_quality(
-        std::io::BufWriter::new(file),
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::Sub,
-    )
-    .write_image(img.as_raw(), 6000, 4000, image::ExtendedColorType::Rgb8)
-    .unwrap();
-    drop(img);
+    write_fast_png(
+        &dir.path().join("large.png"),
+        &image::RgbImage::from_fn(6000, 4000, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 256) as u8])
+        }),
+    );
     std::fs::write(
         dir.path().join("chain.toml"),
         "version = 1\n[[ops]]\nop = \"gaussian_blur\"\nsigma = 3\n[[ops]]\nop = \"adjust_colors\"\nbrightness = 1.1\n",
@@ -376,18 +386,12 @@ fn a_strong_reduction_narrows_its_bands_to_fit_the_budget_and_errors_name_the_fi
     // every output row reads 60 source rows, so 256-row bands would need a 1.4 GB tile.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("wide.png");
-    let img = image::RgbImage::from_fn(6000, 6000, |x, y| {
-        image::Rgb([(x / 24) as u8, (y / 24) as u8, 128])
-    });
-    let file = std::fs::File::create(&input).unwrap();
-    image::codecs::png::PngEncoder::new_with_quality(
-        std::io::BufWriter::new(file),
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::Sub,
-    )
-    .write_image(img.as_raw(), 6000, 6000, image::ExtendedColorType::Rgb8)
-    .unwrap();
-    drop(img);
+    write_fast_png(
+        &input,
+        &image::RgbImage::from_fn(6000, 6000, |x, y| {
+            image::Rgb([(x / 24) as u8, (y / 24) as u8, 128])
+        }),
+    );
     let chain = Chain {
         name: None,
         vectorize: None,
