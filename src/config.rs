@@ -250,18 +250,27 @@ impl Config {
     /// Parse and validate config text.
     pub fn parse(text: &str) -> Result<Config> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let toml_err = |e: toml::de::Error, key: Option<String>| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             Error::Config {
                 reason: format!(
-                    "{}{}",
+                    "{}{}{}",
+                    key.map(|k| format!("{k}: ")).unwrap_or_default(),
                     line.map(|l| format!("line {l}: ")).unwrap_or_default(),
                     e.message().trim()
                 ),
                 path: None,
             }
+        };
+        // The key at fault (`performance.max_cpu_cores`), which serde's message lacks.
+        let config: Config = serde_path_to_error::deserialize(
+            toml::de::Deserializer::parse(text).map_err(|e| toml_err(e, None))?,
+        )
+        .map_err(|e| {
+            let key = e.path().to_string();
+            toml_err(e.into_inner(), (key != ".").then_some(key))
         })?;
         config.validate()?;
         Ok(config)

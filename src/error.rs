@@ -152,6 +152,20 @@ pub enum Error {
         /// The path.
         path: PathBuf,
     },
+    /// The output is larger than its format can hold (JPEG 65500 px a side, WebP 16383).
+    #[error("{format} cannot hold {width}x{height} px (at most {max_side_px} px a side): {}", path.display())]
+    OutputTooLarge {
+        /// The format's name.
+        format: &'static str,
+        /// Output width, px.
+        width: u32,
+        /// Output height, px.
+        height: u32,
+        /// The format's longest side, px.
+        max_side_px: u32,
+        /// The output file.
+        path: PathBuf,
+    },
     /// The render was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -167,11 +181,13 @@ impl Error {
             Error::Io { .. } => Category::Io,
             Error::NotAFile { .. } | Error::UnknownFormat { .. } => Category::Unsupported,
             Error::EmptyFile { .. } | Error::Corrupt { .. } => Category::Corrupt,
-            Error::TooLarge { .. } | Error::Budget { .. } => Category::Limits,
+            Error::TooLarge { .. } | Error::Budget { .. } | Error::OutputTooLarge { .. } => {
+                Category::Limits
+            }
             Error::Chain { .. } => Category::Chain,
             Error::Config { .. } => Category::Config,
-            Error::Usage { .. } => Category::Usage,
-            Error::Encode { .. } | Error::WouldOverwriteInput { .. } => Category::Encode,
+            Error::Usage { .. } | Error::WouldOverwriteInput { .. } => Category::Usage,
+            Error::Encode { .. } => Category::Encode,
             Error::Cancelled => Category::Cancelled,
             Error::Internal(_) => Category::Internal,
         }
@@ -208,6 +224,9 @@ impl Error {
             }
             Error::Encode { .. } => "check the output folder exists, is writable and has space",
             Error::WouldOverwriteInput { .. } => "write to another file or folder",
+            Error::OutputTooLarge { .. } => {
+                "choose PNG or TIFF, which have no such limit, or make the output smaller"
+            }
             Error::Cancelled => "run it again to finish",
             Error::Internal(_) => "please report this as a bug, with the input if you can share it",
         }
@@ -220,6 +239,18 @@ impl Error {
             source,
             path: path.into(),
         }
+    }
+}
+
+/// A pixel count for messages: `12.6 Mpx`, `48 Mpx`, or `2500 pixels` below a megapixel (so a
+/// small cap never reads "0 Mpx").
+pub fn human_pixels(pixels: u64) -> String {
+    if pixels < 1_000_000 {
+        format!("{pixels} pixels")
+    } else if pixels.is_multiple_of(1_000_000) {
+        format!("{} Mpx", pixels / 1_000_000)
+    } else {
+        format!("{:.1} Mpx", pixels as f64 / 1e6)
     }
 }
 

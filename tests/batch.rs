@@ -391,6 +391,48 @@ fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `--skip-existing` skips an input whose output name holds a finished file, whoever wrote
+/// it, and keeps that file; an empty file is not finished, and is not replaced either.
+#[test]
+fn skip_existing_skips_finished_files_of_any_origin_but_not_empty_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let chain = write_chain(d);
+    let input = many_inputs(d, 3, 40);
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("img000.png"), b"made by another tool").unwrap();
+    std::fs::write(out.join("img001.png"), b"").unwrap();
+    let report_path = d.join("r.json");
+    let run = batch_io(
+        d,
+        &chain,
+        &input,
+        &out,
+        &["--skip-existing", "--report", report_path.to_str().unwrap()],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.join("img000.png")).unwrap(),
+        b"made by another tool"
+    );
+    assert_eq!(std::fs::read(out.join("img001.png")).unwrap(), b"");
+    let mut names = files_in(&out);
+    names.retain(|n| !n.starts_with(".opossum-batch"));
+    assert_eq!(
+        names,
+        ["img000.png", "img001-2.png", "img001.png", "img002.png"]
+    );
+    let r = report(&report_path);
+    assert_eq!(r["skipped"], 1, "{r}");
+    assert_eq!(r["succeeded"], 2, "{r}");
+}
+
 #[test]
 fn kill_9_at_several_points_then_resume_finishes_everything_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -762,7 +804,10 @@ fn a_read_only_or_full_output_folder_gives_clear_errors_and_no_partial_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&*ro.path.to_string_lossy()) && stderr.contains("Read-only"),
+        stderr.contains(&*ro.path.to_string_lossy())
+            && stderr.contains("Read-only")
+            && stderr.contains("writing in the output folder")
+            && !stderr.contains("journal"),
         "{stderr}"
     );
     // Full: the files that do not fit fail with the reason (exit 1), every file written is

@@ -399,6 +399,183 @@ fn usage_and_config_errors_exit_2() {
     assert!(files_in(&d.join("out")).is_empty());
 }
 
+/// Output options that contradict each other or the output's name, and files that could
+/// not be written at the end, are refused before any work: exit 2, nothing written.
+#[test]
+fn contradicting_output_options_are_refused_before_any_work() {
+    let dir = setup();
+    let d = dir.path();
+    let render = |extra: &[&str]| {
+        let mut args = vec!["render", "in.jpg", "-c", "chain.toml"];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let batch = |extra: &[&str]| {
+        let mut args = vec!["batch", "-c", "chain.toml", "-i", "in.jpg", "-o", "out/b"];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    for (out, expect) in [
+        (
+            render(&["--format", "jpeg", "-o", "out/b.png"]),
+            "rename it to .jpg",
+        ),
+        (render(&["-o", "-"]), "not standard output"),
+        (
+            render(&["-o", "out/x.jpg", "--lossless"]),
+            "cannot be written lossless",
+        ),
+        (
+            render(&["-o", "out/x.png", "--profile-out", "nodir/x.puffin"]),
+            "does not exist",
+        ),
+        (render(&["-o", "in.jpg"]), "would overwrite the input"),
+        (
+            run(d, &["vectorize", "in.jpg", "-o", "out/e.png"]),
+            "vectorize writes SVG",
+        ),
+        (
+            batch(&["--format", "jpeg", "--name-template", "{stem}.png"]),
+            "names PNG files",
+        ),
+        (batch(&["--name-template", "{stem}.png"]), "--format same"),
+        (batch(&["--report", "nodir/r.json"]), "does not exist"),
+        (batch(&["--report", "out"]), "names a folder"),
+    ] {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expect), "{expect:?} not in {err}");
+        assert!(err.contains("category: usage"), "{err}");
+        assert!(files_in(&d.join("out")).is_empty(), "{err}");
+    }
+    // Options the format ignores are noted, and the render goes ahead.
+    let out = render(&["-o", "out/q.png", "--quality", "90", "--lossless"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("note: --quality 90 is ignored") && err.contains("always lossless"),
+        "{err}"
+    );
+    // No or an unknown extension: --format decides.
+    let out = render(&["-o", "out/plain", "--format", "webp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        image::guess_format(&std::fs::read(d.join("out/plain")).unwrap()).unwrap(),
+        ImageFormat::WebP
+    );
+}
+
+/// Errors read as one line in our words: no Rust debug output, no line breaks inside the
+/// message, the config key or chain location at fault, and format limits before any work.
+#[test]
+fn error_messages_are_one_line_in_our_words() {
+    let dir = setup();
+    let d = dir.path();
+    let png = encode(&test_image(30, 20, 3, false), ImageFormat::Png);
+    let mut flipped = png.clone();
+    let idat = flipped.windows(4).position(|w| w == b"IDAT").unwrap();
+    flipped[idat + 1] ^= 0x20;
+    std::fs::write(d.join("flipped.png"), flipped).unwrap();
+    let mut garbage = b"\xff\xd8\xff\xe0".to_vec();
+    garbage.extend_from_slice(&[7u8; 40]);
+    std::fs::write(d.join("garbage.jpg"), garbage).unwrap();
+    std::fs::write(
+        d.join("wide.toml"),
+        "version = 1\n[[ops]]\nop = \"resize\"\nwidth = 65520\nheight = 2\nmode = \"exact\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("crop.toml"),
+        "version = 1\n[[ops]]\nop = \"crop\"\nx = 5000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("cfg.toml"),
+        "[performance]\nmax_cpu_cores = \"lots\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("vec.toml"),
+        "version = 1\n[vectorize]\ncolours = 3\n",
+    )
+    .unwrap();
+    for (args, code, expect) in [
+        (
+            &[
+                "render",
+                "flipped.png",
+                "-c",
+                "chain.toml",
+                "-o",
+                "out/x.png",
+            ][..],
+            1,
+            "PNG: Unrecognized critical chunk: chunk \"IdAT\": flipped.png",
+        ),
+        (
+            &[
+                "render",
+                "garbage.jpg",
+                "-c",
+                "chain.toml",
+                "-o",
+                "out/x.png",
+            ][..],
+            1,
+            "the file ends early (truncated): garbage.jpg",
+        ),
+        (
+            &["render", "in.jpg", "-c", "wide.toml", "-o", "out/x.jpg"][..],
+            1,
+            "JPEG cannot hold 65520x2 px (at most 65500 px a side)",
+        ),
+        (
+            &["render", "in.jpg", "-c", "crop.toml", "-o", "out/x.png"][..],
+            2,
+            "ops[0] (crop).x: left edge 5000 is outside the 120 px wide image (input in.jpg): crop.toml",
+        ),
+        (
+            &[
+                "--config",
+                "cfg.toml",
+                "render",
+                "in.jpg",
+                "-c",
+                "chain.toml",
+                "-o",
+                "out/x.png",
+            ][..],
+            2,
+            "performance.max_cpu_cores: line 2: invalid type",
+        ),
+        (
+            &["render", "in.jpg", "-c", "vec.toml", "-o", "out/x.svg"][..],
+            2,
+            "vectorize.colours: unknown key; allowed: preset, mode, colors",
+        ),
+        (
+            &["vectorize", "in.jpg", "-o", "out/x.svg", "--colors", "1"][..],
+            2,
+            "--colors: 1 is outside 2..=256",
+        ),
+    ] {
+        let out = run(d, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(expect), "{expect:?} not in {err}");
+        assert!(
+            err.lines().nth(1).unwrap().starts_with("  category: "),
+            "{err}"
+        );
+        assert!(
+            !err.contains("ChunkType") && !err.contains("Unknown("),
+            "{err}"
+        );
+        assert!(files_in(&d.join("out")).is_empty(), "{err}");
+    }
+}
+
 #[test]
 fn memory_limit_and_tiny_tiles_from_the_command_line() {
     let dir = setup();
@@ -773,6 +950,19 @@ fn cache_stats_and_clear_show_and_empty_only_the_cache_folder() {
     let text = cache_run(&["cache", "stats"]);
     assert!(text.contains("entries        0"), "{text}");
     assert!(text.contains("lookups        none yet"), "{text}");
+    // A cache folder that names a file is an error, not an empty cache.
+    let out = Command::new(bin())
+        .args(["cache", "stats"])
+        .env("XDG_CONFIG_HOME", d.join("xdg-config"))
+        .env("OPOSSUM_CACHE_DIR", d.join("in.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("lies under a file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -288,7 +288,7 @@ fn the_cli_writes_the_svg_and_its_figures_and_names_what_is_wrong() {
         "1".as_ref(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("vectorize.colors"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--colors: 1 is outside"));
     let junk = dir.path().join("junk.png");
     std::fs::write(&junk, b"not an image at all").unwrap();
     let out = opossum(&[

@@ -152,7 +152,14 @@ impl Journal {
                 .read(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| Error::io("opening the journal", &path, e))?;
+                .map_err(|e| match e.kind() {
+                    // The folder cannot be written at all: say so, naming the folder.
+                    std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem => {
+                        Error::io("writing in the output folder", dir, e)
+                    }
+                    _ => Error::io("opening the journal", &path, e),
+                })?;
             if file.try_lock().is_err() {
                 continue;
             }

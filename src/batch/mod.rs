@@ -232,8 +232,14 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
         .collect();
     // Names are assigned over all inputs before sharding, so shards writing to one folder
     // agree on every name.
+    // With --skip-existing, a finished file at an output's name (whoever wrote it) means that
+    // input is done: the name is kept, and the input skipped below. An empty file is not a
+    // finished output.
+    let finished = |output: &Path| {
+        options.skip_existing && std::fs::metadata(output).is_ok_and(|m| m.is_file() && m.len() > 0)
+    };
     let outputs = inputs::assign_outputs(out_dir, &wanted, |output, input| {
-        journal.may_write(output, input)
+        journal.may_write(output, input) || finished(output)
     });
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
@@ -245,7 +251,7 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
         let stamp = Stamp::of(&input.path)?;
         let reason = if journal.is_done(&stamp, &output) {
             Some("finished by an earlier run")
-        } else if options.skip_existing && output.exists() {
+        } else if finished(&output) {
             Some("the output exists (--skip-existing)")
         } else {
             None

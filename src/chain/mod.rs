@@ -126,6 +126,38 @@ fn chain_err(location: impl Into<String>, reason: impl Into<String>) -> Error {
     }
 }
 
+/// A chain's `[vectorize]` table: errors name the key (`vectorize.colors`) in our words.
+fn vectorize_options(value: &RawValue) -> Result<crate::vectorize::VectorizeOptions> {
+    use crate::vectorize::VectorizeOptions;
+    let RawValue::Table(table) = value else {
+        return Err(chain_err(
+            "vectorize",
+            format!("expected a table, found {}", value.type_name()),
+        ));
+    };
+    if let Some(key) = table
+        .keys()
+        .find(|k| !VectorizeOptions::KEYS.contains(&k.as_str()))
+    {
+        return Err(chain_err(
+            format!("vectorize.{key}"),
+            format!(
+                "unknown key; allowed: {}",
+                VectorizeOptions::KEYS.join(", ")
+            ),
+        ));
+    }
+    let options: VectorizeOptions =
+        serde_path_to_error::deserialize(value.to_json()).map_err(|e| {
+            let key = e.path().to_string();
+            chain_err(format!("vectorize.{key}"), e.into_inner().to_string())
+        })?;
+    options
+        .check()
+        .map_err(|e| chain_err(format!("vectorize.{}", e.field), e.reason))?;
+    Ok(options)
+}
+
 fn with_path(err: Error, path: &Path) -> Error {
     match err {
         Error::Chain {
@@ -229,16 +261,7 @@ impl Chain {
         for (key, value) in &top {
             match key.as_str() {
                 "version" | "ops" => {}
-                "vectorize" => {
-                    let options: crate::vectorize::VectorizeOptions =
-                        serde_json::from_value(value.to_json())
-                            .map_err(|e| chain_err("vectorize", e.to_string()))?;
-                    options.validate().map_err(|e| match e {
-                        Error::Config { reason, .. } => chain_err("vectorize", reason),
-                        other => other,
-                    })?;
-                    chain.vectorize = Some(options);
-                }
+                "vectorize" => chain.vectorize = Some(vectorize_options(value)?),
                 "name" => match value {
                     RawValue::String(s) if s.chars().count() <= 200 => chain.name = Some(s.clone()),
                     RawValue::String(_) => {
@@ -461,6 +484,48 @@ mod tests {
 
     fn message(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn vectorize_errors_name_the_key_in_our_words() {
+        let table = |body: &str| message(&format!("version = 1\n[vectorize]\n{body}\n"));
+        let m = table("colours = 3");
+        assert!(
+            m.starts_with("vectorize.colours: unknown key; allowed: preset, mode, colors,"),
+            "{m}"
+        );
+        let m = table("colors = 1");
+        assert!(
+            m.starts_with("vectorize.colors: 1 is outside 2..=256"),
+            "{m}"
+        );
+        let m = table("colors = \"many\"");
+        assert!(m.starts_with("vectorize.colors: invalid type"), "{m}");
+        let m = message("version = 1\nvectorize = 3\n");
+        assert!(m.starts_with("vectorize: expected a table"), "{m}");
+        // KEYS lists exactly the fields serde reads.
+        let every = crate::vectorize::VectorizeOptions {
+            mode: Some(crate::vectorize::Mode::Color),
+            colors: Some(8),
+            speckle_px: Some(2.0),
+            smoothness: Some(1),
+            corner_threshold_deg: Some(60.0),
+            max_error_px: Some(1.0),
+            threshold_level: Some(128),
+            max_kib_per_mpx: Some(0.0),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&every).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut ours = crate::vectorize::VectorizeOptions::KEYS.to_vec();
+        keys.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(keys, ours);
     }
 
     #[test]

@@ -106,9 +106,9 @@ pub struct RenderArgs {
     /// Output format: png, jpeg, webp, tiff or svg (default: from the output's extension).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
-    /// Quality for JPEG and lossy WebP, 1..=100.
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
+    /// Quality for JPEG and lossy WebP, 1..=100 [default: 85].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: Option<u8>,
     /// Lossless WebP.
     #[arg(long)]
     pub lossless: bool,
@@ -130,9 +130,9 @@ pub struct OutputArgs {
     /// settings), or same (each input's own; GIF and BMP become PNG).
     #[arg(long, default_value = "same", value_name = "FORMAT")]
     pub format: String,
-    /// Quality for JPEG and lossy WebP, 1..=100.
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
+    /// Quality for JPEG and lossy WebP, 1..=100 [default: 85].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: Option<u8>,
     /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
     #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
     pub name_template: String,

@@ -15,6 +15,19 @@ pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
         reason: "this platform has no cache folder; set OPOSSUM_CACHE_DIR".to_owned(),
         path: None,
     })?;
+    // The folder, or the nearest part of its path that exists, must be a folder: a file
+    // there (OPOSSUM_CACHE_DIR naming one) would read as an empty cache.
+    if let Some(existing) = dir.ancestors().find(|a| a.exists())
+        && !existing.is_dir()
+    {
+        return Err(Error::Usage {
+            reason: format!(
+                "the cache folder {} lies under a file, not a folder (check OPOSSUM_CACHE_DIR)",
+                dir.display()
+            ),
+            path: Some(existing.to_path_buf()),
+        });
+    }
     let performance = &config.performance;
     let cache = DiskCache::inspect(
         &dir,

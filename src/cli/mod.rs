@@ -29,6 +29,7 @@ macro_rules! errln {
 
 pub mod args;
 mod cache;
+mod checks;
 mod vectorize;
 
 use std::path::Path;
@@ -154,6 +155,31 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
     }
 }
 
+/// Batch and watch output options checked before any file: a template whose extension
+/// contradicts `--format`, a `--quality` the format ignores (noted), a `--report` that could
+/// not be written at the end.
+fn check_output_args(
+    out: &args::OutputArgs,
+    format: crate::batch::FormatChoice,
+    report: Option<&Path>,
+) -> Result<()> {
+    use crate::batch::FormatChoice;
+    let fixed = match format {
+        FormatChoice::Fixed(f) => Some(f),
+        FormatChoice::Same => None,
+    };
+    checks::template_extension(&out.name_template, fixed)?;
+    if let Some(format) = fixed {
+        for note in checks::encoder_options(format, out.quality, false)? {
+            errln!("note: {note}");
+        }
+    }
+    if let Some(path) = report {
+        checks::later_output("--report", path)?;
+    }
+    Ok(())
+}
+
 /// A batch or watch that could not start (unusable output folder, no input, a bad name
 /// template, a journal in use): nothing was processed, so it exits like a usage error.
 fn setup_failed(e: &Error) -> u8 {
@@ -169,11 +195,13 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
 
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
+    let format = format_choice(&args.out.format)?;
+    check_output_args(&args.out, format, args.report.as_deref())?;
     let options = WatchOptions {
         input_dir: args.input.clone(),
         output_dir: args.output.clone(),
-        format: format_choice(&args.out.format)?,
-        quality: args.out.quality,
+        format,
+        quality: args.out.quality.unwrap_or(checks::DEFAULT_QUALITY),
         name_template: args.out.name_template.clone(),
         recursive: args.recursive,
         concurrency: args.concurrency,
@@ -218,11 +246,12 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
     let format = format_choice(&args.out.format)?;
+    check_output_args(&args.out, format, args.report.as_deref())?;
     let options = BatchOptions {
         inputs: args.input.clone(),
         output_dir: args.output.clone(),
         format,
-        quality: args.out.quality,
+        quality: args.out.quality.unwrap_or(checks::DEFAULT_QUALITY),
         concurrency: args.concurrency,
         on_error: if args.on_error == "stop" {
             OnError::Stop
@@ -393,33 +422,44 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     let profiler = (args.profile || args.profile_out.is_some()).then(Profiler::start);
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
-    let format = match &args.format {
-        Some(name) => OutputFormat::from_name(name).ok_or_else(|| Error::Usage {
-            reason: format!("--format {name:?} is not one of png, jpeg, webp, tiff, svg"),
-            path: None,
-        })?,
-        None => OutputFormat::from_path(&args.output).ok_or_else(|| Error::Usage {
-            reason: "-o/--output: cannot tell the output format from the file name; add --format png|jpeg|webp|tiff|svg or a known extension".to_owned(),
-            path: Some(args.output.clone()),
-        })?,
-    };
+    let format = checks::output_format(args.format.as_deref(), &args.output)?;
+    for note in checks::encoder_options(format, args.quality, args.lossless)? {
+        errln!("note: {note}");
+    }
+    if let Some(path) = &args.profile_out {
+        checks::later_output("--profile-out", path)?;
+    }
     let options = EncodeOptions {
         format,
-        quality: args.quality,
+        quality: args.quality.unwrap_or(checks::DEFAULT_QUALITY),
         lossless: args.lossless,
     };
     let cancel = cancel_on_signal();
-    let report = engine.render_file(
-        &args.input,
-        &chain,
-        &args.output,
-        &options,
-        args.overwrite,
-        &crate::engine::render::RenderControl {
-            cancel: Some(&cancel),
-            progress: None,
-        },
-    )?;
+    let report = engine
+        .render_file(
+            &args.input,
+            &chain,
+            &args.output,
+            &options,
+            args.overwrite,
+            &crate::engine::render::RenderControl {
+                cancel: Some(&cancel),
+                progress: None,
+            },
+        )
+        .map_err(|e| match e {
+            // The chain does not fit this image: name the chain file too.
+            Error::Chain {
+                location,
+                reason,
+                path: None,
+            } => Error::Chain {
+                location,
+                reason,
+                path: Some(args.chain.clone()),
+            },
+            e => e,
+        })?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let mut streamed = match (report.streamed_input, report.streamed_output) {
         (true, true) => ", streamed in and out",

@@ -27,7 +27,8 @@ fn options(args: &VectorizeArgs) -> VectorizeOptions {
 pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
     let engine = Engine::new(load_config(global)?)?;
     let options = options(args);
-    options.validate()?;
+    check(&options)?;
+    super::checks::svg_output(&args.output)?;
     if crate::io::same_file(&args.input, &args.output) {
         return Err(Error::WouldOverwriteInput {
             path: args.output.clone(),
@@ -77,6 +78,24 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The options' ranges, errors named by their flags (`--colors 1 is outside 2..=256`).
+fn check(options: &VectorizeOptions) -> Result<()> {
+    options.check().map_err(|e| {
+        let flag = match e.field {
+            "speckle_px" => "speckle",
+            "corner_threshold_deg" => "corner-threshold",
+            "max_error_px" => "max-error",
+            "threshold_level" => "threshold",
+            "max_kib_per_mpx" => "max-kib-per-mpx",
+            field => field,
+        };
+        Error::Usage {
+            reason: format!("--{flag}: {}", e.reason),
+            path: None,
+        }
+    })
 }
 
 fn human(bytes: usize) -> String {

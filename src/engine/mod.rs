@@ -73,13 +73,33 @@ impl RenderReport {
     pub fn choices(&self) -> Option<String> {
         let shrink = (self.decode_eighths < 8)
             .then(|| format!("JPEG decoded at {}/8 size", self.decode_eighths));
-        let all: Vec<String> = shrink
-            .into_iter()
-            .chain(self.stats.choices.iter().cloned())
+        // The same choice for many ops (a chain of 1000 blurs) is said once, with a count,
+        // and a long list is cut: this is one line of the CLI's output.
+        let mut distinct: Vec<(String, usize)> = Vec::new();
+        for choice in shrink.into_iter().chain(self.stats.choices.iter().cloned()) {
+            match distinct.iter_mut().find(|(c, _)| *c == choice) {
+                Some((_, n)) => *n += 1,
+                None => distinct.push((choice, 1)),
+            }
+        }
+        let shown: Vec<String> = distinct
+            .iter()
+            .take(MAX_CHOICES_SHOWN)
+            .map(|(c, n)| match n {
+                1 => c.clone(),
+                n => format!("{c} (x{n})"),
+            })
             .collect();
-        (!all.is_empty()).then(|| all.join(", "))
+        let more = distinct.len().saturating_sub(MAX_CHOICES_SHOWN);
+        (!shown.is_empty()).then(|| match more {
+            0 => shown.join(", "),
+            more => format!("{} and {more} more", shown.join(", ")),
+        })
     }
 }
+
+/// How many distinct algorithm choices [`RenderReport::choices`] lists.
+const MAX_CHOICES_SHOWN: usize = 6;
 
 /// The image engine: configuration plus a render thread pool.
 pub struct Engine {
@@ -477,6 +497,7 @@ impl Engine {
                 self.quality_preset(),
                 detail,
             )?;
+            options.format.check_size(plan.output, output)?;
             let streams_out = matches!(options.format, OutputFormat::Png | OutputFormat::Jpeg)
                 && !plan
                     .stages
@@ -558,6 +579,16 @@ impl Engine {
                 what: format!("{}: {what}", input.display()),
                 needed_bytes,
                 limit_bytes,
+            },
+            // A chain that does not fit this image (a crop outside it): name the image.
+            Error::Chain {
+                location,
+                reason,
+                path: None,
+            } => Error::Chain {
+                location,
+                reason: format!("{reason} (input {})", input.display()),
+                path: None,
             },
             e => e,
         })

@@ -165,22 +165,74 @@ fn decode_error(err: ImageError, path: &Path) -> Error {
             path,
         },
         ImageError::Unsupported(e) => Error::UnknownFormat {
-            detail: format!(" ({e})"),
+            detail: format!(" ({})", tidy_decoder_text(&e.to_string())),
             path,
         },
         ImageError::Limits(e) => Error::TooLarge {
-            reason: format!("the image exceeds a decoding limit ({e})"),
+            reason: format!(
+                "the image exceeds a decoding limit ({})",
+                tidy_decoder_text(&e.to_string())
+            ),
             path,
         },
         ImageError::Decoding(e) => Error::Corrupt {
-            reason: e.to_string(),
+            reason: tidy_decoder_text(&e.to_string()),
             path,
         },
         other => Error::Corrupt {
-            reason: other.to_string(),
+            reason: tidy_decoder_text(&other.to_string()),
             path,
         },
     }
+}
+
+/// A decoder's message as one readable line: the format named as users know it, Rust debug
+/// output (`ChunkType { type: IdAT, … }`) reduced to the name, colour types the TIFF decoder
+/// calls `Unknown(n)` explained, and no line breaks (a batch prints one line per file).
+fn tidy_decoder_text(text: &str) -> String {
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (theirs, ours) in [
+        ("Png", "PNG"),
+        ("Jpeg", "JPEG"),
+        ("WebP", "WebP"),
+        ("Tiff", "TIFF"),
+        ("Gif", "GIF"),
+        ("Bmp", "BMP"),
+    ] {
+        text = text.replace(
+            &format!("Format error decoding {theirs}:"),
+            &format!("{ours}:"),
+        );
+        text = text.replace(
+            &format!("The encoder or decoder for {theirs} does not support"),
+            &format!("the {ours} decoder does not support"),
+        );
+    }
+    // `ChunkType { type: IdAT, critical: true, … }` → `chunk "IdAT"`.
+    while let Some(start) = text.find("ChunkType { type: ") {
+        let rest = &text[start + "ChunkType { type: ".len()..];
+        let (Some(comma), Some(close)) = (rest.find(','), rest.find('}')) else {
+            break;
+        };
+        let name = rest[..comma.min(close)].trim().to_owned();
+        let end = start + "ChunkType { type: ".len() + close + 1;
+        text.replace_range(start..end, &format!("chunk \"{name}\""));
+    }
+    // `the color type `Unknown(32)``: samples the decoder cannot read (e.g. floating point).
+    const UNKNOWN: &str = "the color type `Unknown(";
+    if let Some(start) = text.find(UNKNOWN)
+        && let Some(len) = text[start..].find(")`")
+    {
+        let bits = text[start + UNKNOWN.len()..start + len].to_owned();
+        text.replace_range(
+            start..start + len + 2,
+            &format!("{bits}-bit pixels of this kind (e.g. floating-point samples); convert it to 8- or 16-bit integer samples"),
+        );
+    }
+    if text.contains("Not enough bytes") {
+        return "the file ends early (truncated)".to_owned();
+    }
+    text
 }
 
 fn unknown_format(path: &Path) -> Error {
@@ -233,11 +285,11 @@ pub fn check_declared(
     if size.pixels() > limits.max_pixels {
         return Err(Error::TooLarge {
             reason: format!(
-                "the image declares {}x{} px ({} Mpx); at most {} Mpx are allowed",
+                "the image declares {}x{} px ({}); at most {} are allowed",
                 size.width,
                 size.height,
-                size.pixels() / 1_000_000,
-                limits.max_pixels / 1_000_000
+                crate::error::human_pixels(size.pixels()),
+                crate::error::human_pixels(limits.max_pixels)
             ),
             path: path.to_path_buf(),
         });
@@ -287,4 +339,34 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<Decoded> {
         orientation: probe.orientation,
         icc_profile: probe.icc_profile,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_decoder_text;
+
+    #[test]
+    fn decoder_messages_become_one_readable_line() {
+        assert_eq!(
+            tidy_decoder_text(
+                "Format error decoding Png: Unrecognized critical chunk: ChunkType { type: IdAT, \
+                 critical: true, private: true, reserved: false, safecopy: false }"
+            ),
+            "PNG: Unrecognized critical chunk: chunk \"IdAT\""
+        );
+        assert_eq!(
+            tidy_decoder_text(
+                "The encoder or decoder for Tiff does not support the color type `Unknown(32)`"
+            ),
+            "the TIFF decoder does not support 32-bit pixels of this kind (e.g. floating-point \
+             samples); convert it to 8- or 16-bit integer samples"
+        );
+        assert_eq!(
+            tidy_decoder_text(
+                "Format error decoding Jpeg: I/O errors Not enough bytes, expected 1 but found 0\n"
+            ),
+            "the file ends early (truncated)"
+        );
+        assert_eq!(tidy_decoder_text("plain\ntext  here\n"), "plain text here");
+    }
 }

@@ -54,6 +54,17 @@ impl OutputFormat {
             .and_then(Self::from_name)
     }
 
+    /// The format's name in messages: `PNG`, `JPEG`, `WebP`, `TIFF`, `SVG`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Png => "PNG",
+            Self::Jpeg => "JPEG",
+            Self::Webp => "WebP",
+            Self::Tiff => "TIFF",
+            Self::Svg => "SVG",
+        }
+    }
+
     /// Canonical file extension.
     pub fn extension(self) -> &'static str {
         match self {
@@ -62,6 +73,30 @@ impl OutputFormat {
             Self::Webp => "webp",
             Self::Tiff => "tif",
             Self::Svg => "svg",
+        }
+    }
+
+    /// The longest side the format holds, px: JPEG 65500 (libjpeg's limit), WebP 16383;
+    /// PNG, TIFF and SVG have none Opossum's own caps do not already set.
+    pub fn max_side_px(self) -> Option<u32> {
+        match self {
+            Self::Jpeg => Some(65_500),
+            Self::Webp => Some(16_383),
+            Self::Png | Self::Tiff | Self::Svg => None,
+        }
+    }
+
+    /// An output of `size` this format cannot hold: the error naming `path`.
+    pub fn check_size(self, size: Size, path: &Path) -> Result<()> {
+        match self.max_side_px() {
+            Some(max) if size.width > max || size.height > max => Err(Error::OutputTooLarge {
+                format: self.name(),
+                width: size.width,
+                height: size.height,
+                max_side_px: max,
+                path: path.to_path_buf(),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -190,11 +190,11 @@ impl BuildCtx<'_> {
             return Err(BuildError::field(
                 field,
                 format!(
-                    "the output would be {}x{} px ({} Mpx); at most {} Mpx allowed",
+                    "the output would be {}x{} px ({}); at most {} allowed",
                     size.width,
                     size.height,
-                    size.pixels() / 1_000_000,
-                    self.max_pixels / 1_000_000
+                    crate::error::human_pixels(size.pixels()),
+                    crate::error::human_pixels(self.max_pixels)
                 ),
             ));
         }

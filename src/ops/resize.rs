@@ -347,9 +347,9 @@ fn validate(p: &Params, limits: OutputLimits) -> Result<(), BuildError> {
         return Err(BuildError::field(
             "width",
             format!(
-                "{w}x{h} is {} Mpx; at most {} Mpx allowed",
-                w * h / 1_000_000,
-                limits.max_pixels / 1_000_000
+                "{w}x{h} is {}; at most {} allowed",
+                crate::error::human_pixels(w * h),
+                crate::error::human_pixels(limits.max_pixels)
             ),
         ));
     }

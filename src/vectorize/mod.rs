@@ -64,6 +64,15 @@ impl Preset {
     }
 }
 
+/// A [`VectorizeOptions`] field out of range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidOption {
+    /// The field (its key in a chain's `[vectorize]` table).
+    pub field: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
 /// What the user sets. `None` fields take the preset's value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,14 +208,31 @@ impl VectorizeOptions {
         }
     }
 
-    /// Checks the ranges; errors name the field.
+    /// The keys of a chain's `[vectorize]` table (the serde names of the fields).
+    pub const KEYS: [&'static str; 9] = [
+        "preset",
+        "mode",
+        "colors",
+        "speckle_px",
+        "smoothness",
+        "corner_threshold_deg",
+        "max_error_px",
+        "threshold_level",
+        "max_kib_per_mpx",
+    ];
+
+    /// Checks the ranges; errors name the field (`vectorize.colors: …`).
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| {
-            Err(Error::Config {
-                reason: format!("vectorize.{field}: {reason}"),
-                path: None,
-            })
-        };
+        self.check().map_err(|e| Error::Config {
+            reason: format!("vectorize.{}: {}", e.field, e.reason),
+            path: None,
+        })
+    }
+
+    /// Checks the ranges: the first field out of range, and why. Callers name it as their
+    /// users know it (a chain key, a command-line flag).
+    pub fn check(&self) -> std::result::Result<(), InvalidOption> {
+        let bad = |field: &'static str, reason: String| Err(InvalidOption { field, reason });
         if let Some(c) = self.colors
             && !(2..=256).contains(&c)
         {
