@@ -350,6 +350,140 @@ fn sixteen_bit_png_stays_sixteen_bit() {
     );
 }
 
+fn chain_of(ops_and_params: &[(&str, &[(&str, RawValue)])]) -> Chain {
+    let ops = ops_and_params
+        .iter()
+        .map(|(id, params)| {
+            let def = ops::find(id).unwrap();
+            let mut op = ChainOp::new(def);
+            for (k, v) in *params {
+                op.params.set(def.params, k, v).unwrap();
+            }
+            op
+        })
+        .collect();
+    Chain {
+        name: None,
+        vectorize: None,
+        ops,
+    }
+}
+
+/// A grey source whose chain keeps it grey is written with one grey channel, at its depth,
+/// whether the output is streamed (PNG, JPEG) or encoded whole (TIFF); a chain that colours it
+/// gives RGB. An opaque source with an alpha channel (a GIF) loses the channel; one with
+/// transparent pixels keeps it.
+#[test]
+fn outputs_keep_one_grey_channel_and_no_alpha_the_pixels_do_not_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let eng = engine(1 << 30);
+    let grey16 = test_image(64, 48, 5, false).to_luma16();
+    let input = d.join("scan.png");
+    std::fs::write(
+        &input,
+        encode(&DynamicImage::ImageLuma16(grey16), ImageFormat::Png),
+    )
+    .unwrap();
+    let render = |input: &Path, chain: &Chain, name: &str, format: OutputFormat| {
+        let out = d.join(name);
+        let options = EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        eng.render_file(input, chain, &out, &options, false, &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        image::open(&out).unwrap()
+    };
+    let keeps = chain_of(&[
+        ("gaussian_blur", &[("sigma", RawValue::Float(1.5))]),
+        ("adjust_colors", &[("saturation", RawValue::Float(1.3))]),
+        (
+            "add_border",
+            &[
+                ("size", RawValue::Int(3)),
+                ("color", RawValue::String("#808080".into())),
+            ],
+        ),
+    ]);
+    let png = render(&input, &keeps, "keeps.png", OutputFormat::Png);
+    let tif = render(&input, &keeps, "keeps.tif", OutputFormat::Tiff);
+    let jpg = render(&input, &keeps, "keeps.jpg", OutputFormat::Jpeg);
+    let webp = render(&input, &keeps, "keeps.webp", OutputFormat::Webp);
+    assert_eq!(png.color(), image::ColorType::L16);
+    assert_eq!(tif.color(), image::ColorType::L16);
+    assert_eq!(jpg.color(), image::ColorType::L8);
+    assert_eq!(png.to_luma16(), tif.to_luma16(), "streamed and whole agree");
+    // The grey samples are the colour render's: WebP (no grey mode) has them in each channel.
+    let from_webp: Vec<u8> = webp.to_rgb8().pixels().map(|p| p.0[0]).collect();
+    assert_eq!(png.to_luma8().into_raw(), from_webp);
+    for (name, chain) in [
+        (
+            "sepia.png",
+            chain_of(&[(
+                "color_convert",
+                &[("mode", RawValue::String("sepia".into()))],
+            )]),
+        ),
+        (
+            "red.png",
+            chain_of(&[(
+                "add_border",
+                &[
+                    ("size", RawValue::Int(3)),
+                    ("color", RawValue::String("#ff0000".into())),
+                ],
+            )]),
+        ),
+    ] {
+        let out = render(&input, &chain, name, OutputFormat::Png);
+        assert_eq!(out.color(), image::ColorType::Rgb16, "{name}");
+    }
+    // A colour source made grey is written grey, on the f32 path as on the 8-bit one.
+    let colour = d.join("colour.png");
+    std::fs::write(
+        &colour,
+        encode(&test_image(40, 30, 2, false), ImageFormat::Png),
+    )
+    .unwrap();
+    let made = render(
+        &colour,
+        &chain_of(&[
+            ("grayscale", &[]),
+            ("gaussian_blur", &[("sigma", RawValue::Float(2.0))]),
+        ]),
+        "made.png",
+        OutputFormat::Png,
+    );
+    assert_eq!(made.color(), image::ColorType::L8);
+    // GIFs decode with alpha: opaque ones are written without it.
+    for (name, alpha) in [("opaque.gif", 255u8), ("clear.gif", 0)] {
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+            let frame = image::RgbaImage::from_fn(6, 5, |x, _| {
+                image::Rgba([200, 40 * x as u8, 10, if x == 0 { alpha } else { 255 }])
+            });
+            enc.encode_frame(image::Frame::new(frame)).unwrap();
+        }
+        let input = d.join(name);
+        std::fs::write(&input, gif).unwrap();
+        let out = render(
+            &input,
+            &blur_chain(),
+            &format!("{name}.png"),
+            OutputFormat::Png,
+        );
+        let expect = if alpha == 255 {
+            image::ColorType::Rgb8
+        } else {
+            image::ColorType::Rgba8
+        };
+        assert_eq!(out.color(), expect, "{name}");
+    }
+}
+
 #[test]
 fn exif_orientation_is_applied() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,6 +98,30 @@ impl RenderReport {
     }
 }
 
+/// Whether any pixel of `image` is less than fully opaque (an image without alpha has none).
+fn any_transparent(image: &image::DynamicImage) -> bool {
+    use image::DynamicImage as D;
+    match image {
+        D::ImageLumaA8(i) => i.pixels().any(|p| p.0[1] != u8::MAX),
+        D::ImageRgba8(i) => i.pixels().any(|p| p.0[3] != u8::MAX),
+        D::ImageLumaA16(i) => i.pixels().any(|p| p.0[1] != u16::MAX),
+        D::ImageRgba16(i) => i.pixels().any(|p| p.0[3] != u16::MAX),
+        D::ImageRgba32F(i) => i.pixels().any(|p| p.0[3] < 1.0),
+        other => other.color().has_alpha(),
+    }
+}
+
+/// Whether every pixel of an 8-bit RGB or RGBA `image` is grey (R = G = B), as a whole render
+/// of it is checked when encoded ([`OutputImage::is_grey`]); `false` for other layouts.
+fn all_grey(image: &image::DynamicImage) -> bool {
+    use image::DynamicImage as D;
+    match image {
+        D::ImageRgb8(i) => i.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]),
+        D::ImageRgba8(i) => i.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]),
+        _ => false,
+    }
+}
+
 /// How many distinct algorithm choices [`RenderReport::choices`] lists.
 const MAX_CHOICES_SHOWN: usize = 6;
 
@@ -657,6 +681,25 @@ impl Engine {
         )?;
         let input_size = decoded.size();
         let icc = decoded.icc_profile.clone();
+        // A grey source whose chain keeps it grey (or a chain that makes it grey) is written
+        // with one channel, as a streamed render is: its R = G = B is made exact first, since
+        // a colour matrix over grey can leave the channels a rounding apart.
+        let mut image = image;
+        if icc.is_none() && !image.has_alpha() {
+            let plan = Plan::for_content(
+                chain,
+                input_size,
+                decoded.orientation,
+                1.0,
+                self.output_limits(),
+                self.quality_preset(),
+                detail,
+            )?;
+            let source_grey = decoded.image.color().channel_count() <= 2;
+            if render::grey_after(&plan, source_grey) {
+                image.make_grey();
+            }
+        }
         drop(decoded);
         let t2 = Instant::now();
         if options.format == OutputFormat::Svg {
@@ -818,10 +861,21 @@ impl Engine {
             bands = render::bands(plan, settings.tile_px, threads);
         }
         let reserved_bytes = reserved(&bands, settings.tile_px);
-        let alpha = probe.has_alpha || render::may_add_transparency(plan);
+        // The encoder's channels are chosen before the first row: alpha if the source has
+        // transparent pixels (a decoded image is looked at; a streamed one's header decides)
+        // or the chain may add some; one grey channel if the source is grey and the chain
+        // keeps it so, unless an ICC profile (which describes RGB) is to be kept.
+        let (source_alpha, source_grey) = match &whole {
+            Some(image) => (
+                image.color().has_alpha() && any_transparent(image),
+                image.color().channel_count() <= 2 || all_grey(image),
+            ),
+            None => (probe.has_alpha, probe.grey),
+        };
+        let alpha = source_alpha || render::may_add_transparency(plan);
+        let grey = !alpha && probe.icc_profile.is_none() && render::grey_after(plan, source_grey);
         // What the 8-bit kernels finished (or an empty plan over an opaque 8-bit image) is
-        // written from its grey or RGB samples as they are; grey as one channel, unless an
-        // ICC profile (which describes RGB) is to be kept.
+        // written from its grey or RGB samples as they are.
         let direct = match &whole {
             _ if !plan.stages.is_empty() => None,
             Some(image::DynamicImage::ImageLuma8(_)) if probe.icc_profile.is_none() => {
@@ -830,10 +884,11 @@ impl Engine {
             Some(image::DynamicImage::ImageRgb8(_)) => Some(encode::Layout::PackedRgb),
             _ => None,
         };
-        let layout = match (direct, alpha) {
-            (Some(layout), _) => layout,
-            (None, true) => encode::Layout::Rgba,
-            (None, false) => encode::Layout::Rgb,
+        let layout = match (direct, alpha, grey) {
+            (Some(layout), _, _) => layout,
+            (None, true, _) => encode::Layout::Rgba,
+            (None, false, true) => encode::Layout::Grey,
+            (None, false, false) => encode::Layout::Rgb,
         };
         let encode_err = |reason: String| Error::Encode {
             reason,

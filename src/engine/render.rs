@@ -553,6 +553,17 @@ pub fn may_add_transparency(plan: &Plan) -> bool {
     })
 }
 
+/// Whether the plan's output is grey in every pixel, given whether its source is.
+pub fn grey_after(plan: &Plan, source_grey: bool) -> bool {
+    plan.stages
+        .iter()
+        .fold(source_grey, |grey, stage| match stage.kernel.grey() {
+            crate::ops::Grey::Makes => true,
+            crate::ops::Grey::Keeps => grey,
+            crate::ops::Grey::MayColour => false,
+        })
+}
+
 /// The narrowest bands a render shrinks its tile size to when a tile does not fit the budget.
 pub const MIN_BAND_ROWS: u32 = 8;
 

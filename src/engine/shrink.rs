@@ -89,6 +89,7 @@ mod tests {
             orientation: Orientation::NoTransforms,
             icc_profile: None,
             has_alpha: false,
+            grey: false,
             high_bit_depth: false,
             bytes_per_pixel: 3,
         }

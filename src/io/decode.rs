@@ -77,6 +77,8 @@ pub struct Probe {
     pub icc_profile: Option<Vec<u8>>,
     /// Whether pixels carry alpha.
     pub has_alpha: bool,
+    /// Whether pixels are grey (one channel, plus alpha if any).
+    pub grey: bool,
     /// Whether samples have more than 8 bits.
     pub high_bit_depth: bool,
     /// Bytes per pixel of a whole decode.
@@ -146,6 +148,7 @@ fn read_header(
         orientation,
         icc_profile,
         has_alpha: color.has_alpha(),
+        grey: color.channel_count() <= 2,
         high_bit_depth: color.bytes_per_pixel() / color.channel_count() > 1,
         bytes_per_pixel: u64::from(color.bytes_per_pixel()),
     })

@@ -1,9 +1,10 @@
 //! Encoding the rendered pixels: PNG, JPEG (quality), WebP lossy (quality, libwebp) and
 //! lossless, TIFF; 16-bit where the format allows and the source had it; alpha dropped when
-//! every pixel is opaque; JPEG flattens transparency over white; a one-channel (grey) render
-//! written as a one-channel PNG, JPEG or TIFF (WebP has no grey mode: RGB) unless an ICC
-//! profile, which describes RGB, must be kept; an opaque three-channel render written from
-//! its RGB samples as they are. Always written atomically.
+//! every pixel is opaque; JPEG flattens transparency over white; an opaque render whose every
+//! pixel is grey (a one-channel render, or R = G = B) written as a one-channel PNG, JPEG or
+//! TIFF, at 8 or 16 bits (WebP has no grey mode: RGB) unless an ICC profile, which describes
+//! RGB, must be kept; an opaque three-channel render written from its RGB samples as they are.
+//! Always written atomically.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Write};
@@ -167,6 +168,33 @@ impl OutputImage {
         }
     }
 
+    /// Whether every pixel is grey (R = G = B); alpha is not looked at.
+    pub fn is_grey(&self) -> bool {
+        match &self.pixels {
+            Pixels::U8(p) => p.chunks_exact(4).all(|px| px[0] == px[1] && px[1] == px[2]),
+            Pixels::U16(p) => p.chunks_exact(4).all(|px| px[0] == px[1] && px[1] == px[2]),
+            Pixels::Rgb8(p) => p.chunks_exact(3).all(|px| px[0] == px[1] && px[1] == px[2]),
+            Pixels::Grey8(_) => true,
+        }
+    }
+
+    /// Copy red into green and blue: for a render known to be grey (its chain keeps a grey
+    /// source grey), whose channels a colour matrix may have left a rounding apart.
+    pub fn make_grey(&mut self) {
+        fn copy_red<T: Copy>(pixels: &mut [T], channels: usize) {
+            for px in pixels.chunks_exact_mut(channels) {
+                px[1] = px[0];
+                px[2] = px[0];
+            }
+        }
+        match &mut self.pixels {
+            Pixels::U8(p) => copy_red(p, 4),
+            Pixels::U16(p) => copy_red(p, 4),
+            Pixels::Rgb8(p) => copy_red(p, 3),
+            Pixels::Grey8(_) => {}
+        }
+    }
+
     /// The same image as 8-bit RGBA if it is grey (for encoders without a grey mode, or an
     /// RGB ICC profile to keep); otherwise `None`.
     fn grey_as_rgba(&self) -> Option<OutputImage> {
@@ -212,21 +240,51 @@ pub fn encode(
     {
         return encode(&rgba, options, icc_profile, preset);
     }
-    let (w, h) = (image.size.width, image.size.height);
+    // An opaque image whose every pixel is grey is written with one grey channel (WebP has no
+    // grey mode): a grey scan stays grey, at 8 or 16 bits.
     let alpha = image.has_alpha();
+    let grey = !alpha
+        && icc_profile.is_none()
+        && options.format != OutputFormat::Webp
+        && !matches!(image.pixels, Pixels::Grey8(_))
+        && image.is_grey();
+    if grey && let Pixels::Rgb8(p) = &image.pixels {
+        let grey8 = OutputImage {
+            size: image.size,
+            pixels: Pixels::Grey8(p.iter().step_by(3).copied().collect()),
+        };
+        return encode(&grey8, options, icc_profile, preset);
+    }
+    let (w, h) = (image.size.width, image.size.height);
     let mut out = Vec::new();
     match options.format {
         OutputFormat::Png | OutputFormat::Jpeg => {
             // One code path per format: the row encoders, writing every row at once.
             let shared = SharedVec::default();
             let sink: Box<dyn Write> = Box::new(shared.clone());
-            let mut encoder = row_encoder(sink, image, options, alpha, icc_profile, preset)?;
+            let layout = match (&image.pixels, alpha, grey) {
+                (Pixels::Grey8(_), _, _) | (_, false, true) => Layout::Grey,
+                (Pixels::Rgb8(_), _, _) => Layout::PackedRgb,
+                (_, true, _) => Layout::Rgba,
+                (_, false, false) => Layout::Rgb,
+            };
+            let high = matches!(image.pixels, Pixels::U16(_));
+            let mut encoder =
+                stream_encoder(sink, image.size, options, layout, high, icc_profile, preset)?;
             encoder.write_rows((&image.pixels).into())?;
             encoder.finish()?;
             out = shared.take();
         }
         OutputFormat::Tiff => {
             let (bytes, color): (Cow<'_, [u8]>, _) = match (&image.pixels, alpha) {
+                (Pixels::U8(p), false) if grey => (
+                    p.iter().step_by(4).copied().collect::<Vec<_>>().into(),
+                    ExtendedColorType::L8,
+                ),
+                (Pixels::U16(p), false) if grey => (
+                    u16_bytes(&p.iter().step_by(4).copied().collect::<Vec<_>>()).into(),
+                    ExtendedColorType::L16,
+                ),
                 (Pixels::U8(p), true) => (Cow::Borrowed(p), ExtendedColorType::Rgba8),
                 (Pixels::U8(p), false) => (drop_alpha(p).into(), ExtendedColorType::Rgb8),
                 (Pixels::U16(p), true) => (u16_bytes(p).into(), ExtendedColorType::Rgba16),
@@ -282,25 +340,6 @@ pub fn encode(
         }
     }
     Ok(out)
-}
-
-/// A streaming encoder for PNG or JPEG output of `image`'s size and depth.
-pub fn row_encoder(
-    out: Box<dyn Write>,
-    image: &OutputImage,
-    options: &EncodeOptions,
-    alpha: bool,
-    icc_profile: Option<&[u8]>,
-    preset: QualityPreset,
-) -> std::result::Result<Box<dyn RowEncoder>, String> {
-    let layout = match (&image.pixels, alpha) {
-        (Pixels::Grey8(_), _) => Layout::Grey,
-        (Pixels::Rgb8(_), _) => Layout::PackedRgb,
-        (_, true) => Layout::Rgba,
-        (_, false) => Layout::Rgb,
-    };
-    let high = matches!(image.pixels, Pixels::U16(_));
-    stream_encoder(out, image.size, options, layout, high, icc_profile, preset)
 }
 
 /// A streaming encoder for a PNG or JPEG of `size` (PNG effort and JPEG chroma resolution

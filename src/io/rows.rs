@@ -311,7 +311,8 @@ impl RowDecoder for JpegRows {
 /// The samples a streaming encoder writes per pixel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// One grey sample (rows come as [`RowsIn::Grey8`]).
+    /// One grey sample (rows come as [`RowsIn::Grey8`], or as RGBA rows of a grey render,
+    /// whose red samples are written).
     Grey,
     /// Red, green, blue (RGBA rows, every alpha opaque).
     Rgb,
@@ -336,7 +337,7 @@ pub enum RowsIn<'a> {
 /// An encoder that takes rows top to bottom.
 pub trait RowEncoder {
     /// Write whole rows (grey rows only to a [`Layout::Grey`] encoder, RGB rows only to a
-    /// [`Layout::PackedRgb`] one, RGBA rows only to the others).
+    /// [`Layout::PackedRgb`] one; RGBA rows to any other, a grey one taking their red).
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String>;
     /// Finish the file.
     fn finish(self: Box<Self>) -> std::result::Result<(), String>;
@@ -392,7 +393,13 @@ impl PngRowEncoder {
 impl RowEncoder for PngRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
-        let keep = if self.layout == Layout::Rgba { 4 } else { 3 };
+        // RGBA rows to the file's channels: all four, red/green/blue, or grey (red: the rows
+        // of a grey render have R = G = B).
+        let keep = match self.layout {
+            Layout::Rgba => 4,
+            Layout::Grey => 1,
+            Layout::Rgb | Layout::PackedRgb => 3,
+        };
         match rows {
             RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => {
                 debug_assert!(matches!(self.layout, Layout::Grey | Layout::PackedRgb));
@@ -427,6 +434,8 @@ pub struct JpegRowEncoder {
     compress: Option<mozjpeg::compress::CompressStarted<Box<dyn Write>>>,
     /// Every pixel is opaque: 8-bit RGBA rows go to libjpeg as they are (RGBX input).
     opaque: bool,
+    /// A one-channel JPEG: RGBA rows give their red samples.
+    grey: bool,
     scratch: Vec<u8>,
 }
 
@@ -470,6 +479,7 @@ impl JpegRowEncoder {
             Ok(Ok(compress)) => Ok(Self {
                 compress: Some(compress),
                 opaque: !alpha,
+                grey: layout == Layout::Grey,
                 scratch: Vec::new(),
             }),
             Ok(Err(e)) => Err(e.to_string()),
@@ -499,6 +509,20 @@ impl RowEncoder for JpegRowEncoder {
         self.scratch.clear();
         let scanlines: &[u8] = match rows {
             RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => samples,
+            // RGBA rows of a grey render (R = G = B, opaque) to a one-channel JPEG.
+            RowsIn::U8(samples) if self.grey => {
+                self.scratch.extend(samples.iter().step_by(4));
+                &self.scratch
+            }
+            RowsIn::U16(samples) if self.grey => {
+                self.scratch.extend(
+                    samples
+                        .iter()
+                        .step_by(4)
+                        .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8),
+                );
+                &self.scratch
+            }
             RowsIn::U8(samples) if self.opaque => samples,
             RowsIn::U8(samples) => {
                 flatten_into(samples, &mut self.scratch);

@@ -6,7 +6,7 @@
 //! unchanged. Alpha is untouched.
 
 use super::gpu::{GpuKernel, matrix_rows};
-use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
+use super::{BuildCtx, BuildError, Grey, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
 /// Registration.
@@ -168,6 +168,12 @@ struct GpuParams {
 }
 
 impl PointKernel for AdjustColors {
+    /// Gain, offset and gamma treat the channels alike, and the chroma matrix keeps luma
+    /// while scaling and turning chroma, which grey pixels have none of.
+    fn grey(&self) -> Grey {
+        Grey::Keeps
+    }
+
     fn gpu(&self) -> GpuKernel {
         let m = self
             .matrix

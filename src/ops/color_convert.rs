@@ -1,7 +1,7 @@
 //! `color_convert`: sepia toning, inversion or a free 3×3 channel mixer. Alpha is kept.
 
 use super::gpu::{GpuKernel, matrix_rows};
-use super::{BuildCtx, BuildError, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
+use super::{BuildCtx, BuildError, Grey, Kernel, OpDef, PointKernel, pointwise_footprint, unit};
 use crate::params::{ParamKind, ParamSpec, Params, Unit};
 
 /// Registration.
@@ -129,6 +129,11 @@ struct GpuParams {
 }
 
 impl PointKernel for ColorConvert {
+    /// Invert keeps grey, sepia colours it, a channel mixer depends on its rows.
+    fn grey(&self) -> Grey {
+        Grey::of_matrix(&self.matrix)
+    }
+
     fn gpu(&self) -> GpuKernel {
         GpuKernel::single(
             "color_convert",

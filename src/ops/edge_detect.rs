@@ -134,6 +134,10 @@ struct Sobel {
 }
 
 impl SpatialKernel for Sobel {
+    fn grey(&self) -> super::Grey {
+        super::Grey::Makes
+    }
+
     fn gpu(&self) -> GpuKernel {
         GpuKernel::single("edge_detect", &[0u32; 4], Vec::new())
     }
@@ -178,6 +182,10 @@ struct Canny {
 }
 
 impl SpatialKernel for Canny {
+    fn grey(&self) -> super::Grey {
+        super::Grey::Makes
+    }
+
     fn gpu(&self) -> GpuKernel {
         GpuKernel::Cpu {
             reason: "Canny's hysteresis follows edges across the whole image (a sequential flood \

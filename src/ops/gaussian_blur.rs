@@ -2,7 +2,7 @@
 //! premultiplied by alpha while blurring, so transparent pixels do not bleed dark fringes).
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, U8Area};
+use super::{BuildCtx, BuildError, Footprint, Grey, Kernel, OpDef, SpatialKernel, U8Area};
 use crate::engine::box_blur::BlurKernel;
 use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
@@ -98,6 +98,10 @@ pub(crate) fn unpremultiply(data: &mut [f32]) {
 }
 
 impl SpatialKernel for GaussianBlur {
+    fn grey(&self) -> Grey {
+        Grey::Keeps
+    }
+
     fn gpu(&self) -> GpuKernel {
         crate::engine::convolve::gpu_separable("gaussian_blur", &self.blur.weights, true, [0.0; 2])
     }

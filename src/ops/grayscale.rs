@@ -1,7 +1,7 @@
 //! `grayscale`: replace colour by a grey value computed with a chosen formula. Alpha is kept.
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, GreyMix, Kernel, OpDef, PointKernel, pointwise_footprint};
+use super::{BuildCtx, BuildError, Grey, GreyMix, Kernel, OpDef, PointKernel, pointwise_footprint};
 use crate::params::{ParamKind, ParamSpec, Params};
 
 /// Registration.
@@ -69,6 +69,10 @@ struct GpuParams {
 }
 
 impl PointKernel for Grayscale {
+    fn grey(&self) -> Grey {
+        Grey::Makes
+    }
+
     fn gpu(&self) -> GpuKernel {
         let [r, g, b] = self.weights.unwrap_or([0.0; 3]);
         GpuKernel::single(

@@ -245,11 +245,54 @@ pub trait PointKernel: Send + Sync {
         false
     }
 
+    /// What the kernel does to grey pixels (see [`Grey`]); by default it may colour them.
+    fn grey(&self) -> Grey {
+        Grey::MayColour
+    }
+
     /// For a greyscale conversion that an opaque 8-bit image may take on an 8-bit kernel
     /// instead, to one channel (see [`crate::engine::u8_lead`]): how it mixes the channels.
     /// `None` for every other kernel.
     fn u8_grey(&self) -> Option<GreyMix> {
         None
+    }
+}
+
+/// What a kernel does to an image whose every pixel is grey (R = G = B), so that a grey
+/// source whose chain keeps it grey is written with one channel, as it came (a 16-bit grey
+/// scan stays 16-bit grey, not RGB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grey {
+    /// Grey pixels stay grey (channels treated alike: blurs, resizes, pixel moves, levels).
+    Keeps,
+    /// Every output pixel is grey, whatever the input (greyscale, edge detection).
+    Makes,
+    /// Grey pixels may get colour (sepia, a coloured border or text). The default.
+    MayColour,
+}
+
+impl Grey {
+    /// What a colour (`[r, g, b, _]`) drawn or filled over the image does: keeps a grey
+    /// image grey only if it is grey itself.
+    pub fn of_fill(rgba: [f32; 4]) -> Grey {
+        if rgba[0] == rgba[1] && rgba[1] == rgba[2] {
+            Grey::Keeps
+        } else {
+            Grey::MayColour
+        }
+    }
+
+    /// The same for a 3×3 colour matrix plus an offset added to every channel: grey stays
+    /// grey when the rows sum alike, and every pixel turns grey when the rows are equal.
+    pub fn of_matrix(m: &[[f32; 3]; 3]) -> Grey {
+        let sums = m.map(|row| row.iter().sum::<f32>());
+        if m[0] == m[1] && m[1] == m[2] {
+            Grey::Makes
+        } else if sums.iter().all(|s| (s - sums[0]).abs() <= 1e-6) {
+            Grey::Keeps
+        } else {
+            Grey::MayColour
+        }
     }
 }
 
@@ -274,6 +317,11 @@ pub trait SpatialKernel: Send + Sync {
     /// The same kernel for the GPU (same numbers, WGSL in `shaders/`), or a documented
     /// CPU-only exception.
     fn gpu(&self) -> GpuKernel;
+
+    /// What the kernel does to grey pixels (see [`Grey`]); by default it may colour them.
+    fn grey(&self) -> Grey {
+        Grey::MayColour
+    }
 
     /// Whether the output can be less opaque than the input (e.g. a transparent border), so
     /// a streaming encoder knows before the first row whether to write alpha.
@@ -410,6 +458,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// What this kernel does to grey pixels.
+    pub fn grey(&self) -> Grey {
+        match self {
+            Kernel::Pointwise(k) => k.grey(),
+            Kernel::Area(k) | Kernel::Geometry { kernel: k, .. } | Kernel::Global(k) => k.grey(),
+        }
+    }
+
     /// The GPU description of this kernel.
     pub fn gpu(&self) -> GpuKernel {
         match self {

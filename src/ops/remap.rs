@@ -78,6 +78,11 @@ struct GpuParams {
 }
 
 impl SpatialKernel for Remap {
+    /// Pixel moves keep grey; a fill keeps it when its colour is grey.
+    fn grey(&self) -> super::Grey {
+        self.fill.map_or(super::Grey::Keeps, super::Grey::of_fill)
+    }
+
     fn gpu(&self) -> GpuKernel {
         // Coefficients are sizes and offsets of images under 2^31 px (capped by the limits).
         let c = |v: [i64; 3]| [v[0] as i32, v[1] as i32, v[2] as i32, 0];

@@ -438,6 +438,10 @@ struct GpuParams {
 }
 
 impl SpatialKernel for Resize {
+    fn grey(&self) -> super::Grey {
+        super::Grey::Keeps
+    }
+
     /// The same taps as the CPU, uploaded as tables: a horizontal pass over the output's
     /// columns and the input's rows, then a vertical pass.
     fn gpu(&self) -> GpuKernel {

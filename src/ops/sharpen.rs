@@ -2,7 +2,7 @@
 //! exceeds `threshold` (in 8-bit levels); alpha is kept.
 
 use super::gpu::GpuKernel;
-use super::{BuildCtx, BuildError, Footprint, Kernel, OpDef, SpatialKernel, U8Area, unit};
+use super::{BuildCtx, BuildError, Footprint, Grey, Kernel, OpDef, SpatialKernel, U8Area, unit};
 use crate::engine::box_blur::BlurKernel;
 use crate::engine::convolve::gaussian_radius;
 use crate::engine::geom::{Rect, Size};
@@ -115,6 +115,10 @@ fn unsharp_row(blurred: &mut [f32], original: &[f32], amount: f32, threshold: f3
 }
 
 impl SpatialKernel for Sharpen {
+    fn grey(&self) -> Grey {
+        Grey::Keeps
+    }
+
     fn gpu(&self) -> GpuKernel {
         crate::engine::convolve::gpu_separable(
             "sharpen",

@@ -214,6 +214,12 @@ struct GpuParams {
 }
 
 impl PointKernel for Watermark {
+    /// Text in a grey colour keeps a grey image grey.
+    fn grey(&self) -> super::Grey {
+        let [r, g, b] = self.color;
+        super::Grey::of_fill([r, g, b, 1.0])
+    }
+
     /// The glyphs are rasterised on the CPU at build time (ab_glyph); the GPU blends the same
     /// coverage mask.
     fn gpu(&self) -> GpuKernel {
