@@ -132,6 +132,66 @@ fn identity_params_leave_the_image_unchanged() {
     }
 }
 
+/// What a kernel says it does to grey pixels ([`ops::Grey`]) is what it does: at random
+/// parameters, an op that keeps grey turns a grey image into a grey one, and one that makes
+/// grey turns a colour image into a grey one (within f32 rounding). Renders written from such
+/// plans keep one grey channel, so a wrong claim would drop colour.
+#[test]
+fn kernels_keep_and_make_grey_as_they_say() {
+    use opossum::engine::{geom::Size, plan::Plan, render::grey_after};
+    let grey = image::DynamicImage::ImageLuma8(test_image(23, 19, 4, false).to_luma8());
+    let colour = test_image(23, 19, 4, false);
+    let mut rng = Rng::new(11);
+    let mut claims = std::collections::BTreeMap::new();
+    for def in ops::registry() {
+        for _ in 0..12 {
+            let chain = chain_of(vec![random_op(def, &mut rng)]);
+            let Ok(plan) = Plan::for_content(
+                &chain,
+                Size::new(23, 19),
+                image::metadata::Orientation::NoTransforms,
+                1.0,
+                OutputLimits::default(),
+                Default::default(),
+                None,
+            ) else {
+                continue;
+            };
+            for (image, source_grey) in [(&grey, true), (&colour, false)] {
+                if !grey_after(&plan, source_grey) {
+                    continue;
+                }
+                *claims.entry(def.id).or_insert(0) += 1;
+                let Some(out) = render_tiled(image, &chain, 8) else {
+                    continue;
+                };
+                for px in out.data.chunks_exact(4) {
+                    assert!(
+                        (px[0] - px[1]).abs() < 1e-5 && (px[1] - px[2]).abs() < 1e-5,
+                        "{} ({:?}) on a {} image gave {px:?}",
+                        def.id,
+                        chain.ops[0].params,
+                        if source_grey { "grey" } else { "colour" }
+                    );
+                }
+            }
+        }
+    }
+    for id in [
+        "gaussian_blur",
+        "resize",
+        "grayscale",
+        "edge_detect",
+        "crop",
+        "adjust_colors",
+    ] {
+        assert!(
+            claims.contains_key(id),
+            "{id} never claimed to keep grey: {claims:?}"
+        );
+    }
+}
+
 /// A kernel that says it writes every value of its output gets an unzeroed buffer from the
 /// renderer: run into a buffer of NaNs, it must give exactly what it gives into zeros, for
 /// opaque and transparent inputs and for random parameters.
