@@ -387,7 +387,7 @@ pub fn run(
     stop: &AtomicBool,
     on_event: &(dyn Fn(WatchEvent) + Sync),
 ) -> Result<BatchReport> {
-    crate::batch::inputs::check_template(&options.name_template)?;
+    crate::batch::inputs::check_template(&options.name_template, options.format)?;
     if !options.input_dir.is_dir() {
         return Err(Error::Usage {
             reason: "--input must be an existing folder".to_owned(),

@@ -438,7 +438,10 @@ fn contradicting_output_options_are_refused_before_any_work() {
             batch(&["--format", "jpeg", "--name-template", "{stem}.png"]),
             "names PNG files",
         ),
-        (batch(&["--name-template", "{stem}.png"]), "--format same"),
+        (
+            batch(&["--name-template", "{stem}.png"]),
+            "each input's own",
+        ),
         (batch(&["--report", "nodir/r.json"]), "does not exist"),
         (batch(&["--report", "out"]), "names a folder"),
     ] {

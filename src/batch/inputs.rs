@@ -159,12 +159,13 @@ pub fn parse_shard(text: &str) -> std::result::Result<(u32, u32), String> {
     Ok((k, n))
 }
 
-/// Check a `--name-template`: it must name each output after its input and stay in the output
-/// folder.
-pub fn check_template(template: &str) -> Result<()> {
+/// Check a name template (`--name-template`, the panels' file names): it must name each
+/// output after its input, stay in the output folder, and end in `{ext}` or the extension of
+/// the format written.
+pub fn check_template(template: &str, format: crate::batch::FormatChoice) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::Usage {
-            reason: format!("--name-template {template:?}: {reason}"),
+            reason: format!("name template {template:?}: {reason}"),
             path: None,
         })
     };
@@ -181,6 +182,31 @@ pub fn check_template(template: &str) -> Result<()> {
         .replace("{srcext}", "");
     if rest.contains(['{', '}']) {
         return bad("known fields are {stem}, {name}, {ext} and {srcext}");
+    }
+    // A fixed extension (`{stem}.png`) must name the format written: a JPEG named .png
+    // misleads every program that opens it.
+    if let Some((_, literal)) = template.rsplit_once('.')
+        && !literal.contains(['{', '}'])
+        && let Some(named) = OutputFormat::from_name(literal)
+    {
+        use crate::batch::FormatChoice;
+        match format {
+            FormatChoice::Fixed(chosen) if chosen == named => {}
+            FormatChoice::Fixed(chosen) => {
+                return bad(&format!(
+                    "names {} files but the format is {}; end it with .{{ext}} or .{}",
+                    named.name(),
+                    chosen.name(),
+                    chosen.extension()
+                ));
+            }
+            FormatChoice::Same => {
+                return bad(&format!(
+                    "names every output .{literal} but the format is each input's own \
+                     (same); end it with .{{ext}} or choose a format"
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -285,10 +311,18 @@ mod tests {
 
     #[test]
     fn templates_and_collisions() {
-        assert!(check_template("{stem}_web.{ext}").is_ok());
-        assert!(check_template("out.{ext}").is_err());
-        assert!(check_template("../{stem}.{ext}").is_err());
-        assert!(check_template("{stem}.{bogus}").is_err());
+        use crate::batch::FormatChoice::{Fixed, Same};
+        assert!(check_template("{stem}_web.{ext}", Same).is_ok());
+        assert!(check_template("out.{ext}", Same).is_err());
+        assert!(check_template("../{stem}.{ext}", Same).is_err());
+        assert!(check_template("{stem}.{bogus}", Same).is_err());
+        // A fixed extension must name the format written.
+        let jpeg = Fixed(OutputFormat::Jpeg);
+        assert!(check_template("{stem}_web.jpg", jpeg).is_ok());
+        assert!(check_template("{stem}.v2", Same).is_ok());
+        assert!(check_template("{stem}", Same).is_ok());
+        assert!(check_template("{stem}.png", jpeg).is_err());
+        assert!(check_template("{stem}.png", Same).is_err());
         let (a, b, c) = (input("a.png"), input("a.jpg"), input("sub/a.png"));
         let names: Vec<(&Input, PathBuf)> = [&a, &b, &c]
             .into_iter()

@@ -207,7 +207,7 @@ fn lock_folder(out_dir: &Path) -> Result<(std::fs::File, usize)> {
 
 /// Gather inputs, name outputs, open the journal and set aside finished files.
 pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
-    inputs::check_template(&options.name_template)?;
+    inputs::check_template(&options.name_template, options.format)?;
     // Inputs first: a mistyped --input leaves no output folder behind.
     let found = inputs::gather(&options.inputs, options.recursive)?;
     let out_dir = &options.output_dir;

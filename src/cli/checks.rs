@@ -1,6 +1,7 @@
 //! Command-line checks made before any work starts: an output's extension that names another
 //! format than the one written, options the chosen format ignores, and files (`--report`,
-//! `--profile-out`) whose folder is missing, so that a mistake costs no render.
+//! `--profile-out`) whose folder is missing, so that a mistake costs no render. (A batch name
+//! template's extension is checked by `batch::inputs::check_template`, for the app too.)
 
 use std::path::Path;
 
@@ -83,40 +84,6 @@ fn mismatch(flag: &str, chosen: OutputFormat, named: OutputFormat, output: &Path
         ),
         Some(output),
     )
-}
-
-/// A name template with a fixed extension (`{stem}.png`) must name the format written; with
-/// `--format same` (each input's own format) it must use `{ext}`.
-pub fn template_extension(template: &str, format: Option<OutputFormat>) -> Result<()> {
-    let Some((_, literal)) = template.rsplit_once('.') else {
-        return Ok(());
-    };
-    if literal.contains(['{', '}']) {
-        return Ok(());
-    }
-    let Some(named) = OutputFormat::from_name(literal) else {
-        return Ok(());
-    };
-    match format {
-        Some(chosen) if chosen == named => Ok(()),
-        Some(chosen) => Err(usage(
-            format!(
-                "--name-template {template:?} names {} files but --format is {}; end it with \
-                 .{{ext}} or .{}",
-                named.name(),
-                chosen.name(),
-                chosen.extension()
-            ),
-            None,
-        )),
-        None => Err(usage(
-            format!(
-                "--name-template {template:?} names every output .{literal} but --format same \
-                 keeps each input's format; end it with .{{ext}} or choose --format"
-            ),
-            None,
-        )),
-    }
 }
 
 /// What `--quality` and `--lossless` do for `format`: an error where they cannot be honoured
@@ -224,18 +191,6 @@ mod tests {
         assert!(svg_output(Path::new("e.png")).is_err());
         assert!(svg_output(Path::new("e.svg")).is_ok());
         assert!(svg_output(Path::new("e")).is_ok());
-    }
-
-    #[test]
-    fn templates_with_a_fixed_extension_must_name_the_format_written() {
-        let jpeg = Some(OutputFormat::Jpeg);
-        assert!(template_extension("{stem}.{ext}", jpeg).is_ok());
-        assert!(template_extension("{stem}.{ext}", None).is_ok());
-        assert!(template_extension("{stem}_web.jpg", jpeg).is_ok());
-        assert!(template_extension("{stem}.v2", None).is_ok());
-        assert!(template_extension("{stem}", None).is_ok());
-        assert!(template_extension("{stem}.png", jpeg).is_err());
-        assert!(template_extension("{stem}.png", None).is_err());
     }
 
     #[test]

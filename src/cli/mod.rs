@@ -163,13 +163,8 @@ fn check_output_args(
     format: crate::batch::FormatChoice,
     report: Option<&Path>,
 ) -> Result<()> {
-    use crate::batch::FormatChoice;
-    let fixed = match format {
-        FormatChoice::Fixed(f) => Some(f),
-        FormatChoice::Same => None,
-    };
-    checks::template_extension(&out.name_template, fixed)?;
-    if let Some(format) = fixed {
+    crate::batch::inputs::check_template(&out.name_template, format)?;
+    if let crate::batch::FormatChoice::Fixed(format) = format {
         for note in checks::encoder_options(format, out.quality, false)? {
             errln!("note: {note}");
         }

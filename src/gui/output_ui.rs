@@ -101,7 +101,7 @@ impl OutputSettings {
         if self.output_dir.is_none() {
             return Some("Choose an output folder.".to_owned());
         }
-        crate::batch::inputs::check_template(&self.name_template)
+        crate::batch::inputs::check_template(&self.name_template, self.format.choice())
             .err()
             .map(|e| e.to_string())
     }
