@@ -259,7 +259,7 @@ impl Config {
                     "{}{}{}",
                     key.map(|k| format!("{k}: ")).unwrap_or_default(),
                     line.map(|l| format!("line {l}: ")).unwrap_or_default(),
-                    e.message().trim()
+                    crate::error::plain_serde_text(e.message().trim())
                 ),
                 path: None,
             }

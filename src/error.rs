@@ -30,6 +30,8 @@ pub enum Category {
     Internal,
     /// A command-line option or argument is wrong.
     Usage,
+    /// The desktop app could not start (no display) or failed to finish its screenshot.
+    App,
 }
 
 impl Category {
@@ -46,6 +48,7 @@ impl Category {
             Category::Cancelled => "cancelled",
             Category::Internal => "internal",
             Category::Usage => "usage",
+            Category::App => "app",
         }
     }
 }
@@ -83,6 +86,14 @@ pub enum Error {
     UnknownFormat {
         /// Extra detail, e.g. " (the extension says PNG)".
         detail: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A format Opossum reads, in a variant its decoder does not (a floating-point TIFF).
+    #[error("this kind of image cannot be read: {reason}: {}", path.display())]
+    UnsupportedVariant {
+        /// What the decoder does not support.
+        reason: String,
         /// The file.
         path: PathBuf,
     },
@@ -166,6 +177,9 @@ pub enum Error {
         /// The output file.
         path: PathBuf,
     },
+    /// The desktop app could not open its window, or failed in screenshot mode.
+    #[error("{0}")]
+    App(String),
     /// The render was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -179,7 +193,9 @@ impl Error {
     pub fn category(&self) -> Category {
         match self {
             Error::Io { .. } => Category::Io,
-            Error::NotAFile { .. } | Error::UnknownFormat { .. } => Category::Unsupported,
+            Error::NotAFile { .. }
+            | Error::UnknownFormat { .. }
+            | Error::UnsupportedVariant { .. } => Category::Unsupported,
             Error::EmptyFile { .. } | Error::Corrupt { .. } => Category::Corrupt,
             Error::TooLarge { .. } | Error::Budget { .. } | Error::OutputTooLarge { .. } => {
                 Category::Limits
@@ -189,6 +205,7 @@ impl Error {
             Error::Usage { .. } | Error::WouldOverwriteInput { .. } => Category::Usage,
             Error::Encode { .. } => Category::Encode,
             Error::Cancelled => Category::Cancelled,
+            Error::App(_) => Category::App,
             Error::Internal(_) => Category::Internal,
         }
     }
@@ -207,6 +224,9 @@ impl Error {
             Error::EmptyFile { .. } => "the file has no data; re-export or re-download it",
             Error::UnknownFormat { .. } => "convert it to JPEG, PNG, WebP, TIFF, GIF or BMP",
             Error::Corrupt { .. } => "the file is damaged; re-export or re-download it",
+            Error::UnsupportedVariant { .. } => {
+                "convert it to 8- or 16-bit grey or RGB (with or without alpha) in PNG, TIFF or JPEG"
+            }
             Error::TooLarge { .. } => {
                 "raise [limits] max_image_pixels / max_image_side_px in the config if you trust this file"
             }
@@ -228,6 +248,10 @@ impl Error {
                 "choose PNG or TIFF, which have no such limit, or make the output smaller"
             }
             Error::Cancelled => "run it again to finish",
+            Error::App(_) => {
+                "the app needs a display (DISPLAY or WAYLAND_DISPLAY); the command line works \
+                 without one: `opossum --help`"
+            }
             Error::Internal(_) => "please report this as a bug, with the input if you can share it",
         }
     }
@@ -240,6 +264,25 @@ impl Error {
             path: path.into(),
         }
     }
+}
+
+/// A serde message in users' words: Rust type names (`expected usize`, `expected struct
+/// Performance`) become what a config or chain file holds (a whole number, a table).
+pub fn plain_serde_text(text: &str) -> String {
+    let mut text = text.to_owned();
+    for ty in ["usize", "u64", "u32", "u16", "u8", "i64", "i32"] {
+        text = text.replace(&format!("expected {ty}"), "expected a whole number");
+    }
+    for ty in ["f64", "f32"] {
+        text = text.replace(&format!("expected {ty}"), "expected a number");
+    }
+    if let Some(start) = text.find("expected struct ") {
+        let end = text[start + "expected struct ".len()..]
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .map_or(text.len(), |n| start + "expected struct ".len() + n);
+        text.replace_range(start..end, "expected a table");
+    }
+    text
 }
 
 /// A pixel count for messages: `12.6 Mpx`, `48 Mpx`, or `2500 pixels` below a megapixel (so a

@@ -35,7 +35,7 @@ use crate::batch::{BatchReport, FileResult, FormatChoice, Outcome, render_to, se
 use crate::chain::Chain;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::io::encode::{EncodeOptions, OutputFormat};
+use crate::io::encode::EncodeOptions;
 
 /// What a watch needs besides the engine and chain.
 #[derive(Clone, Debug)]
@@ -263,10 +263,7 @@ impl Shared<'_> {
         let stamp = Stamp::of(path).ok()?;
         let crc = crc_of(path).ok()?;
         let rel = path.strip_prefix(&self.options.input_dir).unwrap_or(path);
-        let format = match self.options.format {
-            FormatChoice::Fixed(f) => f,
-            FormatChoice::Same => OutputFormat::from_path(path).unwrap_or(OutputFormat::Png),
-        };
+        let format = crate::batch::inputs::output_format(path, self.options.format);
         let input = crate::batch::inputs::Input {
             path: path.to_path_buf(),
             rel: rel.to_path_buf(),

@@ -654,7 +654,7 @@ fn usage_errors_exit_2_and_stop_on_error_stops() {
                 "--name-template",
                 "out.{ext}",
             ],
-            "--name-template",
+            "name template",
         ),
         (
             vec!["-i", input.to_str().unwrap(), "--shard", "4/3"],

@@ -227,10 +227,16 @@ fn outputs_that_are_not_regular_files_are_refused_and_kept() {
             vec!["vectorize", "in.jpg", "-o", target],
         ] {
             let out = run(d, &args);
-            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
             let err = stderr(&out);
+            // A folder is refused before the work, as a command-line mistake; a FIFO when
+            // the output would be written.
+            let (code, says) = match kind {
+                "a directory" => (2, "names a folder".to_owned()),
+                kind => (1, format!("the output path is {kind}")),
+            };
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
             assert!(
-                err.contains(&format!("the output path is {kind}")) && err.contains(target),
+                err.contains(&says) && err.contains(target),
                 "{args:?}: {err}"
             );
             let meta = std::fs::metadata(d.join(target)).unwrap();
@@ -405,6 +411,8 @@ fn usage_and_config_errors_exit_2() {
 fn contradicting_output_options_are_refused_before_any_work() {
     let dir = setup();
     let d = dir.path();
+    let gif = image::RgbaImage::from_pixel(6, 5, image::Rgba([10, 20, 30, 255]));
+    gif.save(d.join("anim.gif")).unwrap();
     let render = |extra: &[&str]| {
         let mut args = vec!["render", "in.jpg", "-c", "chain.toml"];
         args.extend_from_slice(extra);
@@ -444,6 +452,49 @@ fn contradicting_output_options_are_refused_before_any_work() {
         ),
         (batch(&["--report", "nodir/r.json"]), "does not exist"),
         (batch(&["--report", "out"]), "names a folder"),
+        (batch(&["--report", "out/b"]), "names a folder"),
+        (batch(&["--report", "in.jpg"]), "would replace"),
+        (batch(&["--report", "chain.toml"]), "would replace"),
+        (
+            batch(&["--format", "png", "--name-template", "{stem}.{srcext}"]),
+            "ends in the input's extension",
+        ),
+        (
+            run(
+                d,
+                &[
+                    "batch",
+                    "-c",
+                    "chain.toml",
+                    "-i",
+                    "anim.gif",
+                    "-o",
+                    "out/b",
+                    "--name-template",
+                    "{name}",
+                ],
+            ),
+            "written as PNG",
+        ),
+        (
+            render(&["-o", "out/p.png", "--profile-out", "in.jpg"]),
+            "would replace",
+        ),
+        (
+            render(&["-o", "out/p.png", "--profile-out", "out/p.png"]),
+            "would replace",
+        ),
+        (
+            render(&["-o", "out/p.png", "--profile-out", "chain.toml"]),
+            "would replace",
+        ),
+        (render(&["-o", "nodir/x.png"]), "does not exist"),
+        (render(&["-o", "out"]), "names a folder"),
+        (render(&["-o", "out/x.gif"]), "does not write .gif"),
+        (
+            run(d, &["vectorize", "in.jpg", "-o", "out/e.svgz"]),
+            "not compressed .svgz",
+        ),
     ] {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -458,6 +509,32 @@ fn contradicting_output_options_are_refused_before_any_work() {
     assert!(
         err.contains("note: --quality 90 is ignored") && err.contains("always lossless"),
         "{err}"
+    );
+    // A report inside the output folder the batch creates.
+    let out = batch(&["--report", "out/b/r.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d.join("out/b/r.json").is_file());
+    // A name without extension gets the format asked for.
+    let out = run(
+        d,
+        &[
+            "batch",
+            "-c",
+            "chain.toml",
+            "-i",
+            "in.jpg",
+            "-o",
+            "out/c",
+            "--format",
+            "webp",
+            "--name-template",
+            "{stem}",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        image::guess_format(&std::fs::read(d.join("out/c/in")).unwrap()).unwrap(),
+        ImageFormat::WebP
     );
     // No or an unknown extension: --format decides.
     let out = render(&["-o", "out/plain", "--format", "webp"]);
@@ -577,6 +654,29 @@ fn error_messages_are_one_line_in_our_words() {
         );
         assert!(files_in(&d.join("out")).is_empty(), "{err}");
     }
+}
+
+/// Without a display the app says so, in our words (no library source paths), exit 2.
+#[cfg(feature = "gui")]
+#[test]
+fn the_app_without_a_display_says_so() {
+    let dir = setup();
+    let out = Command::new(bin())
+        .arg("in.jpg")
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot open the window") && err.contains("category: app"),
+        "{err}"
+    );
+    assert!(!err.contains(".rs:") && !err.contains("registry"), "{err}");
 }
 
 #[test]

@@ -183,6 +183,18 @@ pub fn check_template(template: &str, format: crate::batch::FormatChoice) -> Res
     if rest.contains(['{', '}']) {
         return bad("known fields are {stem}, {name}, {ext} and {srcext}");
     }
+    // The input's extension (`{stem}.{srcext}`, `{name}`) as the output's: right only when
+    // each input keeps its format.
+    let last = template.rsplit_once('.').map_or(template, |(_, ext)| ext);
+    if (last.contains("{srcext}") || last.ends_with("{name}"))
+        && let crate::batch::FormatChoice::Fixed(chosen) = format
+    {
+        return bad(&format!(
+            "ends in the input's extension, but every output is {}; end it with .{{ext}} or .{}",
+            chosen.name(),
+            chosen.extension()
+        ));
+    }
     // A fixed extension (`{stem}.png`) must name the format written: a JPEG named .png
     // misleads every program that opens it.
     if let Some((_, literal)) = template.rsplit_once('.')
@@ -209,6 +221,48 @@ pub fn check_template(template: &str, format: crate::batch::FormatChoice) -> Res
         }
     }
     Ok(())
+}
+
+/// The format `input` is written in: the fixed one, or its own where Opossum writes it (else
+/// PNG).
+pub fn output_format(input: &Path, choice: crate::batch::FormatChoice) -> OutputFormat {
+    match choice {
+        crate::batch::FormatChoice::Fixed(f) => f,
+        crate::batch::FormatChoice::Same => {
+            OutputFormat::from_path(input).unwrap_or(OutputFormat::Png)
+        }
+    }
+}
+
+/// An output name whose extension names another format than the one written (`{name}` of a
+/// GIF, written as PNG) is refused, naming the input and the template.
+pub fn check_output_name(
+    input: &Path,
+    output: &Path,
+    format: OutputFormat,
+    template: &str,
+) -> Result<()> {
+    // Named as a format Opossum writes but another one, or as one it only reads (GIF, BMP).
+    let named = match OutputFormat::from_path(output) {
+        Some(named) if named != format => Some(named.name().to_owned()),
+        Some(_) => None,
+        None => output
+            .extension()
+            .and_then(image::ImageFormat::from_extension)
+            .map(|f| format!("{f:?}").to_uppercase()),
+    };
+    match named {
+        Some(named) => Err(Error::Usage {
+            reason: format!(
+                "name template {template:?} names the output {} as {named}, but it is written as \
+                 {} (Opossum does not write this input's format); end the template with .{{ext}}",
+                output.display(),
+                format.name()
+            ),
+            path: Some(input.to_path_buf()),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The output name of `input` for `template` and `format`.
@@ -323,6 +377,12 @@ mod tests {
         assert!(check_template("{stem}", Same).is_ok());
         assert!(check_template("{stem}.png", jpeg).is_err());
         assert!(check_template("{stem}.png", Same).is_err());
+        // The input's extension: only where each input keeps its format.
+        assert!(check_template("{name}", Same).is_ok());
+        assert!(check_template("{stem}.{srcext}", Same).is_ok());
+        assert!(check_template("{name}", jpeg).is_err());
+        assert!(check_template("{stem}.{srcext}", jpeg).is_err());
+        assert!(check_template("{name}.{ext}", jpeg).is_ok());
         let (a, b, c) = (input("a.png"), input("a.jpg"), input("sub/a.png"));
         let names: Vec<(&Input, PathBuf)> = [&a, &b, &c]
             .into_iter()

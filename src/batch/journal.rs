@@ -44,6 +44,17 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// A stamp that only names the input (size and mtime 0): what a claim record carries,
+    /// since only its key is read back.
+    fn naming(input: &Path, key: String) -> Stamp {
+        Stamp {
+            input: input.to_string_lossy().into_owned(),
+            key,
+            size: 0,
+            mtime_ns: 0,
+        }
+    }
+
     /// The stamp of `path` now.
     pub fn of(path: &Path) -> Result<Stamp> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
@@ -247,12 +258,7 @@ impl Journal {
             return Ok(());
         }
         let record = Record {
-            stamp: Stamp {
-                input: input.to_string_lossy().into_owned(),
-                key,
-                size: 0,
-                mtime_ns: 0,
-            },
+            stamp: Stamp::naming(input, key),
             output_key,
             crc32: None,
             failed: false,

@@ -210,6 +210,11 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     inputs::check_template(&options.name_template, options.format)?;
     // Inputs first: a mistyped --input leaves no output folder behind.
     let found = inputs::gather(&options.inputs, options.recursive)?;
+    for input in &found {
+        let format = inputs::output_format(&input.path, options.format);
+        let name = inputs::output_name(input, &options.name_template, format);
+        inputs::check_output_name(&input.path, &name, format, &options.name_template)?;
+    }
     let out_dir = &options.output_dir;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io("creating the output folder", out_dir, e))?;
@@ -220,16 +225,16 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
         .into_iter()
         .filter(|i| !journal.is_output(&i.path) && !inputs::inside_nested_output(i, &out_real))
         .collect();
+    let formats: Vec<OutputFormat> = found
+        .iter()
+        .map(|i| inputs::output_format(&i.path, options.format))
+        .collect();
     let wanted: Vec<(&Input, PathBuf)> = found
         .iter()
-        .map(|i| {
-            let format = match options.format {
-                FormatChoice::Fixed(f) => f,
-                FormatChoice::Same => OutputFormat::from_path(&i.path).unwrap_or(OutputFormat::Png),
-            };
-            (i, inputs::output_name(i, &options.name_template, format))
-        })
+        .zip(&formats)
+        .map(|(i, &format)| (i, inputs::output_name(i, &options.name_template, format)))
         .collect();
+
     // Names are assigned over all inputs before sharding, so shards writing to one folder
     // agree on every name.
     // With --skip-existing, a finished file at an output's name (whoever wrote it) means that
@@ -243,11 +248,10 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     });
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
-    for ((input, rel), output) in wanted.into_iter().zip(outputs) {
+    for (((input, _), output), format) in wanted.into_iter().zip(outputs).zip(formats) {
         if !inputs::in_shard(input, options.shard) {
             continue;
         }
-        let format = OutputFormat::from_path(&rel).unwrap_or(OutputFormat::Png);
         let stamp = Stamp::of(&input.path)?;
         let reason = if journal.is_done(&stamp, &output) {
             Some("finished by an earlier run")

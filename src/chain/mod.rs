@@ -150,7 +150,10 @@ fn vectorize_options(value: &RawValue) -> Result<crate::vectorize::VectorizeOpti
     let options: VectorizeOptions =
         serde_path_to_error::deserialize(value.to_json()).map_err(|e| {
             let key = e.path().to_string();
-            chain_err(format!("vectorize.{key}"), e.into_inner().to_string())
+            chain_err(
+                format!("vectorize.{key}"),
+                crate::error::plain_serde_text(&e.into_inner().to_string()),
+            )
         })?;
     options
         .check()
@@ -500,7 +503,12 @@ mod tests {
             "{m}"
         );
         let m = table("colors = \"many\"");
-        assert!(m.starts_with("vectorize.colors: invalid type"), "{m}");
+        assert!(
+            m.starts_with(
+                "vectorize.colors: invalid type: string \"many\", expected a whole number"
+            ),
+            "{m}"
+        );
         let m = message("version = 1\nvectorize = 3\n");
         assert!(m.starts_with("vectorize: expected a table"), "{m}");
         // KEYS lists exactly the fields serde reads.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result, human_bytes};
 /// Run one cache command.
 pub fn run(global: &GlobalArgs, what: &CacheCommand) -> Result<()> {
     let config = load_config(global)?;
-    let dir = disk::default_dir().ok_or_else(|| Error::Config {
+    let dir = disk::default_dir().ok_or_else(|| Error::Usage {
         reason: "this platform has no cache folder; set OPOSSUM_CACHE_DIR".to_owned(),
         path: None,
     })?;

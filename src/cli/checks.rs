@@ -38,12 +38,19 @@ pub fn output_format(format: Option<&str>, output: &Path) -> Result<OutputFormat
             }
         }
         None => by_name.ok_or_else(|| {
-            usage(
-                "-o/--output: cannot tell the output format from the file name; add --format \
-                 png|jpeg|webp|tiff|svg or a known extension"
+            let ext = output
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            let reason = match ext.as_deref() {
+                Some(ext @ ("gif" | "bmp" | "svgz")) => format!(
+                    "-o/--output: Opossum does not write .{ext} files; name the output .png, \
+                     .jpg, .webp, .tif or .svg"
+                ),
+                _ => "-o/--output: cannot tell the output format from the file name; add \
+                      --format png|jpeg|webp|tiff|svg or a known extension"
                     .to_owned(),
-                Some(output),
-            )
+            };
+            usage(reason, Some(output))
         }),
     }
 }
@@ -51,6 +58,16 @@ pub fn output_format(format: Option<&str>, output: &Path) -> Result<OutputFormat
 /// `vectorize` writes SVG: an output named as a raster format is refused.
 pub fn svg_output(output: &Path) -> Result<()> {
     refuse_stdout(output)?;
+    if output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svgz"))
+    {
+        return Err(usage(
+            "-o/--output: vectorize writes plain SVG, not compressed .svgz; name it .svg"
+                .to_owned(),
+            Some(output),
+        ));
+    }
     match OutputFormat::from_path(output) {
         Some(named) if named != OutputFormat::Svg => Err(usage(
             format!(
@@ -132,35 +149,99 @@ pub fn encoder_options(
     Ok(notes)
 }
 
-/// A file written after the work (`--report`, `--profile-out`) whose folder is missing, or
-/// that names a folder, is refused before the work starts.
-pub fn later_output(flag: &str, path: &Path) -> Result<()> {
+/// A file written after the work (`--report`, `--profile-out`) is checked before it starts:
+/// not `-`, not a folder (nor `creates`, the output folder the work makes), in a folder that
+/// exists or that the work creates, and never one of the `protected` files (the input, the
+/// output, the chain, the config) or any existing image, which it would silently replace.
+pub fn later_output(
+    flag: &str,
+    path: &Path,
+    creates: Option<&Path>,
+    protected: &[&Path],
+) -> Result<()> {
     refuse_stdout(path).map_err(|_| {
         usage(
             format!("{flag} -: name a file; Opossum does not write it to standard output"),
             None,
         )
     })?;
-    if path.is_dir() {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let target = absolute(path);
+    if path.is_dir() || creates.is_some_and(|dir| absolute(dir) == target) {
         return Err(usage(
             format!("{flag} names a folder; name a file in it"),
             Some(path),
         ));
     }
-    let parent = match path.parent() {
+    if let Some(file) = protected
+        .iter()
+        .find(|p| crate::io::same_file(path, p) || absolute(p) == target)
+    {
+        return Err(usage(
+            format!("{flag} would replace {}; name another file", file.display()),
+            Some(path),
+        ));
+    }
+    if looks_like_an_image(path) {
+        return Err(usage(
+            format!("{flag} would replace an image; name another file"),
+            Some(path),
+        ));
+    }
+    let parent = match target.parent() {
+        Some(p) => p.to_path_buf(),
+        None => return Ok(()),
+    };
+    let created = creates.is_some_and(|dir| parent.starts_with(absolute(dir)));
+    if !parent.is_dir() && !created {
+        return Err(usage(
+            format!(
+                "{flag}: the folder {} does not exist; create it first",
+                path.parent().unwrap_or(Path::new(".")).display()
+            ),
+            Some(path),
+        ));
+    }
+    Ok(())
+}
+
+/// The output file's folder must exist and the path must not be a folder: checked before the
+/// render, not when its temporary file is made.
+pub fn output_file(output: &Path) -> Result<()> {
+    if output.is_dir() {
+        return Err(usage(
+            "-o/--output names a folder; name a file in it".to_owned(),
+            Some(output),
+        ));
+    }
+    let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
         return Err(usage(
             format!(
-                "{flag}: the folder {} does not exist; create it first",
+                "-o/--output: the folder {} does not exist; create it first",
                 parent.display()
             ),
-            Some(path),
+            Some(output),
         ));
     }
     Ok(())
+}
+
+/// Whether `path` is an existing file whose first bytes are an image's.
+fn looks_like_an_image(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 32];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let n = file.read(&mut head).unwrap_or(0);
+    image::guess_format(&head[..n]).is_ok()
 }
 
 #[cfg(test)]
@@ -191,6 +272,12 @@ mod tests {
         assert!(svg_output(Path::new("e.png")).is_err());
         assert!(svg_output(Path::new("e.svg")).is_ok());
         assert!(svg_output(Path::new("e")).is_ok());
+        assert!(svg_output(Path::new("e.svgz")).is_err());
+        assert_eq!(
+            output_format(None, Path::new("x.JFIF")).ok(),
+            Some(OutputFormat::Jpeg)
+        );
+        assert!(output_format(None, Path::new("x.gif")).is_err());
     }
 
     #[test]
@@ -222,12 +309,31 @@ mod tests {
     }
 
     #[test]
-    fn reports_into_missing_folders_are_refused_before_the_work() {
+    fn reports_into_missing_folders_or_onto_files_that_matter_are_refused_before_the_work() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(later_output("--report", &dir.path().join("r.json")).is_ok());
-        assert!(later_output("--report", Path::new("r.json")).is_ok());
-        assert!(later_output("--report", &dir.path().join("nodir/r.json")).is_err());
-        assert!(later_output("--report", dir.path()).is_err());
-        assert!(later_output("--report", Path::new("-")).is_err());
+        let d = dir.path();
+        let ok = |path: &Path, creates: Option<&Path>, protected: &[&Path]| {
+            later_output("--report", path, creates, protected).is_ok()
+        };
+        assert!(ok(&d.join("r.json"), None, &[]));
+        assert!(ok(Path::new("r.json"), None, &[]));
+        assert!(!ok(&d.join("nodir/r.json"), None, &[]));
+        assert!(!ok(d, None, &[]));
+        assert!(!ok(Path::new("-"), None, &[]));
+        // Inside the output folder the work creates, but not the folder itself.
+        let out = d.join("out");
+        assert!(ok(&out.join("r.json"), Some(&out), &[]));
+        assert!(!ok(&out, Some(&out), &[]));
+        // Never the chain, the input, the output, or an image.
+        let chain = d.join("chain.toml");
+        std::fs::write(&chain, "version = 1\n").unwrap();
+        assert!(!ok(&chain, None, &[&chain]));
+        assert!(!ok(&d.join("o.png"), None, &[&d.join("o.png")]));
+        let image = d.join("a.dat");
+        std::fs::write(&image, b"\x89PNG\r\n\x1a\n0000000000000000").unwrap();
+        assert!(!ok(&image, None, &[]));
+        // An earlier report is replaced.
+        std::fs::write(d.join("r.json"), b"{}").unwrap();
+        assert!(ok(&d.join("r.json"), None, &[&chain]));
     }
 }

@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
 /// Which exit code an error maps to.
 pub fn exit_code(e: &Error) -> u8 {
     match e.category() {
-        Category::Config | Category::Chain | Category::Usage => EXIT_USAGE,
+        Category::Config | Category::Chain | Category::Usage | Category::App => EXIT_USAGE,
         Category::Cancelled => EXIT_INTERRUPTED,
         _ => EXIT_INPUT,
     }
@@ -159,9 +159,9 @@ fn format_choice(name: &str) -> Result<crate::batch::FormatChoice> {
 /// contradicts `--format`, a `--quality` the format ignores (noted), a `--report` that could
 /// not be written at the end.
 fn check_output_args(
-    out: &args::OutputArgs,
-    format: crate::batch::FormatChoice,
-    report: Option<&Path>,
+    global: &GlobalArgs,
+    (out, format): (&args::OutputArgs, crate::batch::FormatChoice),
+    (chain, output_dir, report): (&Path, &Path, Option<&Path>),
 ) -> Result<()> {
     crate::batch::inputs::check_template(&out.name_template, format)?;
     if let crate::batch::FormatChoice::Fixed(format) = format {
@@ -170,9 +170,17 @@ fn check_output_args(
         }
     }
     if let Some(path) = report {
-        checks::later_output("--report", path)?;
+        let config = config_path(global);
+        let mut protected = vec![chain];
+        protected.extend(config.as_deref());
+        checks::later_output("--report", path, Some(output_dir), &protected)?;
     }
     Ok(())
+}
+
+/// The config file in use (`--config`, else the default place).
+fn config_path(global: &GlobalArgs) -> Option<std::path::PathBuf> {
+    global.config.clone().or_else(Config::default_path)
 }
 
 /// A batch or watch that could not start (unusable output folder, no input, a bad name
@@ -191,7 +199,11 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
     let format = format_choice(&args.out.format)?;
-    check_output_args(&args.out, format, args.report.as_deref())?;
+    check_output_args(
+        global,
+        (&args.out, format),
+        (&args.chain, &args.output, args.report.as_deref()),
+    )?;
     let options = WatchOptions {
         input_dir: args.input.clone(),
         output_dir: args.output.clone(),
@@ -241,7 +253,11 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
     let format = format_choice(&args.out.format)?;
-    check_output_args(&args.out, format, args.report.as_deref())?;
+    check_output_args(
+        global,
+        (&args.out, format),
+        (&args.chain, &args.output, args.report.as_deref()),
+    )?;
     let options = BatchOptions {
         inputs: args.input.clone(),
         output_dir: args.output.clone(),
@@ -262,6 +278,23 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
         Ok(prepared) => prepared,
         Err(e) => return Ok(setup_failed(&e)),
     };
+    // The report must not land on an input or an output either (which exist only now).
+    if let Some(path) = &args.report {
+        let files: Vec<&Path> = prepared
+            .jobs
+            .iter()
+            .flat_map(|j| [j.input.path.as_path(), j.output.as_path()])
+            .chain(
+                prepared
+                    .skipped
+                    .iter()
+                    .flat_map(|f| [f.input.as_path(), f.output.as_path()]),
+            )
+            .collect();
+        if let Err(e) = checks::later_output("--report", path, Some(&args.output), &files) {
+            return Ok(setup_failed(&e));
+        }
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     {
         // Ctrl-C / SIGTERM: stop starting files, cancel renders in flight (their temp files
@@ -338,15 +371,17 @@ fn open_app(cli: &Cli) -> Result<()> {
             .then(crate::cache::disk::default_dir)
             .flatten(),
     };
-    crate::gui::run(options).map_err(|reason| Error::Config { reason, path: None })
+    crate::gui::run(options).map_err(Error::App)
 }
 
 /// Without the `gui` feature there is no app: say how to use the command line.
 #[cfg(not(feature = "gui"))]
 fn open_app(cli: &Cli) -> Result<()> {
     if cli.image.is_some() || cli.chain.is_some() || cli.screenshot.is_some() {
-        return Err(Error::Config {
-            reason: "this build has no desktop app (built without the `gui` feature)".to_owned(),
+        return Err(Error::Usage {
+            reason: "this build has no desktop app (built without the `gui` feature); use the \
+                     commands (`opossum --help`)"
+                .to_owned(),
             path: None,
         });
     }
@@ -417,12 +452,16 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     let profiler = (args.profile || args.profile_out.is_some()).then(Profiler::start);
     let engine = Engine::new(load_config(global)?)?;
     let chain = load_chain(&args.chain, &engine)?;
+    checks::output_file(&args.output)?;
     let format = checks::output_format(args.format.as_deref(), &args.output)?;
     for note in checks::encoder_options(format, args.quality, args.lossless)? {
         errln!("note: {note}");
     }
     if let Some(path) = &args.profile_out {
-        checks::later_output("--profile-out", path)?;
+        let config = config_path(global);
+        let mut protected = vec![args.input.as_path(), &args.output, &args.chain];
+        protected.extend(config.as_deref());
+        checks::later_output("--profile-out", path, None, &protected)?;
     }
     let options = EncodeOptions {
         format,

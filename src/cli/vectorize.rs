@@ -29,6 +29,7 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
     let options = options(args);
     check(&options)?;
     super::checks::svg_output(&args.output)?;
+    super::checks::output_file(&args.output)?;
     if crate::io::same_file(&args.input, &args.output) {
         return Err(Error::WouldOverwriteInput {
             path: args.output.clone(),

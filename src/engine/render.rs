@@ -569,14 +569,18 @@ pub const MIN_BAND_ROWS: u32 = 8;
 
 /// Whether the largest tile of `bands` fits in `budget_bytes` beside `reserved_bytes`.
 pub fn fits(plan: &Plan, bands: &[Band], budget_bytes: u64, reserved_bytes: u64) -> bool {
-    let per_tile = bands
+    reserved_bytes.saturating_add(largest_tile_bytes(plan, bands)) <= budget_bytes
+}
+
+/// The working memory of the largest tile of `bands` (at least 1 byte).
+fn largest_tile_bytes(plan: &Plan, bands: &[Band]) -> u64 {
+    bands
         .iter()
         .flat_map(|b| b.tiles.iter())
         .map(|t| tile_bytes(&plan.stages, *t))
         .max()
         .unwrap_or(0)
-        .max(1);
-    reserved_bytes.saturating_add(per_tile) <= budget_bytes
+        .max(1)
 }
 
 /// Render `plan` band by band, top to bottom: `before_band(lo, hi)` makes source rows `lo..hi`
@@ -598,13 +602,7 @@ pub fn render_banded(
 ) -> Result<RenderStats> {
     puffin::profile_function!();
     let stages = &plan.stages;
-    let per_tile = bands
-        .iter()
-        .flat_map(|b| b.tiles.iter())
-        .map(|t| tile_bytes(stages, *t))
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let per_tile = largest_tile_bytes(plan, bands);
     let available = settings.budget_bytes.saturating_sub(reserved_bytes);
     let fit = (available / per_tile) as usize;
     if fit == 0 {

@@ -35,17 +35,24 @@ pub fn run(options: GuiOptions) -> Result<(), String> {
         "Opossum",
         native,
         Box::new(move |cc| {
-            let app = OpossumApp::new(
-                cc,
-                options,
-                Box::new(dialogs::NativeDialogs),
-            );
+            let app = OpossumApp::new(cc, options, Box::new(dialogs::NativeDialogs));
             *exit_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(app.exit_error.clone());
             Ok(Box::new(app))
         }),
     )
     .map_err(|e| {
-        format!("cannot open the window: {e} (no display? set DISPLAY or WAYLAND_DISPLAY, or use the command line: `opossum --help`)")
+        // winit's text ends with the source location it failed at: not for users.
+        let text = e.to_string();
+        let text = match (text.find(" at /"), text.find(".rs:")) {
+            (Some(at), Some(rs)) if rs > at => {
+                let end = text[rs + 4..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map_or(text.len(), |n| rs + 4 + n);
+                format!("{}{}", &text[..at], text[end..].trim_start_matches(':'))
+            }
+            _ => text,
+        };
+        format!("cannot open the window: {}", text.trim())
     })?;
     let slot = exit_error.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(shared) = slot

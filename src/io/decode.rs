@@ -167,8 +167,9 @@ fn decode_error(err: ImageError, path: &Path) -> Error {
             source: e,
             path,
         },
-        ImageError::Unsupported(e) => Error::UnknownFormat {
-            detail: format!(" ({})", tidy_decoder_text(&e.to_string())),
+        // A format Opossum reads, in a variant its decoder does not (a float TIFF).
+        ImageError::Unsupported(e) => Error::UnsupportedVariant {
+            reason: tidy_decoder_text(&e.to_string()),
             path,
         },
         ImageError::Limits(e) => Error::TooLarge {
@@ -229,7 +230,10 @@ fn tidy_decoder_text(text: &str) -> String {
         let bits = text[start + UNKNOWN.len()..start + len].to_owned();
         text.replace_range(
             start..start + len + 2,
-            &format!("{bits}-bit pixels of this kind (e.g. floating-point samples); convert it to 8- or 16-bit integer samples"),
+            &format!(
+                "this layout of {bits}-bit pixels (such as grey with alpha, or floating-point \
+                 samples)"
+            ),
         );
     }
     if text.contains("Not enough bytes") {
@@ -361,8 +365,8 @@ mod tests {
             tidy_decoder_text(
                 "The encoder or decoder for Tiff does not support the color type `Unknown(32)`"
             ),
-            "the TIFF decoder does not support 32-bit pixels of this kind (e.g. floating-point \
-             samples); convert it to 8- or 16-bit integer samples"
+            "the TIFF decoder does not support this layout of 32-bit pixels (such as grey with \
+             alpha, or floating-point samples)"
         );
         assert_eq!(
             tidy_decoder_text(

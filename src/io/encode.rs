@@ -40,7 +40,7 @@ impl OutputFormat {
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "png" => Some(Self::Png),
-            "jpg" | "jpeg" => Some(Self::Jpeg),
+            "jpg" | "jpeg" | "jpe" | "jfif" => Some(Self::Jpeg),
             "webp" => Some(Self::Webp),
             "tif" | "tiff" => Some(Self::Tiff),
             "svg" => Some(Self::Svg),
