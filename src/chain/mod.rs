@@ -161,7 +161,9 @@ fn vectorize_options(value: &RawValue) -> Result<crate::vectorize::VectorizeOpti
     Ok(options)
 }
 
-fn with_path(err: Error, path: &Path) -> Error {
+/// `err` naming the chain file `path`, if it is a chain error (one found while rendering, for
+/// an image the chain does not fit, carries no file).
+pub fn with_path(err: Error, path: &Path) -> Error {
     match err {
         Error::Chain {
             location, reason, ..

@@ -481,19 +481,8 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
                 progress: None,
             },
         )
-        .map_err(|e| match e {
-            // The chain does not fit this image: name the chain file too.
-            Error::Chain {
-                location,
-                reason,
-                path: None,
-            } => Error::Chain {
-                location,
-                reason,
-                path: Some(args.chain.clone()),
-            },
-            e => e,
-        })?;
+        // The chain does not fit this image: name the chain file too.
+        .map_err(|e| crate::chain::with_path(e, &args.chain))?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let mut streamed = match (report.streamed_input, report.streamed_output) {
         (true, true) => ", streamed in and out",
