@@ -305,6 +305,25 @@ fn the_cli_writes_the_svg_and_its_figures_and_names_what_is_wrong() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(leftovers.len(), 3, "{leftovers:?}");
+
+    // An image too faint to trace gives an empty SVG, and a note that says why.
+    let faint = dir.path().join("faint.png");
+    image::RgbaImage::from_pixel(30, 20, image::Rgba([200, 30, 30, 100]))
+        .save(&faint)
+        .unwrap();
+    let empty = dir.path().join("faint.svg");
+    let out = opossum(&[
+        "vectorize".as_ref(),
+        faint.as_os_str(),
+        "-o".as_ref(),
+        empty.as_os_str(),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no pixel is at least half opaque"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -45,6 +45,15 @@ pub fn run(global: &GlobalArgs, args: &VectorizeArgs) -> Result<()> {
         .install(|| vectorize::vectorize(&pixels, w, h, &options, measure, &cancel))?;
     crate::io::write_atomic(&args.output, |out| out.write_all(result.svg.as_bytes()))?;
     let s = &result.stats;
+    if s.paths == 0 {
+        // An empty drawing is a valid answer, but rarely the one wanted: say why.
+        let why = if pixels.iter().all(|p| p[3] < 128) {
+            "no pixel is at least half opaque (alpha 128), and fainter ones are not traced"
+        } else {
+            "the image has a single colour region (its background)"
+        };
+        errln!("note: the SVG has no shapes: {why}");
+    }
     if args.json {
         let json = serde_json::json!({
             "input": args.input,
