@@ -300,7 +300,16 @@ impl Shared<'_> {
             &output,
             &encode,
             self.cancel,
-            || Ok(()),
+            // A name that says another format (`{name}` of a GIF, written as PNG) fails the
+            // file; batch refuses such a run before it starts.
+            || {
+                crate::batch::inputs::check_output_name(
+                    path,
+                    &output,
+                    format,
+                    &self.options.name_template,
+                )
+            },
             || {
                 self.journal
                     .lock()

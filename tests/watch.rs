@@ -30,7 +30,12 @@ impl Watch {
             .arg(input)
             .arg("-o")
             .arg(output)
-            .args(["--settle-ms", "300", "--format", "png"])
+            .args(["--settle-ms", "300"])
+            .args(if extra.contains(&"--format") {
+                &[][..]
+            } else {
+                &["--format", "png"][..]
+            })
             .args(extra)
             .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
             .stdout(Stdio::piped())
@@ -408,6 +413,42 @@ fn the_same_folder_for_input_and_output_renders_each_file_once() {
     );
     assert_eq!(outputs(&folder), ["a-2.png", "a.png", "b-2.png", "b.png"]);
     assert_no_temp_files(&folder);
+}
+
+/// With each input's own format and its own name, an input whose format Opossum does not
+/// write (a GIF, written as PNG) fails with the reason, and nothing misnamed is written.
+#[test]
+fn a_name_that_would_say_another_format_fails_that_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.png"), png_bytes(3, 20)).unwrap();
+    image::RgbaImage::from_pixel(8, 6, image::Rgba([10, 200, 30, 255]))
+        .save(input.join("b.gif"))
+        .unwrap();
+    let w = Watch::start(
+        dir.path(),
+        &input,
+        &output,
+        &["--format", "same", "--name-template", "{name}"],
+    );
+    w.wait_for("both files", |l| {
+        l.iter().any(|x| x.contains(" ok ")) && l.iter().any(|x| x.contains(" error "))
+    });
+    let lines = w.stop();
+    let error = lines.iter().find(|l| l.contains(" error ")).unwrap();
+    assert!(
+        error.contains("b.gif") && error.contains("written as PNG"),
+        "{lines:#?}"
+    );
+    // The output folder holds the one output and the error log that names the GIF.
+    let mut names = files_in(&output);
+    names.retain(|n| !n.starts_with('.'));
+    assert_eq!(names, ["a.png", "opossum-watch-errors.log"]);
+    let log = std::fs::read_to_string(output.join("opossum-watch-errors.log")).unwrap();
+    assert!(log.contains("b.gif"), "{log}");
+    assert_no_temp_files(&output);
 }
 
 #[test]
