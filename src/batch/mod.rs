@@ -210,10 +210,18 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     inputs::check_template(&options.name_template, options.format)?;
     // Inputs first: a mistyped --input leaves no output folder behind.
     let found = inputs::gather(&options.inputs, options.recursive)?;
-    for input in &found {
-        let format = inputs::output_format(&input.path, options.format);
-        let name = inputs::output_name(input, &options.name_template, format);
-        inputs::check_output_name(&input.path, &name, format, &options.name_template)?;
+    // Each input's format and output name; a name that says another format is refused
+    // before the output folder is made.
+    let named: Vec<(Input, OutputFormat, PathBuf)> = found
+        .into_iter()
+        .map(|i| {
+            let format = inputs::output_format(&i.path, options.format);
+            let name = inputs::output_name(&i, &options.name_template, format);
+            (i, format, name)
+        })
+        .collect();
+    for (input, format, name) in &named {
+        inputs::check_output_name(&input.path, name, *format, &options.name_template)?;
     }
     let out_dir = &options.output_dir;
     std::fs::create_dir_all(out_dir)
@@ -221,20 +229,14 @@ pub fn prepare(chain: &Chain, options: &BatchOptions) -> Result<Batch> {
     let journal = Journal::open(out_dir, &journal_name(chain, options))?;
     let (folder_lock, stale_temp_files_removed) = lock_folder(out_dir)?;
     let out_real = std::fs::canonicalize(out_dir).unwrap_or_else(|_| out_dir.clone());
-    let found: Vec<Input> = found
+    let named: Vec<(Input, OutputFormat, PathBuf)> = named
         .into_iter()
-        .filter(|i| !journal.is_output(&i.path) && !inputs::inside_nested_output(i, &out_real))
+        .filter(|(i, ..)| {
+            !journal.is_output(&i.path) && !inputs::inside_nested_output(i, &out_real)
+        })
         .collect();
-    let formats: Vec<OutputFormat> = found
-        .iter()
-        .map(|i| inputs::output_format(&i.path, options.format))
-        .collect();
-    let wanted: Vec<(&Input, PathBuf)> = found
-        .iter()
-        .zip(&formats)
-        .map(|(i, &format)| (i, inputs::output_name(i, &options.name_template, format)))
-        .collect();
-
+    let wanted: Vec<(&Input, PathBuf)> = named.iter().map(|(i, _, n)| (i, n.clone())).collect();
+    let formats = named.iter().map(|(_, format, _)| *format);
     // Names are assigned over all inputs before sharding, so shards writing to one folder
     // agree on every name.
     // With --skip-existing, a finished file at an output's name (whoever wrote it) means that

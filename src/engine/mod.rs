@@ -683,9 +683,10 @@ impl Engine {
         let icc = decoded.icc_profile.clone();
         // A grey source whose chain keeps it grey (or a chain that makes it grey) is written
         // with one channel, as a streamed render is: its R = G = B is made exact first, since
-        // a colour matrix over grey can leave the channels a rounding apart.
+        // a colour matrix over grey can leave the channels a rounding apart (the encoder
+        // still keeps alpha where a pixel is transparent).
         let mut image = image;
-        if icc.is_none() && !image.has_alpha() {
+        if icc.is_none() {
             let plan = Plan::for_content(
                 chain,
                 input_size,
