@@ -8,6 +8,8 @@
 //! the same bytes but for ties; Sobel after it sees grey rounded to levels, a level or two
 //! from the f32 path where the gradient is steep (`tests/ops_contract.rs` bounds it).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::u8_filter::level;
@@ -20,15 +22,33 @@ const BAND_ROWS: usize = 64;
 /// pixel.
 pub fn grey_from_rgb8(src: &[u8], mix: GreyMix) -> Vec<u8> {
     let pixels = src.len() / 3;
-    let mut out = vec![0u8; pixels];
+    // Every sample is written below, so the buffer is not zeroed first (a memset of the
+    // whole output, a tenth of the conversion's time).
+    let mut out = Vec::with_capacity(pixels);
     let band = 16_384;
-    out.par_chunks_mut(band)
+    out.spare_capacity_mut()[..pixels]
+        .par_chunks_mut(band)
         .zip(src.par_chunks(band * 3))
         .for_each(|(dst, rgb)| match mix {
             GreyMix::Weights(w) => weighted(rgb, w, dst),
             GreyMix::Lightness => lightness(rgb, dst),
         });
+    // SAFETY: the bands cover `out[..pixels]`, and each kernel writes every sample of its
+    // band (one per pixel of `rgb`, which has as many pixels as `dst` has samples).
+    unsafe { out.set_len(pixels) };
     out
+}
+
+/// `level(wr·r + wg·g + wb·b)` per pixel of `rgb` into `out`: in AVX-512 or AVX2 vectors
+/// where the CPU has them, then the portable loop for the rest, which gives the same bytes
+/// (the vectors do its f32 operations in its order, without fused multiply-adds). The
+/// vectors run at about twice the speed of what the compiler makes of the portable loop.
+fn weighted(rgb: &[u8], weights: [f32; 3], out: &mut [MaybeUninit<u8>]) {
+    #[cfg(target_arch = "x86_64")]
+    let done = x86::weighted(rgb, weights, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    weighted_portable(&rgb[3 * done..], weights, &mut out[done..])
 }
 
 #[multiversion::multiversion(targets(
@@ -37,18 +57,204 @@ pub fn grey_from_rgb8(src: &[u8], mix: GreyMix) -> Vec<u8> {
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn weighted(rgb: &[u8], [wr, wg, wb]: [f32; 3], out: &mut [u8]) {
+fn weighted_portable(rgb: &[u8], [wr, wg, wb]: [f32; 3], out: &mut [MaybeUninit<u8>]) {
     // A plain loop: the compiler turns the stride-3 loads into vector shuffles (3× faster
     // than gathering fixed-size arrays of pixels first).
     for (px, o) in rgb.chunks_exact(3).zip(out) {
-        *o = level(wr * f32::from(px[0]) + wg * f32::from(px[1]) + wb * f32::from(px[2]));
+        o.write(level(
+            wr * f32::from(px[0]) + wg * f32::from(px[1]) + wb * f32::from(px[2]),
+        ));
     }
 }
 
-fn lightness(rgb: &[u8], out: &mut [u8]) {
+/// The vector loops of [`weighted`].
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    /// Which loops this CPU can run.
+    pub(super) fn has_avx512() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+    }
+
+    /// The leading pixels of `rgb` converted into `out` by the widest loop this CPU runs;
+    /// returns how many.
+    pub(super) fn weighted(rgb: &[u8], weights: [f32; 3], out: &mut [MaybeUninit<u8>]) -> usize {
+        if has_avx512() {
+            // SAFETY: the features are present.
+            unsafe { weighted_avx512(rgb, weights, out) }
+        } else if is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present.
+            unsafe { weighted_avx2(rgb, weights, out) }
+        } else {
+            0
+        }
+    }
+
+    /// Converts the leading pixels of `rgb` into `out`, 16 at a time: each channel's bytes
+    /// moved to 32-bit lanes by one `vpermb`; returns how many pixels it did.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VBMI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn weighted_avx512(
+        rgb: &[u8],
+        [wr, wg, wb]: [f32; 3],
+        out: &mut [MaybeUninit<u8>],
+    ) -> usize {
+        const BLOCK_PX: usize = 16;
+        let blocks = (rgb.len() / (3 * BLOCK_PX)).min(out.len() / BLOCK_PX);
+        // Byte 3i + c of the block to the low byte of lane i; the other bytes are zeroed by
+        // the mask.
+        let pick = |c: u8| {
+            let mut index = [0u8; 64];
+            for i in 0..BLOCK_PX {
+                index[4 * i] = 3 * i as u8 + c;
+            }
+            // SAFETY: `index` is 64 bytes.
+            unsafe { _mm512_loadu_si512(index.as_ptr().cast()) }
+        };
+        let low_bytes: __mmask64 = 0x1111_1111_1111_1111;
+        let block_bytes: __mmask64 = (1 << (3 * BLOCK_PX)) - 1;
+        let (pick_r, pick_g, pick_b) = (pick(0), pick(1), pick(2));
+        let (wr, wg, wb) = (_mm512_set1_ps(wr), _mm512_set1_ps(wg), _mm512_set1_ps(wb));
+        let (zero, top, half) = (
+            _mm512_setzero_ps(),
+            _mm512_set1_ps(255.0),
+            _mm512_set1_ps(0.5),
+        );
+        let src = rgb.as_ptr();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        for block in 0..blocks {
+            // SAFETY: the mask reads the block's 48 bytes only, inside `rgb` by `blocks`.
+            let bytes = unsafe {
+                _mm512_maskz_loadu_epi8(block_bytes, src.add(3 * BLOCK_PX * block).cast())
+            };
+            let channel =
+                |pick| _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi8(low_bytes, pick, bytes));
+            let (r, g, b) = (channel(pick_r), channel(pick_g), channel(pick_b));
+            // (wr·r + wg·g) + wb·b, as the portable loop rounds it.
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_mul_ps(wr, r), _mm512_mul_ps(wg, g)),
+                _mm512_mul_ps(wb, b),
+            );
+            let bounded = _mm512_min_ps(_mm512_max_ps(sum, zero), top);
+            let levels = _mm512_cvttps_epi32(_mm512_add_ps(bounded, half));
+            // SAFETY: `blocks` keeps these 16 samples inside `out`.
+            unsafe {
+                _mm_storeu_si128(
+                    dst.add(BLOCK_PX * block).cast(),
+                    _mm512_cvtepi32_epi8(levels),
+                )
+            };
+        }
+        blocks * BLOCK_PX
+    }
+
+    /// Converts the leading pixels of `rgb` into `out`, 32 at a time, while a block and the
+    /// 8 bytes its last load reads past it lie inside `rgb`; returns how many pixels it did.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn weighted_avx2(
+        rgb: &[u8],
+        [wr, wg, wb]: [f32; 3],
+        out: &mut [MaybeUninit<u8>],
+    ) -> usize {
+        const BLOCK_PX: usize = 32;
+        let blocks = (rgb.len().saturating_sub(8) / (3 * BLOCK_PX)).min(out.len() / BLOCK_PX);
+        // Pixels 0-3 to the low lane, 4-7 to the high one, 12 bytes each from its start.
+        let spread = _mm256_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6);
+        // One channel's four bytes of a lane to four 32-bit lanes (-1: zero).
+        let pick = |c: i8| {
+            let z = -1i8;
+            _mm256_setr_epi8(
+                c,
+                z,
+                z,
+                z,
+                c + 3,
+                z,
+                z,
+                z,
+                c + 6,
+                z,
+                z,
+                z,
+                c + 9,
+                z,
+                z,
+                z, //
+                c,
+                z,
+                z,
+                z,
+                c + 3,
+                z,
+                z,
+                z,
+                c + 6,
+                z,
+                z,
+                z,
+                c + 9,
+                z,
+                z,
+                z,
+            )
+        };
+        let (pick_r, pick_g, pick_b) = (pick(0), pick(1), pick(2));
+        let (wr, wg, wb) = (_mm256_set1_ps(wr), _mm256_set1_ps(wg), _mm256_set1_ps(wb));
+        let (zero, top, half) = (
+            _mm256_setzero_ps(),
+            _mm256_set1_ps(255.0),
+            _mm256_set1_ps(0.5),
+        );
+        // Bytes of the packed result back in pixel order (see the packs below).
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let src = rgb.as_ptr();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        for block in 0..blocks {
+            let mut levels = [_mm256_setzero_si256(); 4];
+            for (k, level) in levels.iter_mut().enumerate() {
+                // SAFETY: `blocks` keeps this 32-byte load inside `rgb` (24 bytes of 8
+                // pixels, and 8 more within the next pixels or the slack left above).
+                let bytes =
+                    unsafe { _mm256_loadu_si256(src.add(3 * (block * BLOCK_PX + 8 * k)).cast()) };
+                let lanes = _mm256_permutevar8x32_epi32(bytes, spread);
+                let r = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(lanes, pick_r));
+                let g = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(lanes, pick_g));
+                let b = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(lanes, pick_b));
+                // (wr·r + wg·g) + wb·b, as the portable loop rounds it.
+                let sum = _mm256_add_ps(
+                    _mm256_add_ps(_mm256_mul_ps(wr, r), _mm256_mul_ps(wg, g)),
+                    _mm256_mul_ps(wb, b),
+                );
+                let bounded = _mm256_min_ps(_mm256_max_ps(sum, zero), top);
+                *level = _mm256_cvttps_epi32(_mm256_add_ps(bounded, half));
+            }
+            // i32 → u8: per 128-bit lane, pixels 0-3 of each group then 4-7; `order` puts
+            // the four-byte pieces back in sequence.
+            let packed = _mm256_packus_epi16(
+                _mm256_packs_epi32(levels[0], levels[1]),
+                _mm256_packs_epi32(levels[2], levels[3]),
+            );
+            let packed = _mm256_permutevar8x32_epi32(packed, order);
+            // SAFETY: `blocks` keeps these 32 samples inside `out`.
+            unsafe { _mm256_storeu_si256(dst.add(block * BLOCK_PX).cast(), packed) };
+        }
+        blocks * BLOCK_PX
+    }
+}
+
+fn lightness(rgb: &[u8], out: &mut [MaybeUninit<u8>]) {
     for (px, o) in rgb.chunks_exact(3).zip(out) {
         let (hi, lo) = (px[0].max(px[1]).max(px[2]), px[0].min(px[1]).min(px[2]));
-        *o = level(0.5 * (f32::from(hi) + f32::from(lo)));
+        o.write(level(0.5 * (f32::from(hi) + f32::from(lo))));
     }
 }
 
@@ -158,6 +364,42 @@ mod tests {
             GreyMix::Lightness,
         ] {
             assert_eq!(grey_from_rgb8(&grey, mix), want, "{mix:?}");
+        }
+    }
+
+    #[test]
+    fn the_vector_loop_gives_the_portable_bytes() {
+        let rgb = noise(3 * 517 + 2);
+        let mixes = [
+            [0.2126, 0.7152, 0.0722],
+            [0.299, 0.587, 0.114],
+            [1.0 / 3.0; 3],
+            [1.5, -0.7, 0.9],
+            [-2.0, 0.1, 0.05],
+        ];
+        for weights in mixes {
+            // Every length up to three blocks and some, so each tail is met.
+            for pixels in (0..110).chain([200, 517]) {
+                let rgb = &rgb[..3 * pixels];
+                let mut want = vec![MaybeUninit::new(0u8); pixels];
+                weighted_portable(rgb, weights, &mut want);
+                // SAFETY: both were filled from initialised values.
+                let bytes = |v: &[MaybeUninit<u8>]| -> Vec<u8> {
+                    v.iter().map(|b| unsafe { b.assume_init() }).collect()
+                };
+                let mut got = vec![MaybeUninit::new(7u8); pixels];
+                weighted(rgb, weights, &mut got);
+                assert_eq!(bytes(&got), bytes(&want), "{weights:?}, {pixels} px");
+                // Each vector loop this CPU has, not only the widest.
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx2") {
+                    let mut got = vec![MaybeUninit::new(7u8); pixels];
+                    // SAFETY: AVX2 is present.
+                    let done = unsafe { x86::weighted_avx2(rgb, weights, &mut got) };
+                    weighted_portable(&rgb[3 * done..], weights, &mut got[done..]);
+                    assert_eq!(bytes(&got), bytes(&want), "AVX2 {weights:?}, {pixels} px");
+                }
+            }
         }
     }
 
