@@ -485,6 +485,107 @@ fn outputs_keep_one_grey_channel_and_no_alpha_the_pixels_do_not_need() {
 }
 
 #[test]
+fn grey_with_alpha_keeps_one_grey_channel_and_its_alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let eng = engine(1 << 30);
+    let render = |input: &Path, chain: &Chain, name: &str, format: OutputFormat| {
+        let out = d.join(name);
+        let options = EncodeOptions {
+            format,
+            quality: 90,
+            lossless: true,
+        };
+        eng.render_file(input, chain, &out, &options, false, &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        image::open(&out).unwrap()
+    };
+    // A half-transparent ramp, grey with alpha, at 8 and 16 bits: streamed (blur), and
+    // rendered whole (Canny edges need the whole image).
+    let la16 = image::ImageBuffer::<image::LumaA<u16>, _>::from_fn(40, 30, |x, y| {
+        image::LumaA([(x * 1500 + y * 700) as u16, (x * 1600 + 1000) as u16])
+    });
+    let la8 = DynamicImage::ImageLumaA16(la16.clone()).to_luma_alpha8();
+    let canny = chain_of(&[("edge_detect", &[("mode", RawValue::String("canny".into()))])]);
+    for (name, source) in [
+        ("la16.png", DynamicImage::ImageLumaA16(la16)),
+        ("la8.png", DynamicImage::ImageLumaA8(la8)),
+    ] {
+        let input = d.join(name);
+        std::fs::write(&input, encode(&source, ImageFormat::Png)).unwrap();
+        for (label, chain) in [("blur", blur_chain()), ("canny", canny.clone())] {
+            let case = format!("{label} {name}");
+            let png = render(
+                &input,
+                &chain,
+                &format!("{label}-{name}"),
+                OutputFormat::Png,
+            );
+            // The RGBA render (TIFF keeps RGBA for grey with alpha) has R = G = B, and the
+            // PNG holds its grey and alpha, at its bit depth.
+            let tif = render(
+                &input,
+                &chain,
+                &format!("{label}-{name}.tif"),
+                OutputFormat::Tiff,
+            );
+            let rgba = tif.to_rgba16();
+            assert!(
+                rgba.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]),
+                "{case}"
+            );
+            let transparent = rgba.pixels().any(|p| p.0[3] < u16::MAX);
+            let want = match (tif.color(), transparent) {
+                (image::ColorType::Rgba16, true) => image::ColorType::La16,
+                (image::ColorType::Rgba8, true) => image::ColorType::La8,
+                (image::ColorType::Rgb16 | image::ColorType::Rgba16, false) => {
+                    image::ColorType::L16
+                }
+                (image::ColorType::Rgb8 | image::ColorType::Rgba8, false) => image::ColorType::L8,
+                (other, _) => panic!("{case}: TIFF {other:?}"),
+            };
+            assert_eq!(png.color(), want, "{case}");
+            let from_tif: Vec<[u16; 2]> = rgba.pixels().map(|p| [p.0[0], p.0[3]]).collect();
+            let from_png: Vec<[u16; 2]> = png.to_luma_alpha16().pixels().map(|p| p.0).collect();
+            assert_eq!(from_png, from_tif, "{case}");
+            // JPEG has no alpha: grey flattened over white, one channel.
+            let jpg = render(
+                &input,
+                &chain,
+                &format!("{label}-{name}.jpg"),
+                OutputFormat::Jpeg,
+            );
+            assert_eq!(jpg.color(), image::ColorType::L8, "{case}");
+        }
+        assert!(
+            image::open(d.join(format!("blur-{name}")))
+                .unwrap()
+                .color()
+                .has_alpha(),
+            "the blur keeps the ramp's alpha"
+        );
+    }
+    // An opaque grey source that a half-transparent grey border gives alpha: grey and alpha.
+    let grey = d.join("grey.png");
+    let luma = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([(x * 5 + y) as u8]));
+    std::fs::write(
+        &grey,
+        encode(&DynamicImage::ImageLuma8(luma), ImageFormat::Png),
+    )
+    .unwrap();
+    let border = chain_of(&[(
+        "add_border",
+        &[
+            ("size", RawValue::Int(3)),
+            ("color", RawValue::String("#80808080".into())),
+        ],
+    )]);
+    let png = render(&grey, &border, "bordered-grey.png", OutputFormat::Png);
+    assert_eq!(png.color(), image::ColorType::La8);
+    assert_eq!(png.to_luma_alpha8().get_pixel(0, 0).0, [128, 128]);
+}
+
+#[test]
 fn exif_orientation_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     // Left half black, right half white, 16×8.

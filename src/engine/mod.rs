@@ -874,7 +874,7 @@ impl Engine {
             None => (probe.has_alpha, probe.grey),
         };
         let alpha = source_alpha || render::may_add_transparency(plan);
-        let grey = !alpha && probe.icc_profile.is_none() && render::grey_after(plan, source_grey);
+        let grey = probe.icc_profile.is_none() && render::grey_after(plan, source_grey);
         // What the 8-bit kernels finished (or an empty plan over an opaque 8-bit image) is
         // written from its grey or RGB samples as they are.
         let direct = match &whole {
@@ -887,7 +887,8 @@ impl Engine {
         };
         let layout = match (direct, alpha, grey) {
             (Some(layout), _, _) => layout,
-            (None, true, _) => encode::Layout::Rgba,
+            (None, true, true) => encode::Layout::GreyAlpha,
+            (None, true, false) => encode::Layout::Rgba,
             (None, false, true) => encode::Layout::Grey,
             (None, false, false) => encode::Layout::Rgb,
         };

@@ -240,12 +240,13 @@ pub fn encode(
     {
         return encode(&rgba, options, icc_profile, preset);
     }
-    // An opaque image whose every pixel is grey is written with one grey channel (WebP has no
-    // grey mode): a grey scan stays grey, at 8 or 16 bits.
+    // An image whose every pixel is grey is written with one grey channel (WebP has no grey
+    // mode), and alpha only where a pixel needs it: a grey scan stays grey, at 8 or 16 bits.
+    // TIFF keeps RGBA for grey with alpha (the image crate cannot read such a TIFF back).
     let alpha = image.has_alpha();
-    let grey = !alpha
-        && icc_profile.is_none()
+    let grey = icc_profile.is_none()
         && options.format != OutputFormat::Webp
+        && !(alpha && options.format == OutputFormat::Tiff)
         && !matches!(image.pixels, Pixels::Grey8(_))
         && image.is_grey();
     if grey && let Pixels::Rgb8(p) = &image.pixels {
@@ -265,7 +266,8 @@ pub fn encode(
             let layout = match (&image.pixels, alpha, grey) {
                 (Pixels::Grey8(_), _, _) | (_, false, true) => Layout::Grey,
                 (Pixels::Rgb8(_), _, _) => Layout::PackedRgb,
-                (_, true, _) => Layout::Rgba,
+                (_, true, true) => Layout::GreyAlpha,
+                (_, true, false) => Layout::Rgba,
                 (_, false, false) => Layout::Rgb,
             };
             let high = matches!(image.pixels, Pixels::U16(_));

@@ -320,6 +320,9 @@ pub enum Layout {
     PackedRgb,
     /// Red, green, blue, alpha.
     Rgba,
+    /// One grey sample and alpha (RGBA rows of a grey render, whose red and alpha samples
+    /// are written; a JPEG, which has no alpha, gets grey flattened over white).
+    GreyAlpha,
 }
 
 /// Rows of finished pixels: RGBA, 8 or 16 bit, or opaque 8-bit grey or RGB, `width` px wide.
@@ -337,7 +340,8 @@ pub enum RowsIn<'a> {
 /// An encoder that takes rows top to bottom.
 pub trait RowEncoder {
     /// Write whole rows (grey rows only to a [`Layout::Grey`] encoder, RGB rows only to a
-    /// [`Layout::PackedRgb`] one; RGBA rows to any other, a grey one taking their red).
+    /// [`Layout::PackedRgb`] one; RGBA rows to any other, a grey one taking their red, a
+    /// grey-and-alpha one their red and alpha).
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String>;
     /// Finish the file.
     fn finish(self: Box<Self>) -> std::result::Result<(), String>;
@@ -367,6 +371,7 @@ impl PngRowEncoder {
             Layout::Grey => png::ColorType::Grayscale,
             Layout::Rgb | Layout::PackedRgb => png::ColorType::Rgb,
             Layout::Rgba => png::ColorType::Rgba,
+            Layout::GreyAlpha => png::ColorType::GrayscaleAlpha,
         };
         info.bit_depth = if high_bit_depth {
             png::BitDepth::Sixteen
@@ -393,28 +398,38 @@ impl PngRowEncoder {
 impl RowEncoder for PngRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
-        // RGBA rows to the file's channels: all four, red/green/blue, or grey (red: the rows
-        // of a grey render have R = G = B).
-        let keep = match self.layout {
-            Layout::Rgba => 4,
-            Layout::Grey => 1,
-            Layout::Rgb | Layout::PackedRgb => 3,
+        // RGBA rows to the file's channels: all four, red/green/blue, grey (red: the rows of
+        // a grey render have R = G = B), or grey and alpha.
+        let keep: &[usize] = match self.layout {
+            Layout::Rgba => &[0, 1, 2, 3],
+            Layout::Grey => &[0],
+            Layout::Rgb | Layout::PackedRgb => &[0, 1, 2],
+            Layout::GreyAlpha => &[0, 3],
         };
         match rows {
             RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => {
                 debug_assert!(matches!(self.layout, Layout::Grey | Layout::PackedRgb));
                 return self.writer.write_all(samples).map_err(|e| e.to_string());
             }
-            RowsIn::U8(samples) => {
-                for px in samples.chunks_exact(4) {
-                    self.scratch.extend_from_slice(&px[..keep]);
+            RowsIn::U8(samples) => match keep {
+                // Whole runs of samples where the channels kept lead each pixel.
+                [0, 1, 2, 3] => self.scratch.extend_from_slice(samples),
+                [0, 1, 2] | [0] => {
+                    for px in samples.chunks_exact(4) {
+                        self.scratch.extend_from_slice(&px[..keep.len()]);
+                    }
                 }
-            }
+                _ => {
+                    for px in samples.chunks_exact(4) {
+                        self.scratch.extend(keep.iter().map(|&c| px[c]));
+                    }
+                }
+            },
             RowsIn::U16(samples) => {
                 debug_assert!(self.high_bit_depth);
                 for px in samples.chunks_exact(4) {
-                    for v in &px[..keep] {
-                        self.scratch.extend_from_slice(&v.to_be_bytes());
+                    for &c in keep {
+                        self.scratch.extend_from_slice(&px[c].to_be_bytes());
                     }
                 }
             }
@@ -441,7 +456,8 @@ pub struct JpegRowEncoder {
 
 impl JpegRowEncoder {
     /// Start a JPEG of `size` at `quality` (1..=100). [`Layout::Rgb`] promises opaque RGBA
-    /// rows, [`Layout::PackedRgb`] RGB rows, [`Layout::Grey`] grey rows (a one-channel JPEG). `full_chroma` keeps colour at
+    /// rows, [`Layout::PackedRgb`] RGB rows, [`Layout::Grey`] grey rows (a one-channel JPEG),
+    /// [`Layout::GreyAlpha`] RGBA rows of a grey render (flattened into one channel). `full_chroma` keeps colour at
     /// full resolution (4:4:4) instead of halving it both ways (4:2:0, what most encoders do
     /// by default).
     pub fn new(
@@ -452,10 +468,11 @@ impl JpegRowEncoder {
         icc_profile: Option<&[u8]>,
         full_chroma: bool,
     ) -> std::result::Result<Self, String> {
-        let alpha = layout == Layout::Rgba;
+        let alpha = matches!(layout, Layout::Rgba | Layout::GreyAlpha);
+        let grey = matches!(layout, Layout::Grey | Layout::GreyAlpha);
         let started = catch_unwind(AssertUnwindSafe(|| {
             let mut c = mozjpeg::Compress::new(match layout {
-                Layout::Grey => mozjpeg::ColorSpace::JCS_GRAYSCALE,
+                Layout::Grey | Layout::GreyAlpha => mozjpeg::ColorSpace::JCS_GRAYSCALE,
                 Layout::Rgb => mozjpeg::ColorSpace::JCS_EXT_RGBX,
                 // Flattened into RGB scratch rows, or RGB rows as they come.
                 Layout::Rgba | Layout::PackedRgb => mozjpeg::ColorSpace::JCS_RGB,
@@ -463,7 +480,7 @@ impl JpegRowEncoder {
             c.set_fastest_defaults();
             c.set_size(size.width as usize, size.height as usize);
             c.set_quality(f32::from(quality.clamp(1, 100)));
-            if full_chroma && layout != Layout::Grey {
+            if full_chroma && !grey {
                 c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
             }
             // Huffman optimisation and progressive mode make libjpeg buffer every coefficient
@@ -479,13 +496,22 @@ impl JpegRowEncoder {
             Ok(Ok(compress)) => Ok(Self {
                 compress: Some(compress),
                 opaque: !alpha,
-                grey: layout == Layout::Grey,
+                grey,
                 scratch: Vec::new(),
             }),
             Ok(Err(e)) => Err(e.to_string()),
             Err(payload) => Err(panic_message(payload.as_ref())),
         }
     }
+}
+
+/// Composite the red of straight-alpha 8-bit RGBA over white into one grey sample per pixel
+/// (the red of [`flatten_into`]).
+fn flatten_grey_into(rgba: &[u8], out: &mut Vec<u8>) {
+    out.extend(rgba.chunks_exact(4).map(|px| {
+        let (c, a) = (u32::from(px[0]), u32::from(px[3]));
+        ((c * a + 255 * (255 - a) + 127) / 255) as u8
+    }));
 }
 
 /// Composite straight-alpha 8-bit RGBA over white into RGB.
@@ -509,18 +535,25 @@ impl RowEncoder for JpegRowEncoder {
         self.scratch.clear();
         let scanlines: &[u8] = match rows {
             RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => samples,
-            // RGBA rows of a grey render (R = G = B, opaque) to a one-channel JPEG.
+            // RGBA rows of a grey render (R = G = B) to a one-channel JPEG, flattened over
+            // white where not opaque.
             RowsIn::U8(samples) if self.grey => {
-                self.scratch.extend(samples.iter().step_by(4));
+                if self.opaque {
+                    self.scratch.extend(samples.iter().step_by(4));
+                } else {
+                    flatten_grey_into(samples, &mut self.scratch);
+                }
                 &self.scratch
             }
             RowsIn::U16(samples) if self.grey => {
-                self.scratch.extend(
-                    samples
-                        .iter()
-                        .step_by(4)
-                        .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8),
-                );
+                let eight = samples
+                    .iter()
+                    .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8);
+                if self.opaque {
+                    self.scratch.extend(eight.step_by(4));
+                } else {
+                    flatten_grey_into(&eight.collect::<Vec<_>>(), &mut self.scratch);
+                }
                 &self.scratch
             }
             RowsIn::U8(samples) if self.opaque => samples,
