@@ -4,7 +4,7 @@
 //! pixel is grey (a one-channel render, or R = G = B) written as a one-channel PNG, JPEG or
 //! TIFF, at 8 or 16 bits (WebP has no grey mode: RGB) unless an ICC profile, which describes
 //! RGB, must be kept; an opaque three-channel render written from its RGB samples as they are.
-//! Always written atomically.
+//! The source's ICC profile is kept in every format. Always written atomically.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Write};
@@ -297,7 +297,13 @@ pub fn encode(
                 (Pixels::Rgb8(p), _) => (Cow::Borrowed(p), ExtendedColorType::Rgb8),
             };
             let mut cursor = Cursor::new(&mut out);
-            TiffEncoder::new(&mut cursor)
+            let mut encoder = TiffEncoder::new(&mut cursor);
+            if let Some(icc) = icc_profile {
+                encoder
+                    .set_icc_profile(icc.to_vec())
+                    .map_err(|e| e.to_string())?;
+            }
+            encoder
                 .write_image(&bytes, w, h, color)
                 .map_err(|e| e.to_string())?;
         }
@@ -338,9 +344,86 @@ pub fn encode(
             let encoded = encoder
                 .encode_advanced(&config)
                 .map_err(|e| format!("libwebp failed: {e:?}"))?;
-            out.extend_from_slice(&encoded);
+            match icc_profile {
+                Some(icc) => out = webp_with_icc(&encoded, icc, image.size, alpha)?,
+                None => out.extend_from_slice(&encoded),
+            }
         }
     }
+    Ok(out)
+}
+
+/// `webp` (a RIFF file as libwebp writes it) with `icc` in an `ICCP` chunk: libwebp's
+/// encoder takes no profile, and its mux library would be a second C API for one chunk. A
+/// simple file (one `VP8 ` or `VP8L` chunk) gets the extended header (`VP8X`) that a profile
+/// needs, saying alpha when `alpha`; an extended one gets its ICC flag set. The chunks are
+/// otherwise copied as they are, in the order the WebP container specification gives.
+fn webp_with_icc(
+    webp: &[u8],
+    icc: &[u8],
+    size: Size,
+    alpha: bool,
+) -> std::result::Result<Vec<u8>, String> {
+    const ICC_FLAG: u8 = 0x20;
+    const ALPHA_FLAG: u8 = 0x10;
+    let malformed = || "libwebp wrote a file whose chunks could not be read".to_owned();
+    if webp.len() < 12 || &webp[..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
+        return Err(malformed());
+    }
+    let chunk = |fourcc: &[u8; 4], payload: &[u8]| -> std::result::Result<Vec<u8>, String> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| "the ICC profile is too large for a WebP file".to_owned())?;
+        let mut bytes = Vec::with_capacity(payload.len() + 9);
+        bytes.extend_from_slice(fourcc);
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(payload);
+        if payload.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        Ok(bytes)
+    };
+    let mut body = &webp[12..];
+    let mut chunks = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 8 {
+            return Err(malformed());
+        }
+        let len = u32::from_le_bytes([body[4], body[5], body[6], body[7]]) as usize;
+        let end = 8 + len + len % 2;
+        if body.len() < 8 + len {
+            return Err(malformed());
+        }
+        chunks.push(&body[..end.min(body.len())]);
+        body = &body[end.min(body.len())..];
+    }
+    let mut out = Vec::with_capacity(webp.len() + icc.len() + 32);
+    out.extend_from_slice(b"RIFF\0\0\0\0WEBP");
+    match chunks.first() {
+        Some(first) if &first[..4] == b"VP8X" && first.len() >= 18 => {
+            let mut header = first.to_vec();
+            header[8] |= ICC_FLAG;
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&chunk(b"ICCP", icc)?);
+            for rest in &chunks[1..] {
+                out.extend_from_slice(rest);
+            }
+        }
+        Some(_) => {
+            let mut header = [0u8; 10];
+            header[0] = ICC_FLAG | if alpha { ALPHA_FLAG } else { 0 };
+            header[4..7].copy_from_slice(&(size.width - 1).to_le_bytes()[..3]);
+            header[7..10].copy_from_slice(&(size.height - 1).to_le_bytes()[..3]);
+            out.extend_from_slice(&chunk(b"VP8X", &header)?);
+            out.extend_from_slice(&chunk(b"ICCP", icc)?);
+            for rest in &chunks {
+                out.extend_from_slice(rest);
+            }
+        }
+        None => return Err(malformed()),
+    }
+    let riff_len = u32::try_from(out.len() - 8)
+        .map_err(|_| "the ICC profile is too large for a WebP file".to_owned())?;
+    out[4..8].copy_from_slice(&riff_len.to_le_bytes());
     Ok(out)
 }
 
@@ -460,6 +543,68 @@ mod jpeg_chroma_tests {
             .unwrap();
         assert!(ours == *reference, "RGBA and RGB imports differ");
         assert!(!ours.windows(4).any(|c| c == b"ALPH"));
+    }
+
+    /// A source's ICC profile is kept in WebP (lossy and lossless, with and without alpha),
+    /// TIFF and JPEG, where the image crate reads it back, and the pixels are those of the
+    /// same file without it.
+    #[test]
+    fn webp_tiff_and_jpeg_keep_the_icc_profile_and_the_pixels() {
+        use image::ImageDecoder as _;
+        let (w, h) = (29u32, 17u32);
+        // An odd length, so WebP's chunk needs its padding byte, and more than one JPEG
+        // marker holds.
+        let icc: Vec<u8> = (0..150_001u32).map(|i| (i * 7 % 256) as u8).collect();
+        for alpha in [false, true] {
+            let rgba: Vec<u8> = (0..w * h * 4)
+                .map(|i| match (i % 4, alpha) {
+                    (3, false) => 255,
+                    (3, true) => (i / 4 % 200 + 40) as u8,
+                    _ => (i * 37 % 251) as u8,
+                })
+                .collect();
+            let image = OutputImage {
+                size: Size::new(w, h),
+                pixels: Pixels::U8(rgba),
+            };
+            for (format, lossless) in [
+                (OutputFormat::Webp, false),
+                (OutputFormat::Webp, true),
+                (OutputFormat::Tiff, false),
+                (OutputFormat::Jpeg, false),
+            ] {
+                let case = format!("{format:?} lossless {lossless} alpha {alpha}");
+                let options = EncodeOptions {
+                    format,
+                    quality: 80,
+                    lossless,
+                };
+                let with = encode(&image, &options, Some(&icc), QualityPreset::Balanced).unwrap();
+                let without = encode(&image, &options, None, QualityPreset::Balanced).unwrap();
+                let decode = |bytes: &[u8]| -> (Option<Vec<u8>>, image::DynamicImage) {
+                    let mut decoder: Box<dyn image::ImageDecoder> = match format {
+                        OutputFormat::Webp => Box::new(
+                            image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).unwrap(),
+                        ),
+                        OutputFormat::Jpeg => Box::new(
+                            image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).unwrap(),
+                        ),
+                        _ => Box::new(
+                            image::codecs::tiff::TiffDecoder::new(Cursor::new(bytes)).unwrap(),
+                        ),
+                    };
+                    let icc = decoder.icc_profile().unwrap();
+                    (icc, image::DynamicImage::from_decoder(decoder).unwrap())
+                };
+                let (kept, pixels) = decode(&with);
+                assert_eq!(kept.as_deref(), Some(&icc[..]), "{case}");
+                let (none, reference) = decode(&without);
+                assert_eq!(none, None, "{case}");
+                let kept_alpha = alpha && format != OutputFormat::Jpeg;
+                assert_eq!(pixels.color().has_alpha(), kept_alpha, "{case}");
+                assert_eq!(pixels, reference, "{case}");
+            }
+        }
     }
 
     /// Opaque RGB pixels (what the 8-bit kernels finish) are written as they are, to the same

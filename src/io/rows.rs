@@ -488,7 +488,9 @@ impl JpegRowEncoder {
             c.set_optimize_coding(false);
             let mut started = c.start_compress(out)?;
             if let Some(icc) = icc_profile {
-                started.write_icc_profile(icc);
+                for marker in icc_markers(icc) {
+                    started.write_marker(mozjpeg::Marker::APP(2), &marker);
+                }
             }
             Ok::<_, std::io::Error>(started)
         }));
@@ -503,6 +505,23 @@ impl JpegRowEncoder {
             Err(payload) => Err(panic_message(payload.as_ref())),
         }
     }
+}
+
+/// The APP2 marker payloads that carry `icc` in a JPEG: "ICC_PROFILE\0", the marker's
+/// sequence number counted from 1, the number of markers, then up to 65519 bytes of the
+/// profile. (`mozjpeg`'s `write_icc_profile` counts from 0, which libjpeg's and the image
+/// crate's readers reject as corrupt, dropping the profile.) A profile needing more than 255
+/// markers (over 16 MB) is not written: such a file would be unreadable to them too.
+fn icc_markers(icc: &[u8]) -> Vec<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"ICC_PROFILE\0";
+    const MAX_CHUNK_BYTES: usize = 65_533 - SIGNATURE.len() - 2;
+    let Ok(count) = u8::try_from(icc.len().div_ceil(MAX_CHUNK_BYTES)) else {
+        return Vec::new();
+    };
+    icc.chunks(MAX_CHUNK_BYTES)
+        .zip(1..=count)
+        .map(|(chunk, seq)| [SIGNATURE, &[seq, count], chunk].concat())
+        .collect()
 }
 
 /// Composite the red of straight-alpha 8-bit RGBA over white into one grey sample per pixel
