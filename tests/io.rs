@@ -350,6 +350,27 @@ fn sixteen_bit_png_stays_sixteen_bit() {
     );
 }
 
+/// `chain` on `input` rendered by `eng` to `name` in `dir` as `format` (quality 90, lossless
+/// WebP), read back.
+fn render_into(
+    eng: &Engine,
+    dir: &Path,
+    input: &Path,
+    chain: &Chain,
+    name: &str,
+    format: OutputFormat,
+) -> DynamicImage {
+    let out = dir.join(name);
+    let options = EncodeOptions {
+        format,
+        quality: 90,
+        lossless: true,
+    };
+    eng.render_file(input, chain, &out, &options, false, &Default::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    image::open(&out).unwrap()
+}
+
 fn chain_of(ops_and_params: &[(&str, &[(&str, RawValue)])]) -> Chain {
     let ops = ops_and_params
         .iter()
@@ -386,15 +407,7 @@ fn outputs_keep_one_grey_channel_and_no_alpha_the_pixels_do_not_need() {
     )
     .unwrap();
     let render = |input: &Path, chain: &Chain, name: &str, format: OutputFormat| {
-        let out = d.join(name);
-        let options = EncodeOptions {
-            format,
-            quality: 90,
-            lossless: true,
-        };
-        eng.render_file(input, chain, &out, &options, false, &Default::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        image::open(&out).unwrap()
+        render_into(&eng, d, input, chain, name, format)
     };
     let keeps = chain_of(&[
         ("gaussian_blur", &[("sigma", RawValue::Float(1.5))]),
@@ -490,15 +503,7 @@ fn grey_with_alpha_keeps_one_grey_channel_and_its_alpha() {
     let d = dir.path();
     let eng = engine(1 << 30);
     let render = |input: &Path, chain: &Chain, name: &str, format: OutputFormat| {
-        let out = d.join(name);
-        let options = EncodeOptions {
-            format,
-            quality: 90,
-            lossless: true,
-        };
-        eng.render_file(input, chain, &out, &options, false, &Default::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        image::open(&out).unwrap()
+        render_into(&eng, d, input, chain, name, format)
     };
     // A half-transparent ramp, grey with alpha, at 8 and 16 bits: streamed (blur), and
     // rendered whole (Canny edges need the whole image).
