@@ -48,6 +48,8 @@ pub struct WatchOptions {
     pub format: FormatChoice,
     /// JPEG / lossy WebP quality.
     pub quality: u8,
+    /// WebP outputs lossless instead of lossy.
+    pub lossless: bool,
     /// Output file name template (as for batch).
     pub name_template: String,
     /// Watch sub-folders too.
@@ -290,7 +292,7 @@ impl Shared<'_> {
         let encode = EncodeOptions {
             format,
             quality: self.options.quality,
-            lossless: false,
+            lossless: self.options.lossless,
         };
         let commit_stamp = stamp.clone();
         let mut result = render_to(
@@ -411,7 +413,7 @@ pub fn run(
     let h = settings_hash(
         chain,
         options.format,
-        options.quality,
+        (options.quality, options.lossless),
         &options.name_template,
     );
     let journal = Journal::open(&out_dir, &format!(".opossum-watch-{h:016x}"))?;

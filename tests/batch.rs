@@ -870,3 +870,63 @@ fn a_read_only_or_full_output_folder_gives_clear_errors_and_no_partial_files() {
     assert_eq!(outputs(&full.path).len(), 8);
     assert_clean(&full.path);
 }
+
+/// `--lossless` writes lossless WebP (with `--format same`, for the WebP inputs), leaves other
+/// formats as they are, counts as a setting of its own (a lossy run after it re-renders), and
+/// is refused with a format that cannot be lossless.
+#[test]
+fn lossless_makes_lossless_webp_and_is_a_setting_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let image = test_image(48, 32, 3, false);
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .encode(
+            image.to_rgba8().as_raw(),
+            48,
+            32,
+            image::ExtendedColorType::Rgba8,
+        )
+        .unwrap();
+    std::fs::write(input.join("a.webp"), &webp).unwrap();
+    image.save(input.join("b.jpg")).unwrap();
+    let chain = write_chain(dir.path());
+    let out_dir = dir.path().join("out");
+    let kind = |name: &str| {
+        let bytes = std::fs::read(out_dir.join(name)).unwrap();
+        (bytes[12..16]).to_vec()
+    };
+    let before = snapshot(&input);
+    let out = batch_io(dir.path(), &chain, &input, &out_dir, &["--lossless"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(kind("a.webp"), b"VP8L", "lossless WebP");
+    assert_eq!(
+        &std::fs::read(out_dir.join("b.jpg")).unwrap()[..2],
+        [0xff, 0xd8]
+    );
+    // Lossy is another setting: the same command without --lossless renders again.
+    let out = batch_io(dir.path(), &chain, &input, &out_dir, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(kind("a.webp"), b"VP8 ", "lossy WebP");
+    for format in ["jpeg", "svg"] {
+        let out = batch_io(
+            dir.path(),
+            &chain,
+            &input,
+            &dir.path().join(format),
+            &["--format", format, "--lossless"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{format}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--lossless"), "{format}: {stderr}");
+        assert!(!dir.path().join(format).exists(), "{format}: nothing made");
+    }
+    assert_eq!(snapshot(&input), before);
+    assert_clean(&out_dir);
+}

@@ -54,6 +54,8 @@ pub struct BatchOptions {
     pub format: FormatChoice,
     /// JPEG / lossy WebP quality, 1..=100.
     pub quality: u8,
+    /// WebP outputs lossless instead of lossy (other formats are lossless, or cannot be).
+    pub lossless: bool,
     /// Images in parallel; 0 = `parallel_images` from the config, which 0 makes automatic.
     pub concurrency: usize,
     /// Continue or stop after a failure.
@@ -134,11 +136,14 @@ pub struct Batch {
 pub(crate) fn settings_hash(
     chain: &Chain,
     format: FormatChoice,
-    quality: u8,
+    (quality, lossless): (u8, bool),
     template: &str,
 ) -> u64 {
+    // Lossy settings hash as they did before `lossless` existed, so earlier journals stay
+    // valid.
+    let lossless = if lossless { "|lossless" } else { "" };
     let key = format!(
-        "{}|{format:?}|{quality}|{template}|{}",
+        "{}|{format:?}|{quality}{lossless}|{template}|{}",
         chain.to_toml_string(),
         env!("CARGO_PKG_VERSION")
     );
@@ -156,7 +161,7 @@ fn journal_name(chain: &Chain, options: &BatchOptions) -> String {
     let h = settings_hash(
         chain,
         options.format,
-        options.quality,
+        (options.quality, options.lossless),
         &options.name_template,
     );
     match options.shard {
@@ -403,7 +408,7 @@ fn render_one(
     let encode = EncodeOptions {
         format: job.format,
         quality: options.quality,
-        lossless: false,
+        lossless: options.lossless,
     };
     render_to(
         engine,

@@ -133,6 +133,9 @@ pub struct OutputArgs {
     /// Quality for JPEG and lossy WebP, 1..=100 [default: 85].
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
+    /// WebP outputs lossless instead of lossy (with --format same: the WebP inputs' outputs).
+    #[arg(long)]
+    pub lossless: bool,
     /// Output file name: {stem}, {name}, {ext} (output format), {srcext}.
     #[arg(long, default_value = "{stem}.{ext}", value_name = "TEMPLATE")]
     pub name_template: String,

@@ -165,7 +165,7 @@ fn check_output_args(
 ) -> Result<()> {
     crate::batch::inputs::check_template(&out.name_template, format)?;
     if let crate::batch::FormatChoice::Fixed(format) = format {
-        for note in checks::encoder_options(format, out.quality, false)? {
+        for note in checks::encoder_options(format, out.quality, out.lossless)? {
             errln!("note: {note}");
         }
     }
@@ -209,6 +209,7 @@ fn watch(global: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
         output_dir: args.output.clone(),
         format,
         quality: args.out.quality.unwrap_or(checks::DEFAULT_QUALITY),
+        lossless: args.out.lossless,
         name_template: args.out.name_template.clone(),
         recursive: args.recursive,
         concurrency: args.concurrency,
@@ -263,6 +264,7 @@ fn batch(global: &GlobalArgs, args: &BatchArgs) -> Result<u8> {
         output_dir: args.output.clone(),
         format,
         quality: args.out.quality.unwrap_or(checks::DEFAULT_QUALITY),
+        lossless: args.out.lossless,
         concurrency: args.concurrency,
         on_error: if args.on_error == "stop" {
             OnError::Stop

@@ -66,6 +66,7 @@ impl BatchSettings {
             output_dir: self.output.output_dir.clone().unwrap_or_default(),
             format: self.output.format.choice(),
             quality: self.output.quality,
+            lossless: self.output.lossless(),
             concurrency: self.concurrency,
             on_error: if self.stop_on_error {
                 OnError::Stop

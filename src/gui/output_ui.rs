@@ -68,6 +68,11 @@ impl FormatPick {
     fn lossy(self) -> bool {
         matches!(self, FormatPick::Same | FormatPick::Jpeg | FormatPick::Webp)
     }
+
+    /// Whether WebP may be written (so lossless WebP means something).
+    fn webp(self) -> bool {
+        matches!(self, FormatPick::Same | FormatPick::Webp)
+    }
 }
 
 /// Where and how a panel writes its outputs.
@@ -80,6 +85,8 @@ pub struct OutputSettings {
     pub format: FormatPick,
     /// JPEG / lossy WebP quality, 1..=100.
     pub quality: u8,
+    /// WebP outputs lossless (`--lossless`).
+    pub lossless_webp: bool,
     /// File names: `{stem}`, `{name}`, `{ext}`, `{srcext}`.
     pub name_template: String,
 }
@@ -90,12 +97,18 @@ impl Default for OutputSettings {
             output_dir: None,
             format: FormatPick::Same,
             quality: 85,
+            lossless_webp: false,
             name_template: "{stem}.{ext}".to_owned(),
         }
     }
 }
 
 impl OutputSettings {
+    /// Whether WebP outputs are lossless.
+    pub fn lossless(&self) -> bool {
+        self.lossless_webp && self.format.webp()
+    }
+
     /// Why a job cannot start with these settings, if it cannot.
     pub fn problem(&self) -> Option<String> {
         if self.output_dir.is_none() {
@@ -133,11 +146,18 @@ impl OutputSettings {
                 ui.end_row();
                 let l = ui.label("Quality");
                 ui.add_enabled(
-                    self.format.lossy(),
+                    self.format.lossy() && !(self.format == FormatPick::Webp && self.lossless_webp),
                     egui::Slider::new(&mut self.quality, 1..=100),
                 )
                 .on_hover_text("JPEG and lossy WebP; PNG and TIFF are lossless")
                 .labelled_by(l.id);
+                ui.end_row();
+                ui.label("");
+                ui.add_enabled(
+                    self.format.webp(),
+                    egui::Checkbox::new(&mut self.lossless_webp, "Lossless WebP"),
+                )
+                .on_hover_text("WebP outputs keep every pixel (the CLI's --lossless)");
                 ui.end_row();
                 let l = ui.label("File names");
                 ui.text_edit_singleline(&mut self.name_template)
@@ -221,6 +241,37 @@ mod tests {
         assert_eq!(at(0), "19700101-000000");
         assert_eq!(at(951_782_400), "20000229-000000");
         assert_eq!(at(1_798_329_600 + 3_723), "20261227-010203");
+    }
+
+    #[test]
+    fn the_lossless_webp_box_applies_where_webp_is_written() {
+        use egui_kittest::kittest::Queryable as _;
+        let mut h = egui_kittest::Harness::new_ui_state(
+            |ui, settings: &mut OutputSettings| {
+                settings.ui(
+                    ui,
+                    "test",
+                    &mut crate::gui::dialogs::ScriptedDialogs::default(),
+                );
+            },
+            OutputSettings::default(),
+        );
+        h.run();
+        assert!(!h.state().lossless());
+        h.get_by_label("Lossless WebP").click();
+        h.run();
+        // `same` writes the WebP inputs as WebP: lossless applies to them.
+        assert!(h.state().lossless_webp && h.state().lossless());
+        h.state_mut().format = FormatPick::Jpeg;
+        h.run();
+        assert!(!h.state().lossless(), "JPEG cannot be lossless");
+        // Disabled: a click changes nothing.
+        h.get_by_label("Lossless WebP").click();
+        h.run();
+        assert!(h.state().lossless_webp);
+        h.state_mut().format = FormatPick::Webp;
+        h.run();
+        assert!(h.state().lossless());
     }
 
     #[test]

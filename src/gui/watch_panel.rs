@@ -64,6 +64,7 @@ impl WatchSettings {
             output_dir: self.output.output_dir.clone().unwrap_or_default(),
             format: self.output.format.choice(),
             quality: self.output.quality,
+            lossless: self.output.lossless(),
             name_template: self.output.name_template.clone(),
             recursive: self.recursive,
             concurrency: 0,
