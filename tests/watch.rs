@@ -452,6 +452,26 @@ fn a_name_that_would_say_another_format_fails_that_file_only() {
 }
 
 #[test]
+fn lossless_writes_lossless_webp() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.png"), png_bytes(4, 20)).unwrap();
+    let w = Watch::start(
+        dir.path(),
+        &input,
+        &output,
+        &["--format", "webp", "--lossless"],
+    );
+    w.wait_for("the file", |l| l.iter().any(|x| x.contains(" ok ")));
+    w.stop();
+    let bytes = std::fs::read(output.join("a.webp")).unwrap();
+    assert_eq!(&bytes[12..16], b"VP8L", "lossless WebP");
+    assert_no_temp_files(&output);
+}
+
+#[test]
 fn deleted_while_settling_and_symlink_loops_are_harmless() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
