@@ -156,10 +156,7 @@ impl OutputImage {
     pub fn to_rgba8(&self) -> Vec<u8> {
         match &self.pixels {
             Pixels::U8(p) => p.clone(),
-            Pixels::U16(p) => p
-                .iter()
-                .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8)
-                .collect(),
+            Pixels::U16(p) => p.iter().map(|&v| super::rows::eight_bit(v)).collect(),
             Pixels::Grey8(p) => p.iter().flat_map(|&v| [v, v, v, u8::MAX]).collect(),
             Pixels::Rgb8(p) => p
                 .chunks_exact(3)

@@ -524,6 +524,11 @@ fn icc_markers(icc: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A 16-bit sample rounded to 8 bits.
+pub(crate) fn eight_bit(v: u16) -> u8 {
+    ((u32::from(v) * 255 + 32_767) / 65_535) as u8
+}
+
 /// Composite the red of straight-alpha 8-bit RGBA over white into one grey sample per pixel
 /// (the red of [`flatten_into`]).
 fn flatten_grey_into(rgba: &[u8], out: &mut Vec<u8>) {
@@ -552,6 +557,15 @@ fn flatten_into(rgba: &[u8], out: &mut Vec<u8>) {
 impl RowEncoder for JpegRowEncoder {
     fn write_rows(&mut self, rows: RowsIn<'_>) -> std::result::Result<(), String> {
         self.scratch.clear();
+        // 16-bit rows are rounded to 8 bits first; then every row is 8-bit.
+        let eight: Vec<u8>;
+        let rows = match rows {
+            RowsIn::U16(samples) => {
+                eight = samples.iter().map(|&v| eight_bit(v)).collect();
+                RowsIn::U8(&eight)
+            }
+            rows => rows,
+        };
         let scanlines: &[u8] = match rows {
             RowsIn::Grey8(samples) | RowsIn::Rgb8(samples) => samples,
             // RGBA rows of a grey render (R = G = B) to a one-channel JPEG, flattened over
@@ -564,34 +578,12 @@ impl RowEncoder for JpegRowEncoder {
                 }
                 &self.scratch
             }
-            RowsIn::U16(samples) if self.grey => {
-                let eight = samples
-                    .iter()
-                    .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8);
-                if self.opaque {
-                    self.scratch.extend(eight.step_by(4));
-                } else {
-                    flatten_grey_into(&eight.collect::<Vec<_>>(), &mut self.scratch);
-                }
-                &self.scratch
-            }
             RowsIn::U8(samples) if self.opaque => samples,
             RowsIn::U8(samples) => {
                 flatten_into(samples, &mut self.scratch);
                 &self.scratch
             }
-            RowsIn::U16(samples) => {
-                let eight: Vec<u8> = samples
-                    .iter()
-                    .map(|&v| ((u32::from(v) * 255 + 32_767) / 65_535) as u8)
-                    .collect();
-                if self.opaque {
-                    self.scratch = eight;
-                } else {
-                    flatten_into(&eight, &mut self.scratch);
-                }
-                &self.scratch
-            }
+            RowsIn::U16(_) => unreachable!("16-bit rows were rounded to 8 bits above"),
         };
         let Some(compress) = self.compress.as_mut() else {
             return Err("the JPEG encoder already failed".to_owned());
